@@ -1,0 +1,84 @@
+/*
+ * frame.h — the worker frames that cross the pipes between a supervisor and
+ * its Python workers (schemas/README.md, "Worker frames").
+ *
+ * Decoding takes one frame body (what sf_reader_next returned) and fills an
+ * sf_frame whose views point into `unpacked` and, for strings and binaries,
+ * into the body bytes themselves (msgpack-c does not copy them): the body
+ * must outlive the frame; encoding appends a whole frame
+ * (length prefix included) to a msgpack_sbuffer so that several frames can be
+ * written to a pipe with one write().
+ */
+#ifndef SF_FRAME_H
+#define SF_FRAME_H
+
+#include "mp.h"
+
+typedef enum {
+    SF_FRAME_READY,
+    SF_FRAME_CALL,
+    SF_FRAME_RESULT,
+    SF_FRAME_PING,
+    SF_FRAME_PONG,
+    SF_FRAME_SHUTDOWN,
+    SF_FRAME_ERROR,
+} sf_frame_type;
+
+const char *sf_frame_type_name(sf_frame_type t);
+
+typedef struct sf_frame {
+    msgpack_unpacked unpacked;
+    sf_frame_type type;
+    const msgpack_object *root;
+    uint64_t seq; /* call, result, ping, pong; error when has_seq */
+    bool has_seq;
+    /* ready */
+    int64_t pid;
+    sf_str worker_id;
+    sf_str python;
+    const msgpack_object *caps; /* array or NULL */
+    /* call */
+    sf_str op;
+    sf_str session;
+    sf_str program;
+    const msgpack_object *args, *spec; /* spec: map or NULL */
+    /* result */
+    bool ok;
+    const msgpack_object *value; /* ok: the value (NULL if absent) */
+    const msgpack_object *error; /* !ok: map with type/message[/traceback] */
+    sf_str err_type, err_message, err_traceback;
+    const msgpack_object *state; /* call and result: map or NULL */
+    uint64_t exec_us;
+    /* pong */
+    uint64_t rss_kb;
+    /* error */
+    sf_str message;
+} sf_frame;
+
+/* Decodes and validates one frame body. On success f must be released. */
+int sf_frame_decode(sf_frame *f, const char *body, size_t len, sf_err *err);
+void sf_frame_release(sf_frame *f);
+
+/*
+ * Encoders. Each appends one complete frame to sb. For frames whose map the
+ * caller fills itself, sf_frame_begin() reserves the length prefix and
+ * returns its offset; sf_frame_end() patches it.
+ */
+size_t sf_frame_begin(msgpack_sbuffer *sb);
+void sf_frame_end(msgpack_sbuffer *sb, size_t start);
+
+typedef struct sf_call {
+    uint64_t seq;
+    const char *op;
+    sf_str session;
+    sf_str program;              /* omitted when len 0 */
+    const msgpack_object *args;  /* NULL: omitted */
+    const msgpack_object *spec;  /* NULL: omitted */
+    const msgpack_object *state; /* NULL: omitted */
+} sf_call;
+
+void sf_frame_pack_call(msgpack_sbuffer *sb, const sf_call *c);
+void sf_frame_pack_ping(msgpack_sbuffer *sb, uint64_t seq);
+void sf_frame_pack_shutdown(msgpack_sbuffer *sb);
+
+#endif
