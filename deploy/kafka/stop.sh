@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Stops a Kafka test broker started by deploy/kafka/start.sh: SIGTERM to the
+# pid in DIR/kafka.pid (only if that process is the broker of DIR), a bounded
+# wait for the clean shutdown, then SIGKILL; then removes DIR unless KEEP=1.
+# Idempotent: a broker already gone is fine, and so is a missing DIR.
+#
+# Usage: deploy/kafka/stop.sh [DIR]      DIR defaults to $KAFKA_DIR
+# Environment:
+#   KEEP=1               keep DIR (data, logs) after stopping
+#   KAFKA_STOP_TIMEOUT   seconds to wait after SIGTERM before SIGKILL (30)
+# Exit status 0 when no broker of DIR is left running.
+set -euo pipefail
+
+die() { echo "kafka/stop.sh: error: $*" >&2; exit 1; }
+note() { echo "kafka/stop.sh: $*" >&2; }
+
+dir="${1:-${KAFKA_DIR:-}}"
+[[ -n "$dir" ]] || die "usage: stop.sh DIR (or set KAFKA_DIR)"
+(($# <= 1)) || die "usage: stop.sh DIR (one argument)"
+stop_timeout="${KAFKA_STOP_TIMEOUT:-30}"
+[[ "$stop_timeout" =~ ^[0-9]+$ ]] || die "invalid KAFKA_STOP_TIMEOUT '$stop_timeout'"
+
+if [[ ! -d "$dir" ]]; then
+  note "$dir does not exist; nothing to stop"
+  exit 0
+fi
+dir="$(cd "$dir" && pwd)"
+
+# alive PID: the process exists and is not a zombie waiting to be reaped.
+alive() {
+  local state
+  state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ -n "$state" && "$state" != Z ]]
+}
+# ours PID: its command line is `java ... kafka.Kafka DIR/server.properties`,
+# so a recycled pid of an unrelated process is never signalled.
+ours() {
+  local cmdline
+  cmdline="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)" || return 1
+  [[ "$cmdline" == *" kafka.Kafka $dir/server.properties"* ]]
+}
+
+if [[ -f "$dir/kafka.pid" ]]; then
+  pid="$(cat "$dir/kafka.pid")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || die "bad pid file $dir/kafka.pid: '$pid'"
+  if alive "$pid" && ours "$pid"; then
+    start_s=$SECONDS
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + stop_timeout))
+    while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+    if alive "$pid"; then
+      note "broker pid $pid still running ${stop_timeout} s after SIGTERM; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
+      alive "$pid" && die "broker pid $pid survived SIGKILL"
+    fi
+    note "stopped broker pid $pid in $((SECONDS - start_s)) s"
+  elif alive "$pid"; then
+    note "pid $pid from $dir/kafka.pid is not this dir's broker; not signalling it"
+  fi
+  rm -f "$dir/kafka.pid"
+else
+  note "no $dir/kafka.pid; no broker to stop"
+fi
+
+if [[ "${KEEP:-0}" == 1 ]]; then
+  note "KEEP=1: keeping $dir"
+elif [[ -f "$dir/.snakefleet-kafka" ]]; then
+  rm -rf "$dir"
+else
+  note "$dir was not made by start.sh (no .snakefleet-kafka marker); not removing it"
+fi

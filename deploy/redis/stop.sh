@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Stops a Redis server started by deploy/redis/start.sh: `redis-cli shutdown
+# nosave`, a bounded wait, then SIGTERM and SIGKILL to the pid in
+# DIR/redis.pid if it is still there (only if that process is the
+# redis-server of DIR); then removes DIR unless KEEP=1. Idempotent: a server
+# already gone is fine, and so is a missing DIR.
+#
+# Usage: deploy/redis/stop.sh [DIR]      DIR defaults to $REDIS_DIR
+# Environment:
+#   KEEP=1               keep DIR (AOF, log) after stopping
+#   REDIS_STOP_TIMEOUT   seconds to wait for the shutdown before killing (10)
+# Exit status 0 when no redis-server of DIR is left running.
+set -euo pipefail
+
+die() { echo "redis/stop.sh: error: $*" >&2; exit 1; }
+note() { echo "redis/stop.sh: $*" >&2; }
+
+dir="${1:-${REDIS_DIR:-}}"
+[[ -n "$dir" ]] || die "usage: stop.sh DIR (or set REDIS_DIR)"
+(($# <= 1)) || die "usage: stop.sh DIR (one argument)"
+stop_timeout="${REDIS_STOP_TIMEOUT:-10}"
+[[ "$stop_timeout" =~ ^[0-9]+$ ]] || die "invalid REDIS_STOP_TIMEOUT '$stop_timeout'"
+
+if [[ ! -d "$dir" ]]; then
+  note "$dir does not exist; nothing to stop"
+  exit 0
+fi
+dir="$(cd "$dir" && pwd)"
+
+# alive PID: the process exists and is not a zombie waiting to be reaped.
+alive() {
+  local state
+  state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ -n "$state" && "$state" != Z ]]
+}
+# ours PID PORT: a redis-server serving 127.0.0.1:PORT (redis-server sets its
+# process title to "redis-server 127.0.0.1:PORT"; Debian's binary is a link to
+# redis-check-rdb, so /proc/PID/exe does not tell), so a recycled pid of an
+# unrelated process is never signalled.
+ours() {
+  local cmdline
+  cmdline="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)" || return 1
+  [[ "$cmdline" == redis-server*"127.0.0.1:$2"* ]]
+}
+wait_gone() { # PID SECONDS
+  local deadline=$((SECONDS + $2))
+  while alive "$1" && ((SECONDS < deadline)); do sleep 0.05; done
+  ! alive "$1"
+}
+
+port=""
+if [[ -f "$dir/redis.conf" ]]; then
+  port="$(awk '$1 == "port" {print $2}' "$dir/redis.conf")"
+fi
+
+if [[ -f "$dir/redis.pid" && -n "$port" ]]; then
+  pid="$(cat "$dir/redis.pid")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || die "bad pid file $dir/redis.pid: '$pid'"
+  if alive "$pid" && ours "$pid" "$port"; then
+    timeout 5 redis-cli -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    if ! wait_gone "$pid" "$stop_timeout"; then
+      note "redis-server pid $pid still running ${stop_timeout} s after SHUTDOWN; sending SIGTERM"
+      kill -TERM "$pid" 2>/dev/null || true
+      if ! wait_gone "$pid" 5; then
+        note "sending SIGKILL to redis-server pid $pid"
+        kill -KILL "$pid" 2>/dev/null || true
+        wait_gone "$pid" 5 || die "redis-server pid $pid survived SIGKILL"
+      fi
+    fi
+    note "stopped redis-server pid $pid (port $port)"
+  elif alive "$pid"; then
+    note "pid $pid from $dir/redis.pid is not this dir's redis-server; not signalling it"
+  fi
+  rm -f "$dir/redis.pid"
+else
+  note "no $dir/redis.pid; no redis-server to stop"
+fi
+
+if [[ "${KEEP:-0}" == 1 ]]; then
+  note "KEEP=1: keeping $dir"
+elif [[ -f "$dir/.snakefleet-redis" ]]; then
+  rm -rf "$dir"
+else
+  note "$dir was not made by start.sh (no .snakefleet-redis marker); not removing it"
+fi

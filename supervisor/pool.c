@@ -1,0 +1,1460 @@
+/*
+ * pool.c — the Python worker pool; see pool.h for the contract.
+ *
+ * Shape of the code:
+ *   - slots: pool_size regular slots, then max_overflow overflow slots. A slot
+ *     holds at most one worker process at a time; `gen` counts its processes
+ *     so a session's "last worker" hint never points at a replacement.
+ *   - the queue: calls waiting for a worker, in submit order. dispatch() walks
+ *     it and places what it can; a session whose earlier call must wait makes
+ *     its later calls wait too, which keeps per-session order.
+ *   - a worker's in-flight list: calls written to its pipe, answered in order
+ *     (the worker is sequential), so the head is the one executing.
+ *   - timers: one per worker (startup, request timeout, stop escalation), a
+ *     maintenance tick (checkout timeouts, overflow reaping, respawns, RSS),
+ *     the health tick (pings), and SIGCHLD.
+ */
+#include "pool.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "frame_reader.h"
+#include "log.h"
+#include "proc.h"
+#include "smap.h"
+#include "zygote.h"
+
+#define MAINT_INTERVAL_MS 50
+#define RSS_CHECK_US      50000
+#define MAX_SLOTS         64
+#define SESSION_HINTS_MAX 200000
+
+typedef struct sess {
+    int bound;     /* slot with this session's calls in flight, or -1 */
+    int inflight;  /* calls written to a worker */
+    int queued;    /* calls waiting in the pool queue */
+    int last_slot; /* the worker that last ran it (hint), -1 = none */
+    uint32_t last_gen;
+    uint64_t blocked_scan; /* dispatch pass in which an earlier call had to wait */
+} sess;
+
+typedef struct pcall {
+    struct pcall *next;
+    uint64_t seq;
+    char *session;
+    uint32_t session_len;
+    sess *s;
+    msgpack_sbuffer frame;
+    sf_pool_done_fn done;
+    void *arg;
+    uint64_t submit_us, deadline_us, sent_us;
+    /* a synchronous failure waiting to be reported from the loop */
+    const char *fail_type;
+    char fail_msg[192];
+} pcall;
+
+typedef enum { W_EMPTY, W_STARTING, W_READY, W_DRAINING, W_STOPPING } wstate;
+
+static const char *const WSTATE_NAMES[] = {"empty", "starting", "idle", "draining", "stopping"};
+
+typedef struct worker {
+    sf_pool *pool;
+    int slot;
+    uint32_t gen;
+    char id[32];
+    wstate state;
+    pid_t pid;
+    sf_proc_pipes fds;
+    struct event *ev_read, *ev_write, *ev_err, *ev_timer;
+    struct evbuffer *out;
+    bool dirty;
+    sf_reader *reader;
+    char errline[2048];
+    size_t errlen;
+    pcall *head, *tail;
+    int inflight;
+    uint64_t calls, errors, max_requests;
+    uint64_t spawn_us, ready_us, idle_since_us, head_start_us;
+    uint64_t rss_kb, rss_checked_us;
+    bool ping_outstanding;
+    bool eof, reaped;
+    int status;
+    const char *kill_type; /* why we killed it: "timeout", "worker_crashed", NULL */
+    char kill_msg[160];
+    int stop_phase;
+    uint64_t respawn_at_us; /* for an empty slot: when it may be refilled */
+} worker;
+
+struct sf_pool {
+    struct event_base *base;
+    sf_pool_config cfg;
+    char *python, *python_path, *worker_module, *preload, *id_prefix;
+    char *env[8];
+    worker slots[MAX_SLOTS];
+    int nslots;
+    pcall *qhead, *qtail;
+    int queued;
+    pcall *failed_head, *failed_tail; /* synchronous failures to report */
+    sf_smap *sessions;
+    uint64_t next_seq, next_worker_no, scan_no;
+    pid_t pgid;
+    struct event *ev_sigchld, *ev_maint, *ev_health, *ev_defer;
+    bool started, stopping, stopped, in_dispatch, dispatch_again;
+    void (*stop_done)(void *);
+    void *stop_arg;
+    uint64_t stop_deadline_us;
+    int consecutive_crashes;
+    uint64_t crash_times[32];
+    int crash_idx;
+    bool degraded;
+    sf_zygote *zygote;
+    /* counters */
+    uint64_t total_commands, total_errors, restarts, recycles, crashes, timeouts, checkout_timeouts,
+        spawned;
+    uint64_t active_sessions; /* sessions with a call queued or in flight */
+    sf_hist queue_wait, exec;
+};
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static struct timeval ms_tv(uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    return tv;
+}
+
+const char *sf_affinity_name(sf_affinity a)
+{
+    switch (a) {
+    case SF_AFFINITY_HINT:
+        return "hint";
+    case SF_AFFINITY_STRICT:
+        return "strict";
+    case SF_AFFINITY_STRICT_FAIL_FAST:
+        return "strict_fail_fast";
+    }
+    return "unknown";
+}
+
+int sf_affinity_parse(const char *s, sf_affinity *out)
+{
+    for (int a = SF_AFFINITY_HINT; a <= SF_AFFINITY_STRICT_FAIL_FAST; a++) {
+        if (strcmp(s, sf_affinity_name((sf_affinity)a)) == 0) {
+            *out = (sf_affinity)a;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void sf_pool_config_defaults(sf_pool_config *c)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1)
+        cores = 1;
+    memset(c, 0, sizeof(*c));
+    c->pool_size = (int)(2 * cores);
+    c->max_overflow = (int)cores;
+    c->lazy = false;
+    c->checkout_timeout_ms = 5000;
+    c->health_check_interval_ms = 30000;
+    c->request_timeout_ms = 0;
+    c->startup_timeout_ms = 10000;
+    c->shutdown_timeout_ms = 10000;
+    c->overflow_idle_timeout_ms = 10000;
+    c->max_requests = 0;
+    c->max_requests_jitter_pct = 10;
+    c->max_rss_mb = 0;
+    c->pipeline_depth = 1;
+    c->affinity = SF_AFFINITY_HINT;
+    c->restart_backoff_ms = 100;
+    c->restart_backoff_max_ms = 10000;
+    c->crash_loop_threshold = 5;
+    c->crash_loop_window_ms = 30000;
+    c->python = "python3";
+    c->worker_module = "snakefleet.worker";
+    c->zygote = true;
+    c->thread_limits = true;
+    c->max_frame_bytes = SF_DEFAULT_MAX_FRAME;
+    c->id_prefix = "w";
+}
+
+/* ---------------------------------------------------------------- calls */
+
+static void pcall_free(pcall *c)
+{
+    msgpack_sbuffer_destroy(&c->frame);
+    free(c->session);
+    free(c);
+}
+
+static void queue_push_back(sf_pool *p, pcall *c)
+{
+    c->next = NULL;
+    if (p->qtail)
+        p->qtail->next = c;
+    else
+        p->qhead = c;
+    p->qtail = c;
+    p->queued++;
+}
+
+/* Detaches c (whose predecessor is prev, or NULL) from the pool queue. */
+static void queue_unlink(sf_pool *p, pcall *prev, pcall *c)
+{
+    if (prev)
+        prev->next = c->next;
+    else
+        p->qhead = c->next;
+    if (p->qtail == c)
+        p->qtail = prev;
+    c->next = NULL;
+    p->queued--;
+}
+
+/* After a session's last call is done, forget it unless it holds a hint. */
+static void sess_release(sf_pool *p, pcall *c)
+{
+    sess *s = c->s;
+    if (s->inflight == 0)
+        s->bound = -1;
+    if (s->inflight == 0 && s->queued == 0)
+        p->active_sessions--;
+    if (s->inflight == 0 && s->queued == 0 && s->last_slot < 0)
+        sf_smap_del(p->sessions, c->session, c->session_len);
+}
+
+/* Reports an outcome to the caller and frees the call. */
+static void call_finish(sf_pool *p, pcall *c, const sf_pool_result *r)
+{
+    p->total_commands++;
+    if (!r->ok)
+        p->total_errors++;
+    sess_release(p, c);
+    c->done(c->arg, r);
+    pcall_free(c);
+}
+
+static void call_fail(sf_pool *p, pcall *c, const char *type, const char *msg, const char *wid)
+{
+    uint64_t t = now_us();
+    sf_pool_result r = {.ok = false,
+                        .err_type = sf_cstr(type),
+                        .err_message = sf_cstr(msg),
+                        .worker_id = wid ? wid : "",
+                        .queued_us = (c->sent_us ? c->sent_us : t) - c->submit_us,
+                        .total_us = t - c->submit_us};
+    call_finish(p, c, &r);
+}
+
+/* Fails a call that is not in any list, later, from the loop. */
+static void call_fail_deferred(sf_pool *p, pcall *c, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void call_fail_deferred(sf_pool *p, pcall *c, const char *type, const char *fmt, ...)
+{
+    c->fail_type = type;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->fail_msg, sizeof(c->fail_msg), fmt, ap);
+    va_end(ap);
+    c->next = NULL;
+    if (p->failed_tail)
+        p->failed_tail->next = c;
+    else
+        p->failed_head = c;
+    p->failed_tail = c;
+    event_active(p->ev_defer, EV_TIMEOUT, 0);
+}
+
+/* ---------------------------------------------------------------- workers */
+
+static void worker_arm_timer(worker *w, uint64_t at_us)
+{
+    uint64_t t = now_us();
+    uint64_t ms = at_us > t ? (at_us - t + 999) / 1000 : 0;
+    struct timeval tv = ms_tv(ms);
+    evtimer_add(w->ev_timer, &tv);
+}
+
+static int worker_capacity(const worker *w)
+{
+    if (w->state != W_READY)
+        return 0;
+    int cap = w->pool->cfg.pipeline_depth - w->inflight;
+    return cap > 0 ? cap : 0;
+}
+
+static void worker_flush(worker *w)
+{
+    if (w->fds.to_child < 0) {
+        evbuffer_drain(w->out, evbuffer_get_length(w->out));
+        return;
+    }
+    while (evbuffer_get_length(w->out) > 0) {
+        int n = evbuffer_write(w->out, w->fds.to_child);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                break;
+            /* EPIPE: the worker is gone; SIGCHLD will tell the rest. */
+            evbuffer_drain(w->out, evbuffer_get_length(w->out));
+            return;
+        }
+    }
+    if (evbuffer_get_length(w->out) > 0)
+        event_add(w->ev_write, NULL);
+}
+
+static void pool_flush(sf_pool *p)
+{
+    for (int i = 0; i < p->nslots; i++) {
+        worker *w = &p->slots[i];
+        if (w->dirty) {
+            w->dirty = false;
+            worker_flush(w);
+        }
+    }
+}
+
+static void worker_send(worker *w, pcall *c)
+{
+    sf_pool *p = w->pool;
+    uint64_t t = now_us();
+    c->sent_us = t;
+    c->next = NULL;
+    if (w->tail)
+        w->tail->next = c;
+    else
+        w->head = c;
+    w->tail = c;
+    if (w->inflight++ == 0) {
+        w->head_start_us = t;
+        if (p->cfg.request_timeout_ms)
+            worker_arm_timer(w, t + (uint64_t)p->cfg.request_timeout_ms * 1000);
+    }
+    c->s->queued--;
+    c->s->inflight++;
+    c->s->bound = w->slot;
+    sf_hist_record(&p->queue_wait, t - c->submit_us);
+    evbuffer_add(w->out, c->frame.data, c->frame.size);
+    w->dirty = true;
+}
+
+static void worker_begin_stop(worker *w);
+static void worker_kill(worker *w, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void worker_kill(worker *w, const char *type, const char *fmt, ...)
+{
+    if (w->pid <= 0)
+        return;
+    if (w->kill_type == NULL) {
+        w->kill_type = type;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(w->kill_msg, sizeof(w->kill_msg), fmt, ap);
+        va_end(ap);
+    }
+    kill(w->pid, SIGKILL);
+}
+
+static uint64_t jittered_max_requests(const sf_pool_config *c)
+{
+    if (c->max_requests == 0)
+        return 0;
+    uint64_t spread = c->max_requests * c->max_requests_jitter_pct / 100;
+    if (spread == 0)
+        return c->max_requests;
+    uint64_t v = c->max_requests - spread + (uint64_t)random() % (2 * spread + 1);
+    return v ? v : 1;
+}
+
+static void on_worker_read(evutil_socket_t fd, short what, void *arg);
+static void on_worker_write(evutil_socket_t fd, short what, void *arg);
+static void on_worker_stderr(evutil_socket_t fd, short what, void *arg);
+static void on_worker_timer(evutil_socket_t fd, short what, void *arg);
+
+static void worker_close_fds(worker *w)
+{
+    if (w->ev_read)
+        event_free(w->ev_read);
+    if (w->ev_write)
+        event_free(w->ev_write);
+    if (w->ev_err)
+        event_free(w->ev_err);
+    w->ev_read = w->ev_write = w->ev_err = NULL;
+    if (w->fds.to_child >= 0)
+        close(w->fds.to_child);
+    if (w->fds.from_child >= 0)
+        close(w->fds.from_child);
+    if (w->fds.err_child >= 0)
+        close(w->fds.err_child);
+    w->fds.to_child = w->fds.from_child = w->fds.err_child = -1;
+}
+
+/* Starts a worker process in an empty slot. Returns 0 or -1 (errbuf says why). */
+static int worker_spawn(sf_pool *p, worker *w, char *errbuf, size_t errlen)
+{
+    uint32_t gen = w->gen + 1;
+    memset(w, 0, sizeof(*w));
+    w->pool = p;
+    w->slot = (int)(w - p->slots);
+    w->gen = gen;
+    w->fds.to_child = w->fds.from_child = w->fds.err_child = -1;
+    snprintf(w->id, sizeof(w->id), "%s%llu", p->id_prefix, (unsigned long long)++p->next_worker_no);
+    char *argv[] = {p->python, "-m", p->worker_module, "--worker-id", w->id, "--max-frame-bytes",
+                    NULL,      NULL};
+    char maxf[24];
+    snprintf(maxf, sizeof(maxf), "%u", p->cfg.max_frame_bytes);
+    argv[6] = maxf;
+    pid_t pid = -1;
+    if (p->zygote && sf_zygote_ready(p->zygote))
+        pid = sf_zygote_spawn(p->zygote, w->id, p->cfg.max_frame_bytes, &w->fds, errbuf, errlen);
+    if (pid < 0) {
+        if (p->zygote && sf_zygote_ready(p->zygote))
+            sf_warn("pool.zygote_spawn_failed", "worker=%s reason=\"%s\" fallback=exec", w->id,
+                    errbuf);
+        pid = sf_proc_spawn(argv, p->env, &p->pgid, &w->fds, errbuf, errlen);
+    }
+    if (pid < 0) {
+        w->state = W_EMPTY;
+        return -1;
+    }
+    w->pid = pid;
+    w->state = W_STARTING;
+    w->spawn_us = now_us();
+    w->max_requests = jittered_max_requests(&p->cfg);
+    w->out = evbuffer_new();
+    w->reader = sf_reader_new(p->cfg.max_frame_bytes);
+    w->ev_read = event_new(p->base, w->fds.from_child, EV_READ | EV_PERSIST, on_worker_read, w);
+    w->ev_write = event_new(p->base, w->fds.to_child, EV_WRITE, on_worker_write, w);
+    w->ev_err = event_new(p->base, w->fds.err_child, EV_READ | EV_PERSIST, on_worker_stderr, w);
+    w->ev_timer = evtimer_new(p->base, on_worker_timer, w);
+    event_add(w->ev_read, NULL);
+    event_add(w->ev_err, NULL);
+    worker_arm_timer(w, w->spawn_us + (uint64_t)p->cfg.startup_timeout_ms * 1000);
+    p->spawned++;
+    sf_debug("pool.worker_spawned", "worker=%s pid=%d slot=%d overflow=%d", w->id, (int)pid,
+             w->slot, w->slot >= p->cfg.pool_size);
+    return 0;
+}
+
+static int pool_live_in(const sf_pool *p, int from, int to)
+{
+    int n = 0;
+    for (int i = from; i < to; i++)
+        n += p->slots[i].state != W_EMPTY && p->slots[i].state != W_STOPPING;
+    return n;
+}
+
+/* Fills an empty slot now if its backoff has passed. Returns 1 when a worker started. */
+static int slot_fill(sf_pool *p, worker *w)
+{
+    if (w->state != W_EMPTY || p->stopping || now_us() < w->respawn_at_us)
+        return 0;
+    char err[256];
+    if (worker_spawn(p, w, err, sizeof(err)) == 0)
+        return 1;
+    sf_error("pool.spawn_failed", "slot=%d reason=\"%s\"", w->slot, err);
+    /* Count it as a crash so a broken interpreter backs off instead of spinning. */
+    p->consecutive_crashes++;
+    uint64_t backoff = (uint64_t)p->cfg.restart_backoff_ms
+                       << (p->consecutive_crashes < 16 ? p->consecutive_crashes : 16);
+    if (backoff > p->cfg.restart_backoff_max_ms)
+        backoff = p->cfg.restart_backoff_max_ms;
+    w->respawn_at_us = now_us() + backoff * 1000;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+/* Where call c may go now: a worker, NULL to wait, or (worker *)-1 to fail fast. */
+#define FAIL_FAST ((worker *)-1)
+
+static worker *choose_worker(sf_pool *p, pcall *c)
+{
+    sess *s = c->s;
+    if (s->blocked_scan == p->scan_no)
+        return NULL; /* an earlier call of this session is waiting */
+    if (s->inflight > 0) {
+        worker *b = &p->slots[s->bound];
+        return worker_capacity(b) > 0 ? b : NULL;
+    }
+    worker *pref = NULL;
+    if (s->last_slot >= 0) {
+        worker *l = &p->slots[s->last_slot];
+        if (l->gen == s->last_gen && l->state == W_READY)
+            pref = l;
+    }
+    if (pref && p->cfg.affinity != SF_AFFINITY_HINT) {
+        if (pref->inflight == 0)
+            return pref;
+        if (p->cfg.affinity == SF_AFFINITY_STRICT_FAIL_FAST)
+            return FAIL_FAST;
+        return worker_capacity(pref) > 0 ? pref : NULL;
+    }
+    if (pref && pref->inflight == 0)
+        return pref;
+    /* Least loaded, idle first; among equals the lowest slot keeps caches warm. */
+    worker *best = NULL;
+    for (int i = 0; i < p->nslots; i++) {
+        worker *w = &p->slots[i];
+        if (worker_capacity(w) > 0 && (best == NULL || w->inflight < best->inflight))
+            best = w;
+    }
+    return best;
+}
+
+/* Starts workers when calls wait and no worker has room: lazy start, then overflow. */
+static void pool_grow_for_demand(sf_pool *p, int waiting)
+{
+    int starting = 0;
+    for (int i = 0; i < p->nslots; i++)
+        starting += p->slots[i].state == W_STARTING;
+    int need = waiting - starting;
+    for (int i = 0; i < p->nslots && need > 0; i++) {
+        worker *w = &p->slots[i];
+        if (w->state == W_EMPTY && slot_fill(p, w))
+            need--;
+    }
+}
+
+static void pool_dispatch(sf_pool *p)
+{
+    if (p->in_dispatch) {
+        p->dispatch_again = true;
+        return;
+    }
+    p->in_dispatch = true;
+    do {
+        p->dispatch_again = false;
+        p->scan_no++;
+        int room = 0;
+        for (int i = 0; i < p->nslots; i++)
+            room += worker_capacity(&p->slots[i]);
+        int waiting = 0;
+        pcall *prev = NULL, *c = p->qhead;
+        while (c) {
+            pcall *next = c->next;
+            worker *w = room > 0 ? choose_worker(p, c) : NULL;
+            if (w == FAIL_FAST) {
+                queue_unlink(p, prev, c);
+                c->s->queued--;
+                call_fail_deferred(p, c, "checkout_timeout",
+                                   "the session's worker is busy (affinity=strict_fail_fast)");
+            } else if (w) {
+                queue_unlink(p, prev, c);
+                worker_send(w, c);
+                room--;
+            } else {
+                c->s->blocked_scan = p->scan_no;
+                waiting++;
+                prev = c;
+            }
+            c = next;
+        }
+        if (waiting > 0 && !p->stopping)
+            pool_grow_for_demand(p, waiting);
+    } while (p->dispatch_again);
+    p->in_dispatch = false;
+    pool_flush(p);
+}
+
+/* ---------------------------------------------------------------- results */
+
+static void worker_after_call(worker *w);
+
+static void worker_complete_head(worker *w, const sf_frame *f)
+{
+    sf_pool *p = w->pool;
+    pcall *c = w->head;
+    w->head = c->next;
+    if (w->head == NULL)
+        w->tail = NULL;
+    w->inflight--;
+    uint64_t t = now_us();
+    c->s->inflight--;
+    c->s->last_slot = w->slot;
+    c->s->last_gen = w->gen;
+    w->calls++;
+    if (!f->ok)
+        w->errors++;
+    uint64_t exec = f->exec_us ? f->exec_us : t - w->head_start_us;
+    sf_hist_record(&p->exec, exec);
+    if (f->ok)
+        p->consecutive_crashes = 0;
+    sf_pool_result r = {.ok = f->ok,
+                        .value = f->value,
+                        .state = f->state,
+                        .err_type = f->err_type,
+                        .err_message = f->err_message,
+                        .err_traceback = f->err_traceback,
+                        .worker_id = w->id,
+                        .queued_us = c->sent_us - c->submit_us,
+                        .exec_us = exec,
+                        .total_us = t - c->submit_us};
+    if (w->inflight > 0) {
+        w->head_start_us = t;
+        if (p->cfg.request_timeout_ms)
+            worker_arm_timer(w, t + (uint64_t)p->cfg.request_timeout_ms * 1000);
+    } else {
+        w->idle_since_us = t;
+        evtimer_del(w->ev_timer);
+    }
+    call_finish(p, c, &r);
+    worker_after_call(w);
+}
+
+/* Recycling decisions, made between calls so the current call always finishes. */
+static void worker_after_call(worker *w)
+{
+    sf_pool *p = w->pool;
+    if (w->state == W_READY) {
+        const char *why = NULL;
+        if (w->max_requests && w->calls >= w->max_requests) {
+            why = "max_requests";
+        } else if (p->cfg.max_rss_mb) {
+            uint64_t t = now_us();
+            if (t - w->rss_checked_us >= RSS_CHECK_US || w->inflight == 0) {
+                w->rss_checked_us = t;
+                w->rss_kb = sf_proc_rss_kb(w->pid);
+                if (w->rss_kb > (uint64_t)p->cfg.max_rss_mb * 1024)
+                    why = "max_rss_mb";
+            }
+        }
+        if (why) {
+            sf_info("pool.worker_recycle", "worker=%s pid=%d reason=%s calls=%llu rss_kb=%llu",
+                    w->id, (int)w->pid, why, (unsigned long long)w->calls,
+                    (unsigned long long)w->rss_kb);
+            p->recycles++;
+            w->state = W_DRAINING;
+        }
+    }
+    if (w->state == W_DRAINING && w->inflight == 0)
+        worker_begin_stop(w);
+}
+
+static void worker_on_frame(worker *w, const char *body, size_t len)
+{
+    sf_pool *p = w->pool;
+    sf_frame f;
+    sf_err err;
+    if (sf_frame_decode(&f, body, len, &err) < 0) {
+        sf_error("pool.bad_frame", "worker=%s pid=%d reason=\"%s\"", w->id, (int)w->pid,
+                 err.message);
+        worker_kill(w, "worker_crashed", "worker sent an invalid frame: %s", err.message);
+        return;
+    }
+    switch (f.type) {
+    case SF_FRAME_READY:
+        if (w->state == W_STARTING) {
+            w->state = W_READY;
+            w->ready_us = now_us();
+            w->idle_since_us = w->ready_us;
+            evtimer_del(w->ev_timer);
+            sf_info("pool.worker_ready", "worker=%s pid=%d ready_ms=%.1f", w->id, (int)w->pid,
+                    (double)(w->ready_us - w->spawn_us) / 1000.0);
+            if (p->stopping)
+                worker_begin_stop(w);
+        }
+        break;
+    case SF_FRAME_RESULT:
+        if (w->head == NULL || w->head->seq != f.seq) {
+            sf_error("pool.unexpected_result", "worker=%s seq=%llu expected=%llu", w->id,
+                     (unsigned long long)f.seq, (unsigned long long)(w->head ? w->head->seq : 0));
+            worker_kill(w, "worker_crashed", "worker answered out of order");
+            break;
+        }
+        worker_complete_head(w, &f);
+        break;
+    case SF_FRAME_PONG:
+        w->ping_outstanding = false;
+        if (f.rss_kb)
+            w->rss_kb = f.rss_kb;
+        break;
+    case SF_FRAME_ERROR:
+        sf_error("pool.worker_error_frame", "worker=%s message=\"%.*s\"", w->id,
+                 SF_STR_ARG(f.message));
+        break;
+    default:
+        sf_warn("pool.unexpected_frame", "worker=%s type=%s", w->id, sf_frame_type_name(f.type));
+        break;
+    }
+    sf_frame_release(&f);
+}
+
+static void worker_drain_pipe(worker *w)
+{
+    char buf[65536];
+    for (int rounds = 0; rounds < 64 && w->fds.from_child >= 0; rounds++) {
+        ssize_t n = read(w->fds.from_child, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break; /* EAGAIN: all read */
+        if (n == 0) {
+            w->eof = true;
+            event_del(w->ev_read);
+            break;
+        }
+        if (sf_reader_feed(w->reader, buf, (size_t)n) < 0)
+            break;
+        const char *body;
+        size_t len;
+        sf_err err;
+        int rc;
+        while ((rc = sf_reader_next(w->reader, &body, &len, &err)) == 1)
+            worker_on_frame(w, body, len);
+        if (rc < 0) {
+            sf_error("pool.bad_stream", "worker=%s reason=\"%s\"", w->id, err.message);
+            worker_kill(w, "worker_crashed", "worker broke the frame stream: %s", err.message);
+            event_del(w->ev_read);
+            break;
+        }
+        if ((size_t)n < sizeof(buf))
+            break;
+    }
+}
+
+static void on_worker_read(evutil_socket_t fd, short what, void *arg)
+{
+    worker *w = arg;
+    worker_drain_pipe(w);
+    pool_dispatch(w->pool);
+}
+
+static void on_worker_write(evutil_socket_t fd, short what, void *arg)
+{
+    worker_flush(arg);
+}
+
+static void worker_log_line(worker *w, const char *line, size_t len)
+{
+    char q[2200];
+    sf_log_quote(q, sizeof(q), line, len);
+    sf_info("worker.stderr", "worker=%s pid=%d line=%s", w->id, (int)w->pid, q);
+}
+
+static void on_worker_stderr(evutil_socket_t fd, short what, void *arg)
+{
+    worker *w = arg;
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) {
+        if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            if (w->errlen)
+                worker_log_line(w, w->errline, w->errlen);
+            w->errlen = 0;
+            event_del(w->ev_err);
+        }
+        return;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        if (buf[i] == '\n' || w->errlen == sizeof(w->errline)) {
+            worker_log_line(w, w->errline, w->errlen);
+            w->errlen = 0;
+            if (buf[i] == '\n')
+                continue;
+        }
+        w->errline[w->errlen++] = buf[i];
+    }
+}
+
+/* ---------------------------------------------------------------- stop, death */
+
+static void worker_begin_stop(worker *w)
+{
+    if (w->state == W_STOPPING || w->state == W_EMPTY)
+        return;
+    sf_pool *p = w->pool;
+    w->state = W_STOPPING;
+    w->stop_phase = 0;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    sf_frame_pack_shutdown(&sb);
+    evbuffer_add(w->out, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    worker_flush(w);
+    worker_arm_timer(w, now_us() + (uint64_t)p->cfg.shutdown_timeout_ms * 500);
+}
+
+static void pool_check_stopped(sf_pool *p);
+
+/* Moves a dead worker's unstarted calls back to the front of the queue. */
+static void worker_requeue(sf_pool *p, worker *w, pcall *first)
+{
+    pcall *tail = NULL;
+    int n = 0;
+    for (pcall *c = first; c; c = c->next) {
+        c->s->inflight--;
+        c->s->queued++;
+        c->sent_us = 0;
+        tail = c;
+        n++;
+        if (c->s->inflight == 0)
+            c->s->bound = -1;
+    }
+    if (tail == NULL)
+        return;
+    tail->next = p->qhead;
+    p->qhead = first;
+    if (p->qtail == NULL)
+        p->qtail = tail;
+    p->queued += n;
+}
+
+static void pool_note_crash(sf_pool *p, worker *w)
+{
+    p->crashes++;
+    p->consecutive_crashes++;
+    uint64_t t = now_us();
+    p->crash_times[p->crash_idx++ % 32] = t;
+    int recent = 0;
+    uint64_t window = (uint64_t)p->cfg.crash_loop_window_ms * 1000;
+    for (int i = 0; i < 32; i++)
+        recent += p->crash_times[i] && t - p->crash_times[i] <= window;
+    if (recent >= p->cfg.crash_loop_threshold && !p->degraded) {
+        p->degraded = true;
+        sf_error("pool.degraded", "crashes=%d window_ms=%u", recent, p->cfg.crash_loop_window_ms);
+    }
+    uint64_t backoff = (uint64_t)p->cfg.restart_backoff_ms
+                       << (p->consecutive_crashes - 1 < 16 ? p->consecutive_crashes - 1 : 16);
+    if (backoff > p->cfg.restart_backoff_max_ms)
+        backoff = p->cfg.restart_backoff_max_ms;
+    w->respawn_at_us = t + backoff * 1000;
+}
+
+/* The worker process is reaped: settle its calls, free the slot, maybe respawn. */
+static void worker_handle_death(worker *w)
+{
+    sf_pool *p = w->pool;
+    worker_drain_pipe(w); /* results written just before it exited still count */
+    char how[160];
+    const char *kind = sf_proc_describe_exit(w->status, how, sizeof(how));
+    bool expected = w->state == W_STOPPING && w->kill_type == NULL;
+    pcall *head = w->head;
+    pcall *rest = head ? head->next : NULL;
+    if (head)
+        head->next = NULL;
+    w->head = w->tail = NULL;
+    w->inflight = 0;
+    if (!expected) {
+        sf_error("pool.worker_died", "worker=%s pid=%d kind=%s reason=\"%s\" in_flight=%d", w->id,
+                 (int)w->pid, w->kill_type ? w->kill_type : kind, w->kill_type ? w->kill_msg : how,
+                 head ? 1 : 0);
+    } else {
+        sf_debug("pool.worker_stopped", "worker=%s pid=%d how=\"%s\"", w->id, (int)w->pid, how);
+    }
+    /* A crash, or our kill, is a restart; a requested stop (recycle, reap) is not. */
+    bool crashed = !expected && w->kill_type == NULL;
+    if (crashed)
+        pool_note_crash(p, w);
+    else
+        w->respawn_at_us = 0;
+    if (!expected)
+        p->restarts++;
+    if (w->kill_type && strcmp(w->kill_type, "timeout") == 0)
+        p->timeouts++;
+    char wid[32];
+    memcpy(wid, w->id, sizeof(wid));
+    evtimer_del(w->ev_timer);
+    event_free(w->ev_timer);
+    w->ev_timer = NULL;
+    worker_close_fds(w);
+    evbuffer_free(w->out);
+    w->out = NULL;
+    sf_reader_free(w->reader);
+    w->reader = NULL;
+    const char *ktype = w->kill_type;
+    char kmsg[160];
+    memcpy(kmsg, w->kill_msg, sizeof(kmsg));
+    w->state = W_EMPTY;
+    w->pid = 0;
+    worker_requeue(p, w, rest);
+    if (head) {
+        if (ktype)
+            call_fail(p, head, ktype, kmsg, wid);
+        else {
+            char msg[200];
+            snprintf(msg, sizeof(msg), "%s (%s) while running this call", how, kind);
+            call_fail(p, head, "worker_crashed", msg, wid);
+        }
+    }
+    bool regular = w->slot < p->cfg.pool_size;
+    if (!p->stopping && regular && (!p->cfg.lazy || p->queued > 0)) {
+        if (w->respawn_at_us == 0)
+            slot_fill(p, w);
+    }
+    pool_dispatch(p);
+    pool_check_stopped(p);
+}
+
+static void on_worker_timer(evutil_socket_t fd, short what, void *arg)
+{
+    worker *w = arg;
+    sf_pool *p = w->pool;
+    switch (w->state) {
+    case W_STARTING:
+        sf_error("pool.startup_timeout", "worker=%s pid=%d startup_timeout_ms=%u", w->id,
+                 (int)w->pid, p->cfg.startup_timeout_ms);
+        worker_kill(w, "worker_crashed", "worker sent no ready frame within %u ms",
+                    p->cfg.startup_timeout_ms);
+        w->kill_type = NULL; /* counts as a crash for backoff */
+        break;
+    case W_READY:
+    case W_DRAINING:
+        if (w->head && p->cfg.request_timeout_ms) {
+            sf_warn("pool.request_timeout", "worker=%s pid=%d seq=%llu request_timeout_ms=%u",
+                    w->id, (int)w->pid, (unsigned long long)w->head->seq,
+                    p->cfg.request_timeout_ms);
+            worker_kill(w, "timeout", "the call ran longer than request_timeout (%u ms)",
+                        p->cfg.request_timeout_ms);
+        }
+        break;
+    case W_STOPPING:
+        if (w->stop_phase == 0) {
+            w->stop_phase = 1;
+            kill(w->pid, SIGTERM);
+            worker_arm_timer(w, now_us() + (uint64_t)p->cfg.shutdown_timeout_ms * 500);
+        } else {
+            sf_warn("pool.worker_kill", "worker=%s pid=%d reason=shutdown_timeout", w->id,
+                    (int)w->pid);
+            kill(w->pid, SIGKILL);
+        }
+        break;
+    case W_EMPTY:
+        break;
+    }
+}
+
+static void pool_reap(sf_pool *p)
+{
+    for (int i = 0; i < p->nslots; i++) {
+        worker *w = &p->slots[i];
+        if (w->state == W_EMPTY || w->pid <= 0)
+            continue;
+        int st;
+        pid_t r = waitpid(w->pid, &st, WNOHANG);
+        if (r == w->pid) {
+            w->status = st;
+            w->reaped = true;
+            worker_handle_death(w);
+        } else if (r < 0 && errno == ECHILD) {
+            /* Not our child (a zygote-forked worker before reparenting): poll later. */
+            if (!sf_proc_alive(w->pid)) {
+                w->status = 0;
+                worker_handle_death(w);
+            }
+        }
+    }
+    if (p->zygote)
+        sf_zygote_reap(p->zygote);
+}
+
+static void on_sigchld(evutil_socket_t fd, short what, void *arg)
+{
+    pool_reap(arg);
+}
+
+/* ---------------------------------------------------------------- ticks */
+
+static void pool_expire_checkouts(sf_pool *p)
+{
+    uint64_t t = now_us();
+    pcall *prev = NULL, *c = p->qhead;
+    while (c) {
+        pcall *next = c->next;
+        if (c->deadline_us && c->deadline_us <= t) {
+            queue_unlink(p, prev, c);
+            c->s->queued--;
+            p->checkout_timeouts++;
+            int busy = 0;
+            for (int i = 0; i < p->nslots; i++)
+                busy += p->slots[i].inflight > 0;
+            char msg[192];
+            snprintf(msg, sizeof(msg),
+                     "no worker became available within checkout_timeout (%u ms); "
+                     "busy=%d pool_size=%d max_overflow=%d",
+                     p->cfg.checkout_timeout_ms, busy, p->cfg.pool_size, p->cfg.max_overflow);
+            call_fail(p, c, "checkout_timeout", msg, NULL);
+        } else {
+            prev = c;
+        }
+        c = next;
+    }
+}
+
+static void on_maint(evutil_socket_t fd, short what, void *arg)
+{
+    sf_pool *p = arg;
+    uint64_t t = now_us();
+    pool_reap(p);
+    pool_expire_checkouts(p);
+    for (int i = 0; i < p->nslots; i++) {
+        worker *w = &p->slots[i];
+        bool overflow = i >= p->cfg.pool_size;
+        if (overflow && w->state == W_READY && w->inflight == 0 && !p->stopping &&
+            t - w->idle_since_us >= (uint64_t)p->cfg.overflow_idle_timeout_ms * 1000) {
+            sf_info("pool.overflow_reap", "worker=%s idle_ms=%llu", w->id,
+                    (unsigned long long)(t - w->idle_since_us) / 1000);
+            worker_begin_stop(w);
+        }
+        if (w->state == W_READY && w->inflight == 0 && p->cfg.max_rss_mb)
+            worker_after_call(w);
+        if (w->state == W_EMPTY && !overflow && !p->stopping && w->respawn_at_us &&
+            t >= w->respawn_at_us && (!p->cfg.lazy || p->queued > 0)) {
+            slot_fill(p, w);
+        }
+    }
+    if (p->degraded && p->consecutive_crashes == 0) {
+        p->degraded = false;
+        sf_info("pool.recovered", "workers=%d", pool_live_in(p, 0, p->nslots));
+    }
+    if (p->stopping && p->stop_deadline_us && t >= p->stop_deadline_us) {
+        for (int i = 0; i < p->nslots; i++) {
+            worker *w = &p->slots[i];
+            if (w->state != W_EMPTY && w->pid > 0) {
+                sf_warn("pool.worker_kill", "worker=%s pid=%d reason=shutdown_timeout", w->id,
+                        (int)w->pid);
+                worker_kill(w, "unavailable", "the pool stopped before the call finished");
+            }
+        }
+        p->stop_deadline_us = 0;
+    }
+    pool_dispatch(p);
+    pool_check_stopped(p);
+}
+
+static void on_health(evutil_socket_t fd, short what, void *arg)
+{
+    sf_pool *p = arg;
+    static uint64_t seq;
+    for (int i = 0; i < p->nslots; i++) {
+        worker *w = &p->slots[i];
+        if (w->state != W_READY)
+            continue;
+        if (w->ping_outstanding) {
+            sf_error("pool.health_check_failed", "worker=%s pid=%d", w->id, (int)w->pid);
+            worker_kill(w, "worker_crashed", "worker did not answer its health check");
+            continue;
+        }
+        if (w->inflight == 0) {
+            msgpack_sbuffer sb;
+            msgpack_sbuffer_init(&sb);
+            sf_frame_pack_ping(&sb, ++seq);
+            evbuffer_add(w->out, sb.data, sb.size);
+            msgpack_sbuffer_destroy(&sb);
+            w->ping_outstanding = true;
+            w->dirty = true;
+        }
+    }
+    pool_flush(p);
+}
+
+static void on_defer(evutil_socket_t fd, short what, void *arg)
+{
+    sf_pool *p = arg;
+    while (p->failed_head) {
+        pcall *c = p->failed_head;
+        p->failed_head = c->next;
+        if (p->failed_head == NULL)
+            p->failed_tail = NULL;
+        call_fail(p, c, c->fail_type, c->fail_msg, NULL);
+    }
+    if (p->stopped && p->stop_done) {
+        void (*done)(void *) = p->stop_done;
+        p->stop_done = NULL;
+        done(p->stop_arg);
+    }
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static char *dup_or_null(const char *s)
+{
+    return s && *s ? strdup(s) : NULL;
+}
+
+sf_pool *sf_pool_new(struct event_base *base, const sf_pool_config *cfg, char *errbuf,
+                     size_t errlen)
+{
+#define BAD(...)                                                                                   \
+    do {                                                                                           \
+        snprintf(errbuf, errlen, __VA_ARGS__);                                                     \
+        return NULL;                                                                               \
+    } while (0)
+    if (cfg->pool_size < 0 || cfg->max_overflow < 0 || cfg->pool_size + cfg->max_overflow < 1)
+        BAD("pool.pool_size + pool.max_overflow must be at least 1 (got %d + %d)", cfg->pool_size,
+            cfg->max_overflow);
+    if (cfg->pool_size + cfg->max_overflow > MAX_SLOTS)
+        BAD("pool.pool_size + pool.max_overflow must be at most %d (got %d)", MAX_SLOTS,
+            cfg->pool_size + cfg->max_overflow);
+    if (cfg->pipeline_depth < 1 || cfg->pipeline_depth > 1024)
+        BAD("pool.pipeline_depth must be 1..1024 (got %d)", cfg->pipeline_depth);
+    if (cfg->python == NULL || cfg->python[0] != '/')
+        BAD("python.executable must be an absolute path (got '%s')",
+            cfg->python ? cfg->python : "");
+    if (cfg->startup_timeout_ms == 0 || cfg->shutdown_timeout_ms == 0)
+        BAD("pool.startup_timeout and pool.shutdown_timeout must be > 0");
+    if (cfg->max_frame_bytes < 1024)
+        BAD("pool.max_frame_bytes must be at least 1024");
+#undef BAD
+    sf_pool *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        snprintf(errbuf, errlen, "out of memory");
+        return NULL;
+    }
+    p->base = base;
+    p->cfg = *cfg;
+    p->python = strdup(cfg->python);
+    p->python_path = dup_or_null(cfg->python_path);
+    p->worker_module = strdup(cfg->worker_module ? cfg->worker_module : "snakefleet.worker");
+    p->preload = dup_or_null(cfg->preload);
+    p->id_prefix = strdup(cfg->id_prefix ? cfg->id_prefix : "w");
+    p->cfg.python = p->python;
+    p->cfg.python_path = p->python_path;
+    p->cfg.worker_module = p->worker_module;
+    p->cfg.preload = p->preload;
+    p->cfg.id_prefix = p->id_prefix;
+    int e = 0;
+    if (cfg->thread_limits) {
+        p->env[e++] = strdup("OMP_NUM_THREADS=1");
+        p->env[e++] = strdup("OPENBLAS_NUM_THREADS=1");
+        p->env[e++] = strdup("MKL_NUM_THREADS=1");
+        p->env[e++] = strdup("NUMEXPR_NUM_THREADS=1");
+    }
+    if (p->python_path) {
+        const char *old = getenv("PYTHONPATH");
+        size_t n = strlen(p->python_path) + (old ? strlen(old) : 0) + 16;
+        p->env[e] = malloc(n);
+        snprintf(p->env[e++], n, "PYTHONPATH=%s%s%s", p->python_path, old && *old ? ":" : "",
+                 old && *old ? old : "");
+    }
+    p->env[e] = NULL;
+    p->nslots = cfg->pool_size + cfg->max_overflow;
+    for (int i = 0; i < p->nslots; i++) {
+        p->slots[i].slot = i;
+        p->slots[i].state = W_EMPTY;
+        p->slots[i].pool = p;
+    }
+    p->sessions = sf_smap_new(sizeof(sess));
+    p->ev_sigchld = evsignal_new(base, SIGCHLD, on_sigchld, p);
+    p->ev_maint = event_new(base, -1, EV_PERSIST, on_maint, p);
+    p->ev_health = event_new(base, -1, EV_PERSIST, on_health, p);
+    p->ev_defer = event_new(base, -1, 0, on_defer, p);
+    return p;
+}
+
+int sf_pool_start(sf_pool *p, char *errbuf, size_t errlen)
+{
+    if (access(p->python, X_OK) != 0) {
+        snprintf(errbuf, errlen, "cannot execute python '%s': %s", p->python, strerror(errno));
+        return -1;
+    }
+    event_add(p->ev_sigchld, NULL);
+    struct timeval tv = ms_tv(MAINT_INTERVAL_MS);
+    event_add(p->ev_maint, &tv);
+    if (p->cfg.health_check_interval_ms) {
+        tv = ms_tv(p->cfg.health_check_interval_ms);
+        event_add(p->ev_health, &tv);
+    }
+    if (p->cfg.zygote && p->preload) {
+        /* Workers forked by the zygote are re-parented to us, so we can reap them. */
+        if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+            sf_warn("pool.subreaper_failed", "errno=%d", errno);
+        p->zygote = sf_zygote_start(p->base, p->python, p->preload, p->env, &p->pgid,
+                                    p->cfg.startup_timeout_ms, errbuf, errlen);
+        if (p->zygote == NULL)
+            sf_warn("pool.zygote_unavailable", "reason=\"%s\" fallback=exec", errbuf);
+    }
+    p->started = true;
+    if (!p->cfg.lazy) {
+        for (int i = 0; i < p->cfg.pool_size; i++) {
+            if (worker_spawn(p, &p->slots[i], errbuf, errlen) < 0) {
+                sf_error("pool.spawn_failed", "slot=%d reason=\"%s\"", i, errbuf);
+                if (i == 0)
+                    return -1;
+            }
+        }
+    }
+    sf_info("pool.started",
+            "pool_size=%d max_overflow=%d lazy=%d pipeline_depth=%d affinity=%s zygote=%d",
+            p->cfg.pool_size, p->cfg.max_overflow, p->cfg.lazy, p->cfg.pipeline_depth,
+            sf_affinity_name(p->cfg.affinity), p->zygote != NULL);
+    return 0;
+}
+
+/* Drops the affinity hint of sessions with nothing queued or in flight. */
+static int sess_forget_idle(void *ctx, const char *key, size_t len, void *value)
+{
+    const sess *s = value;
+    return s->inflight == 0 && s->queued == 0;
+}
+
+int sf_pool_submit(sf_pool *p, const sf_pool_call *call, sf_pool_done_fn done, void *arg)
+{
+    if (p->stopping || !p->started)
+        return -1;
+    pcall *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return -1;
+    c->seq = ++p->next_seq;
+    c->session_len = call->session.len;
+    c->session = malloc(call->session.len + 1);
+    memcpy(c->session, call->session.ptr, call->session.len);
+    c->session[call->session.len] = '\0';
+    c->done = done;
+    c->arg = arg;
+    c->submit_us = now_us();
+    if (p->cfg.checkout_timeout_ms)
+        c->deadline_us = c->submit_us + (uint64_t)p->cfg.checkout_timeout_ms * 1000;
+    msgpack_sbuffer_init(&c->frame);
+    sf_call fc = {.seq = c->seq,
+                  .op = call->op,
+                  .session = call->session,
+                  .program = call->program,
+                  .args = call->args,
+                  .spec = call->spec,
+                  .state = call->state};
+    sf_frame_pack_call(&c->frame, &fc);
+    if (sf_smap_count(p->sessions) >= SESSION_HINTS_MAX)
+        sf_smap_sweep(p->sessions, sess_forget_idle, NULL);
+    int created;
+    c->s = sf_smap_put(p->sessions, c->session, c->session_len, &created);
+    if (c->s == NULL) {
+        pcall_free(c);
+        return -1;
+    }
+    if (created) {
+        c->s->bound = -1;
+        c->s->last_slot = -1;
+    }
+    if (c->s->queued == 0 && c->s->inflight == 0)
+        p->active_sessions++;
+    c->s->queued++;
+    if (c->frame.size - 4 > p->cfg.max_frame_bytes) {
+        c->s->queued--;
+        call_fail_deferred(p, c, "invalid_request", "the call is %zu bytes, over max_frame_bytes",
+                           c->frame.size);
+        return 0;
+    }
+    queue_push_back(p, c);
+    pool_dispatch(p);
+    return 0;
+}
+
+static void pool_check_stopped(sf_pool *p)
+{
+    if (!p->stopping || p->stopped)
+        return;
+    for (int i = 0; i < p->nslots; i++) {
+        if (p->slots[i].state != W_EMPTY)
+            return;
+    }
+    if (p->zygote && !sf_zygote_stopped(p->zygote))
+        return;
+    p->stopped = true;
+    evtimer_del(p->ev_maint);
+    evtimer_del(p->ev_health);
+    sf_info("pool.stopped", "total_commands=%llu", (unsigned long long)p->total_commands);
+    event_active(p->ev_defer, EV_TIMEOUT, 0);
+}
+
+void sf_pool_stop(sf_pool *p, void (*done)(void *arg), void *arg)
+{
+    p->stop_done = done;
+    p->stop_arg = arg;
+    if (p->stopping) {
+        pool_check_stopped(p);
+        return;
+    }
+    p->stopping = true;
+    p->stop_deadline_us = now_us() + (uint64_t)p->cfg.shutdown_timeout_ms * 1000;
+    sf_info("pool.stopping", "queued=%d", p->queued);
+    while (p->qhead) {
+        pcall *c = p->qhead;
+        queue_unlink(p, NULL, c);
+        c->s->queued--;
+        call_fail_deferred(p, c, "unavailable", "the pool is shutting down");
+    }
+    for (int i = 0; i < p->nslots; i++) {
+        worker *w = &p->slots[i];
+        if (w->state == W_READY || w->state == W_DRAINING) {
+            if (w->inflight == 0)
+                worker_begin_stop(w);
+            else
+                w->state = W_DRAINING;
+        } else if (w->state == W_STARTING) {
+            kill(w->pid, SIGTERM);
+            w->state = W_STOPPING;
+            worker_arm_timer(w, now_us() + (uint64_t)p->cfg.shutdown_timeout_ms * 500);
+        }
+    }
+    if (p->zygote)
+        sf_zygote_stop(p->zygote);
+    pool_check_stopped(p);
+}
+
+bool sf_pool_stopped(const sf_pool *p)
+{
+    return p->stopped || !p->started;
+}
+
+void sf_pool_free(sf_pool *p)
+{
+    if (p == NULL)
+        return;
+    for (int i = 0; i < p->nslots; i++) {
+        worker *w = &p->slots[i];
+        if (w->state != W_EMPTY && w->pid > 0) {
+            kill(w->pid, SIGKILL);
+            waitpid(w->pid, NULL, 0);
+        }
+        for (pcall *c = w->head, *n; c; c = n) {
+            n = c->next;
+            pcall_free(c);
+        }
+        if (w->ev_timer)
+            event_free(w->ev_timer);
+        worker_close_fds(w);
+        if (w->out)
+            evbuffer_free(w->out);
+        sf_reader_free(w->reader);
+    }
+    for (pcall *c = p->qhead, *n; c; c = n) {
+        n = c->next;
+        pcall_free(c);
+    }
+    for (pcall *c = p->failed_head, *n; c; c = n) {
+        n = c->next;
+        pcall_free(c);
+    }
+    sf_zygote_free(p->zygote);
+    event_free(p->ev_sigchld);
+    event_free(p->ev_maint);
+    event_free(p->ev_health);
+    event_free(p->ev_defer);
+    sf_smap_free(p->sessions);
+    for (int i = 0; p->env[i]; i++)
+        free(p->env[i]);
+    free(p->python);
+    free(p->python_path);
+    free(p->worker_module);
+    free(p->preload);
+    free(p->id_prefix);
+    free(p);
+}
+
+/* ---------------------------------------------------------------- stats */
+
+void sf_pool_get_stats(const sf_pool *p, sf_pool_stats *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->pool_size = p->cfg.pool_size;
+    s->max_overflow = p->cfg.max_overflow;
+    s->queued = p->queued;
+    s->degraded = p->degraded;
+    s->total_commands = p->total_commands;
+    s->total_errors = p->total_errors;
+    s->restarts = p->restarts;
+    s->recycles = p->recycles;
+    s->crashes = p->crashes;
+    s->timeouts = p->timeouts;
+    s->checkout_timeouts = p->checkout_timeouts;
+    s->spawned = p->spawned;
+    s->queue_wait = p->queue_wait;
+    s->exec = p->exec;
+    s->active_sessions = 0;
+    for (int i = 0; i < p->nslots; i++) {
+        const worker *w = &p->slots[i];
+        if (w->state == W_EMPTY)
+            continue;
+        s->workers++;
+        bool overflow = i >= p->cfg.pool_size;
+        s->overflow += overflow;
+        s->in_flight += w->inflight;
+        if (w->state == W_STARTING)
+            s->starting++;
+        else if (w->inflight > 0)
+            s->busy++;
+        else if (w->state == W_READY)
+            s->idle++;
+        if ((w->state == W_READY || w->state == W_DRAINING) && !w->ping_outstanding)
+            s->healthy_workers++;
+        if (s->nworkers < 64) {
+            sf_worker_stats *ws = &s->worker[s->nworkers++];
+            snprintf(ws->id, sizeof(ws->id), "%s", w->id);
+            ws->pid = (int)w->pid;
+            ws->state = w->state == W_READY && w->inflight > 0 ? "busy" : WSTATE_NAMES[w->state];
+            ws->overflow = overflow;
+            ws->calls = w->calls;
+            ws->errors = w->errors;
+            ws->rss_kb = w->rss_kb ? w->rss_kb : sf_proc_rss_kb(w->pid);
+            ws->max_requests = w->max_requests;
+            ws->in_flight = w->inflight;
+        }
+    }
+    s->active_sessions = p->active_sessions;
+}
+
+static json_t *hist_json(const sf_hist *h)
+{
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "count", (json_int_t)h->count, "p50_us",
+                     (json_int_t)sf_hist_quantile(h, 0.5), "p90_us",
+                     (json_int_t)sf_hist_quantile(h, 0.9), "p99_us",
+                     (json_int_t)sf_hist_quantile(h, 0.99), "max_us", (json_int_t)h->max, "mean_us",
+                     (json_int_t)(h->count ? h->sum / h->count : 0));
+}
+
+json_t *sf_pool_stats_json(const sf_pool_stats *s)
+{
+    json_t *workers = json_array();
+    for (int i = 0; i < s->nworkers; i++) {
+        const sf_worker_stats *w = &s->worker[i];
+        json_array_append_new(
+            workers,
+            json_pack("{s:s, s:i, s:s, s:b, s:I, s:I, s:I, s:I, s:i}", "id", w->id, "pid", w->pid,
+                      "state", w->state, "overflow", w->overflow, "calls", (json_int_t)w->calls,
+                      "errors", (json_int_t)w->errors, "rss_kb", (json_int_t)w->rss_kb,
+                      "max_requests", (json_int_t)w->max_requests, "in_flight", w->in_flight));
+    }
+    json_t *j = json_object();
+    json_object_set_new(j, "pool_size", json_integer(s->pool_size));
+    json_object_set_new(j, "max_overflow", json_integer(s->max_overflow));
+    json_object_set_new(j, "workers", json_integer(s->workers));
+    json_object_set_new(j, "busy", json_integer(s->busy));
+    json_object_set_new(j, "idle", json_integer(s->idle));
+    json_object_set_new(j, "starting", json_integer(s->starting));
+    json_object_set_new(j, "overflow", json_integer(s->overflow));
+    json_object_set_new(j, "healthy_workers", json_integer(s->healthy_workers));
+    json_object_set_new(j, "queued", json_integer(s->queued));
+    json_object_set_new(j, "in_flight", json_integer(s->in_flight));
+    json_object_set_new(j, "degraded", json_boolean(s->degraded));
+    json_object_set_new(j, "active_sessions", json_integer((json_int_t)s->active_sessions));
+    json_object_set_new(j, "total_commands", json_integer((json_int_t)s->total_commands));
+    json_object_set_new(j, "total_errors", json_integer((json_int_t)s->total_errors));
+    json_object_set_new(j, "restarts", json_integer((json_int_t)s->restarts));
+    json_object_set_new(j, "recycles", json_integer((json_int_t)s->recycles));
+    json_object_set_new(j, "crashes", json_integer((json_int_t)s->crashes));
+    json_object_set_new(j, "timeouts", json_integer((json_int_t)s->timeouts));
+    json_object_set_new(j, "checkout_timeouts", json_integer((json_int_t)s->checkout_timeouts));
+    json_object_set_new(j, "spawned", json_integer((json_int_t)s->spawned));
+    json_object_set_new(j, "queue_wait", hist_json(&s->queue_wait));
+    json_object_set_new(j, "exec", hist_json(&s->exec));
+    json_object_set_new(j, "per_worker", workers);
+    return j;
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Builds snakefleet and runs every test: the Criterion suites (ASan+UBSan
+# build), a valgrind pass over the codec suites, pytest, short bounded
+# libFuzzer runs, and the integration tests against a real Kafka (KRaft, from
+# Maven Central jars) and a real redis-server, both started and stopped here
+# on loopback. Installs what is missing first (deploy/setup.sh).
+#
+#   tests/run.sh            everything
+#   FUZZ_SECONDS=0 …        skip fuzzing;  SKIP_INTEGRATION=1 … skip Kafka/Redis
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+FUZZ_SECONDS="${FUZZ_SECONDS:-15}"
+JOBS="$(nproc)"
+
+"$ROOT/deploy/setup.sh" || { echo "run.sh: setup failed" >&2; exit 1; }
+PY="$ROOT/.venv/bin/python"
+
+passed=0
+failed=0
+failures=()
+stage() { # stage NAME CMD… — runs one stage and records its outcome
+    local name="$1"
+    shift
+    echo "=== $name"
+    local t0=$SECONDS
+    if "$@"; then
+        passed=$((passed + 1))
+        echo "=== $name: ok ($((SECONDS - t0)) s)"
+    else
+        failed=$((failed + 1))
+        failures+=("$name")
+        echo "=== $name: FAILED ($((SECONDS - t0)) s)"
+    fi
+}
+
+build_asan() {
+    cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSF_SANITIZE=ON >/dev/null &&
+        cmake --build build/asan -j "$JOBS"
+}
+build_release() {
+    cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+        cmake --build build/release -j "$JOBS"
+}
+build_fuzz() {
+    CC=clang cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSF_FUZZ=ON \
+        -DSF_SANITIZE=ON -DSF_TESTS=OFF >/dev/null && cmake --build build/fuzz -j "$JOBS"
+}
+criterion() {
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+        ctest --test-dir build/asan --output-on-failure --timeout 600
+}
+valgrind_codec() {
+    local t rc=0
+    for t in test_vectors test_frame_reader test_codec; do
+        valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+            --trace-children=yes "build/release/tests/unit/$t" --jobs 1 >/dev/null 2>"build/valgrind-$t.log" ||
+            { echo "valgrind: $t failed, see build/valgrind-$t.log" >&2; tail -30 "build/valgrind-$t.log" >&2; rc=1; }
+    done
+    return $rc
+}
+pytest_all() {
+    "$PY" -m pytest -q python/tests
+}
+python_lint() {
+    "$PY" -m ruff check python && "$PY" -m ruff format --check python && "$PY" -m mypy python/snakefleet
+}
+c_format() {
+    local files
+    files=$(git ls-files '*.c' '*.h')
+    [[ -z "$files" ]] || clang-format --dry-run --Werror $files
+}
+fuzz() {
+    local t dir
+    for t in fuzz_frame_reader fuzz_request; do
+        dir="build/fuzz/corpus-$t"
+        mkdir -p "$dir"
+        case $t in
+        fuzz_frame_reader) cp schemas/vectors/frame/*.msgpack "$dir"/ ;;
+        fuzz_request) cp schemas/vectors/request/*.msgpack "$dir"/ ;;
+        esac
+        "build/fuzz/tests/fuzz/$t" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 \
+            -artifact_prefix="build/fuzz/$t-" "$dir" 2>"build/fuzz/$t.log" ||
+            { echo "fuzz: $t found a crash, see build/fuzz/$t.log" >&2; tail -40 "build/fuzz/$t.log" >&2; return 1; }
+        grep -E "^Done [0-9]+ runs" "build/fuzz/$t.log"
+    done
+}
+
+stage "build (ASan+UBSan)" build_asan
+stage "build (release)" build_release
+stage "C format" c_format
+stage "Criterion (ASan+UBSan)" criterion
+stage "valgrind (codec suites)" valgrind_codec
+stage "pytest" pytest_all
+stage "Python lint and types" python_lint
+if [[ "$FUZZ_SECONDS" != 0 ]]; then
+    stage "build (libFuzzer)" build_fuzz
+    stage "fuzz (${FUZZ_SECONDS}s per target)" fuzz
+fi
+if [[ -z "${SKIP_INTEGRATION:-}" && -x tests/integration/run.sh ]]; then
+    stage "integration (real Kafka, real Redis)" tests/integration/run.sh
+fi
+
+echo
+echo "stages: $passed passed, $failed failed"
+((failed == 0)) || { printf '  failed: %s\n' "${failures[@]}"; exit 1; }
