@@ -10,6 +10,11 @@ bool sf_str_eq(sf_str s, const char *cstr)
     return s.len == n && (n == 0 || memcmp(s.ptr, cstr, n) == 0);
 }
 
+sf_str sf_cstr(const char *s)
+{
+    return (sf_str){s ? s : "", s ? (uint32_t)strlen(s) : 0};
+}
+
 void sf_str_copy(char *dst, size_t cap, sf_str s)
 {
     if (cap == 0)

@@ -25,6 +25,8 @@ typedef struct sf_str {
 #define SF_STR_ARG(s) (int)(s).len, (s).ptr
 
 bool sf_str_eq(sf_str s, const char *cstr);
+/* A view of a NUL-terminated string (NULL gives the empty view). */
+sf_str sf_cstr(const char *s);
 /* Copies into dst (always NUL-terminated, truncated to cap-1). */
 void sf_str_copy(char *dst, size_t cap, sf_str s);
 

@@ -5,11 +5,6 @@
 
 #include "request.h"
 
-sf_str sf_cstr(const char *s)
-{
-    return (sf_str){s ? s : "", s ? (uint32_t)strlen(s) : 0};
-}
-
 static void pack_error(msgpack_packer *pk, const sf_reply *r)
 {
     size_t n = 2 + (r->err_traceback.len > 0) + (r->err_field.len > 0);

@@ -25,9 +25,6 @@ typedef struct sf_reply {
     uint64_t queued_us, exec_us, total_us;
 } sf_reply;
 
-/* A view of a NUL-terminated string (NULL gives the empty view). */
-sf_str sf_cstr(const char *s);
-
 void sf_reply_pack(msgpack_packer *pk, const sf_reply *r);
 
 /* Checks a decoded reply map against the schema; err names the first bad field. */
