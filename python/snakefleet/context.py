@@ -1,0 +1,78 @@
+"""The session context a program receives as its first argument.
+
+A program sees `ctx.session_id`, `ctx.worker_id`, `ctx.program_id` and
+`ctx.state`: the session state the supervisor sent with the call (from Redis),
+or `{}` when none was sent. The program may mutate `ctx.state` in place or
+assign a new dict to it; `state_delta()` tells the worker whether the state
+changed and must travel back in `result.state`.
+
+Change detection favours correctness over cleverness: when a state was sent,
+its msgpack encoding is taken before the call and compared with the encoding
+after it, so in-place mutation of nested values (`ctx.state["seq"].append(x)`)
+is caught as surely as reassignment. Without a sent state the baseline is the
+empty map, and only a non-empty state counts as a change.
+"""
+
+from __future__ import annotations
+
+from snakefleet.codec import EncodeError, encode
+
+# `typing` costs a worker ~3 ms of start-up (it imports `re`); annotations are
+# strings here (PEP 563), so type-only names are imported for checkers only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    State = dict[str, Any]
+
+
+class StateError(ValueError):
+    """The program left ctx.state in a shape that cannot be sent back."""
+
+
+class SessionContext:
+    __slots__ = ("_baseline", "program_id", "session_id", "state", "worker_id")
+
+    def __init__(
+        self,
+        session_id: str,
+        worker_id: str,
+        program_id: str,
+        state: State | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.worker_id = worker_id
+        self.program_id = program_id
+        if state is None:
+            self.state: State = {}
+            self._baseline: bytes | None = None
+        else:
+            self.state = state
+            self._baseline = encode(state)
+
+    def __repr__(self) -> str:
+        return (
+            f"SessionContext(session_id={self.session_id!r}, worker_id={self.worker_id!r}, "
+            f"program_id={self.program_id!r}, state={self.state!r})"
+        )
+
+    def state_delta(self) -> State | None:
+        """The state to return in `result.state`, or None if it is unchanged.
+
+        Raises StateError when the state is no longer a map with string keys
+        or holds a value msgpack cannot encode."""
+        state = self.state
+        if not isinstance(state, dict):
+            raise StateError(f"ctx.state must be a dict, got {type(state).__name__}")
+        if self._baseline is None and not state:
+            return None
+        try:
+            after = encode(state)
+        except EncodeError as e:
+            raise StateError(f"session state is {e}") from None
+        if after == self._baseline:
+            return None
+        for key in state:
+            if type(key) is not str:
+                raise StateError(f"session state keys must be strings, got {key!r}")
+        return state

@@ -1,0 +1,138 @@
+"""Sample programs for tests, benchmarks and the quick start.
+
+Each is a `callable` program: spec `{kind: "callable", entry:
+"snakefleet.examples:NAME"}`, called as `fn(ctx, **inputs)`. Some misbehave on
+purpose (fail, crash, allocate, print_noise, bad_result) so the worker's and
+the supervisor's failure handling can be tested against real behaviour.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from snakefleet.context import SessionContext
+
+MIB = 1024 * 1024
+PAGE = 4096
+
+# Memory held by allocate(); lives as long as the worker process.
+_held: list[bytearray] = []
+
+
+def noop(ctx: SessionContext, **inputs: Any) -> None:
+    """Does nothing: the floor of a call's cost."""
+    return None
+
+
+def echo(ctx: SessionContext, **inputs: Any) -> dict[str, Any]:
+    """Returns its inputs."""
+    return inputs
+
+
+def add(ctx: SessionContext, a: Any, b: Any) -> Any:
+    return a + b
+
+
+def counter(ctx: SessionContext, by: int = 1) -> int:
+    """Adds `by` to the session's state["n"] and returns the new n."""
+    n = int(ctx.state.get("n", 0)) + by
+    ctx.state["n"] = n
+    return n
+
+
+def record(ctx: SessionContext, op: Any) -> int:
+    """Appends `op` to the session's state["seq"]; returns its length. Tests
+    use it to check that a session's requests ran once each, in order."""
+    seq = ctx.state.setdefault("seq", [])
+    seq.append(op)
+    return len(seq)
+
+
+def get_state(ctx: SessionContext) -> dict[str, Any]:
+    """Returns the session state as the program sees it."""
+    return ctx.state
+
+
+def replace_state(ctx: SessionContext, **state: Any) -> None:
+    """Assigns a new dict to ctx.state (rather than mutating it)."""
+    ctx.state = dict(state)
+
+
+def whoami(ctx: SessionContext) -> dict[str, Any]:
+    """The context's identity and this process's pid."""
+    return {
+        "session": ctx.session_id,
+        "worker": ctx.worker_id,
+        "program": ctx.program_id,
+        "pid": os.getpid(),
+    }
+
+
+def fail(ctx: SessionContext, message: str = "boom") -> None:
+    """Raises ValueError(message)."""
+    raise ValueError(message)
+
+
+def sleep(ctx: SessionContext, seconds: float = 1.0) -> float:
+    """Sleeps, then returns the seconds slept (timeout and SIGTERM tests)."""
+    time.sleep(seconds)
+    return seconds
+
+
+def allocate(ctx: SessionContext, mb: int = 1) -> int:
+    """Holds `mb` more MiB of real, touched memory; returns the MiB held."""
+    block = bytearray(mb * MIB)
+    pages = len(block) // PAGE
+    if pages:
+        memoryview(block)[::PAGE] = b"\x01" * len(range(0, len(block), PAGE))
+    _held.append(block)
+    return sum(len(b) for b in _held) // MIB
+
+
+def crash(ctx: SessionContext, how: str = "abort") -> None:
+    """Kills the worker: "abort" (SIGABRT), "segv" (a null pointer read) or
+    "exit" (os._exit(7), no cleanup)."""
+    sys.stderr.flush()
+    if how == "abort":
+        os.abort()
+    elif how == "segv":
+        import ctypes
+
+        ctypes.string_at(0)
+    elif how == "exit":
+        os._exit(7)
+    raise ValueError(f"crash: unknown how={how!r} (abort, segv or exit)")
+
+
+def print_noise(ctx: SessionContext, n: int = 100) -> str:
+    """print()s n lines and writes raw bytes to fd 1, then returns "ok": proves
+    stdout output cannot corrupt the frame stream."""
+    for i in range(n):
+        print(f"noise line {i} \x00\x00\x00\x05 not a frame")
+    sys.stdout.flush()
+    os.write(1, b"\x00\x00\x00\x03\xc1\xc1\xc1 raw write to fd 1\n")
+    return "ok"
+
+
+def blob(ctx: SessionContext, size: int = 1024) -> bytes:
+    """Returns `size` zero bytes (large-result and frame-limit tests)."""
+    return bytes(size)
+
+
+def read_stdin(ctx: SessionContext) -> dict[str, str]:
+    """What user code gets from stdin: always empty in a worker, whose fd 0
+    is /dev/null (the frames arrive on a private fd)."""
+    return {"sys.stdin": sys.stdin.read(), "fd0": os.read(0, 100).decode()}
+
+
+def bad_result(ctx: SessionContext, what: str = "object") -> Any:
+    """Returns something msgpack cannot (or must not) carry: an object(), a
+    set, or a map with int keys."""
+    if what == "set":
+        return {1, 2, 3}
+    if what == "int_keys":
+        return {"ok": {1: "one"}}
+    return object()

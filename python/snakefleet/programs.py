@@ -1,0 +1,286 @@
+"""Programs: what a worker runs, built from a spec and cached per session.
+
+A program spec is a map with at least `kind`; the kind picks a builder that
+turns the spec into a `Program`. Kinds are pluggable (`register_kind`), so a
+`dspy` kind can join `callable` without touching the worker. A kind may name a
+module it `requires`; it is advertised in the worker's `ready.caps` only when
+that module can be found, and the module is not imported until a program of
+that kind is built.
+
+Kind `callable`: `{kind: "callable", entry: "package.module:function"}` (the
+function part may be dotted, e.g. `module:Class.method`). It is called as
+`fn(ctx, **inputs)`.
+
+`ProgramRegistry` keys programs by (session, program id): program `p` of
+session `s` and program `p` of session `t` are different objects, and
+`cleanup(session)` drops all of one session's programs at once.
+
+Failures that must reach the caller as a typed result error (`type`,
+`message`, optional `traceback`/`field`) are raised as `ProgramError`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from snakefleet.context import SessionContext
+
+# `typing` costs a worker ~3 ms of start-up (it imports `re`); annotations are
+# strings here (PEP 563), so type-only names are imported for checkers only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Callable
+
+    Spec = Mapping[str, Any]
+    Builder = Callable[[str, Spec], "Program"]
+
+# Result error types the worker produces (see schemas/README.md, Reply).
+INVALID_PROGRAM = "invalid_program"
+PROGRAM_NOT_FOUND = "program_not_found"
+PROGRAM_ERROR = "program_error"
+INVALID_REQUEST = "invalid_request"
+INTERNAL = "internal"
+
+
+class ProgramError(Exception):
+    """A failure reported as a result error rather than a crash."""
+
+    def __init__(
+        self,
+        error_type: str,
+        message: str,
+        traceback: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.traceback = traceback
+        self.field = field
+
+    def to_wire(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"type": self.error_type, "message": self.message}
+        if self.traceback is not None:
+            error["traceback"] = self.traceback
+        if self.field is not None:
+            error["field"] = self.field
+        return error
+
+
+class Program:
+    """A built program. Subclasses implement `run`."""
+
+    __slots__ = ("kind", "program_id", "spec")
+
+    def __init__(self, program_id: str, spec: Spec) -> None:
+        self.program_id = program_id
+        self.kind: str = spec["kind"]
+        self.spec = dict(spec)
+
+    def run(self, ctx: SessionContext, inputs: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+
+class Kind:
+    __slots__ = ("build", "name", "requires")
+
+    def __init__(self, name: str, build: Builder, requires: str | None = None) -> None:
+        self.name = name
+        self.build = build
+        self.requires = requires
+
+    def available(self) -> bool:
+        """True when the kind's required module is importable (not imported)."""
+        if self.requires is None:
+            return True
+        try:
+            return importlib.util.find_spec(self.requires) is not None
+        except (ImportError, ValueError):
+            return False
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def register_kind(name: str, build: Builder, requires: str | None = None) -> None:
+    """Add (or replace) a program kind for every registry that uses KINDS."""
+    KINDS[name] = Kind(name, build, requires)
+
+
+def available_kinds(kinds: Mapping[str, Kind] | None = None) -> list[str]:
+    """The kinds this interpreter can build: the worker's `ready.caps`."""
+    table = KINDS if kinds is None else kinds
+    return [name for name, kind in table.items() if kind.available()]
+
+
+# ---------------------------------------------------------------- errors
+
+
+def describe(exc: BaseException) -> str:
+    """'ExcType: message' (just 'ExcType' when the message is empty)."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the error
+        text = "<exception str() failed>"
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
+
+
+def format_user_traceback(exc: BaseException) -> str:
+    """The traceback of `exc` without the frames of this module, so the user
+    sees their own code first."""
+    import traceback  # only on the error path: keeps worker start-up lean
+
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_globals.get("__name__") == __name__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def run_program(program: Program, ctx: SessionContext, inputs: dict[str, Any]) -> Any:
+    """Run user code; any exception it raises (SystemExit included) becomes a
+    `program_error`. Other BaseExceptions (KeyboardInterrupt, the worker's
+    termination signal) pass through."""
+    try:
+        return program.run(ctx, inputs)
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - user code: report it all
+        raise ProgramError(PROGRAM_ERROR, describe(e), format_user_traceback(e)) from None
+
+
+# ---------------------------------------------------------------- kind: callable
+
+
+class CallableProgram(Program):
+    __slots__ = ("fn",)
+
+    def __init__(self, program_id: str, spec: Spec, fn: Callable[..., Any]) -> None:
+        super().__init__(program_id, spec)
+        self.fn = fn
+
+    def run(self, ctx: SessionContext, inputs: dict[str, Any]) -> Any:
+        return self.fn(ctx, **inputs)
+
+
+def resolve_entry(entry: str) -> Callable[..., Any]:
+    """Import 'module:attr.path' and return the callable it names."""
+    module_name, sep, attr_path = entry.partition(":")
+    if not sep or not module_name or not attr_path:
+        raise ProgramError(
+            INVALID_PROGRAM,
+            f"entry '{entry}' must look like 'module:function'",
+            field="spec.entry",
+        )
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as e:  # noqa: BLE001 - module code may raise anything
+        raise ProgramError(
+            INVALID_PROGRAM,
+            f"cannot import module of entry '{entry}': {describe(e)}",
+            format_user_traceback(e) if not isinstance(e, ModuleNotFoundError) else None,
+            field="spec.entry",
+        ) from None
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ProgramError(
+                INVALID_PROGRAM,
+                f"entry '{entry}': '{part}' not found in {getattr(obj, '__name__', obj)!r}",
+                field="spec.entry",
+            ) from None
+    if not callable(obj):
+        raise ProgramError(
+            INVALID_PROGRAM,
+            f"entry '{entry}' is not callable (it is a {type(obj).__name__})",
+            field="spec.entry",
+        )
+    return obj  # type: ignore[no-any-return]
+
+
+def build_callable(program_id: str, spec: Spec) -> Program:
+    entry = spec.get("entry")
+    if not isinstance(entry, str):
+        raise ProgramError(
+            INVALID_PROGRAM,
+            "a callable spec needs 'entry': 'module:function'"
+            + ("" if entry is None else f" (got {type(entry).__name__})"),
+            field="spec.entry",
+        )
+    return CallableProgram(program_id, spec, resolve_entry(entry))
+
+
+register_kind("callable", build_callable)
+
+
+# ---------------------------------------------------------------- registry
+
+
+class ProgramRegistry:
+    """Built programs of every session this worker serves."""
+
+    __slots__ = ("_kinds", "_sessions")
+
+    def __init__(self, kinds: Mapping[str, Kind] | None = None) -> None:
+        self._kinds = KINDS if kinds is None else kinds
+        self._sessions: dict[str, dict[str, Program]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(programs) for programs in self._sessions.values())
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    def build(self, program_id: str, spec: Spec) -> Program:
+        kind_name = spec.get("kind")
+        kind = self._kinds.get(kind_name) if isinstance(kind_name, str) else None
+        if kind is None:
+            known = ", ".join(sorted(self._kinds))
+            raise ProgramError(
+                INVALID_PROGRAM,
+                f"unknown program kind {kind_name!r} (this worker knows: {known})",
+                field="spec.kind",
+            )
+        return kind.build(program_id, spec)
+
+    def create(self, session: str, program_id: str, spec: Spec) -> Program:
+        """Build from `spec` and cache, replacing any program of that id."""
+        program = self.build(program_id, spec)
+        self._sessions.setdefault(session, {})[program_id] = program
+        return program
+
+    def get(self, session: str, program_id: str) -> Program | None:
+        programs = self._sessions.get(session)
+        return None if programs is None else programs.get(program_id)
+
+    def ensure(self, session: str, program_id: str, spec: Spec | None) -> Program:
+        """The program to execute: the cached one, rebuilt first when the call
+        carries a spec that differs from the cached spec (or nothing is cached)."""
+        program = self.get(session, program_id)
+        if spec is not None and (program is None or program.spec != spec):
+            return self.create(session, program_id, spec)
+        if program is None:
+            raise ProgramError(
+                PROGRAM_NOT_FOUND,
+                f"program '{program_id}' not found in session '{session}' and no spec was sent",
+                field="program",
+            )
+        return program
+
+    def delete(self, session: str, program_id: str) -> bool:
+        programs = self._sessions.get(session)
+        if programs is None or programs.pop(program_id, None) is None:
+            return False
+        if not programs:
+            del self._sessions[session]
+        return True
+
+    def ids(self, session: str) -> list[str]:
+        """The session's program ids, sorted."""
+        return sorted(self._sessions.get(session, ()))
+
+    def cleanup(self, session: str) -> int:
+        """Drop all of a session's programs; returns how many there were."""
+        return len(self._sessions.pop(session, {}))

@@ -1,0 +1,98 @@
+/*
+ * config.h — snakefleet's configuration: an INI file (libinih), then
+ * environment variables SNAKEFLEET_<SECTION>_<KEY>, then flags
+ * --section.key=value; the later source wins. Every option has a default,
+ * a type, bounds and a one-line help; an unknown key or a bad value is an
+ * error naming the key and where it came from. `[kafka]` is passed through
+ * to librdkafka untouched (librdkafka validates it when the client is made).
+ */
+#ifndef SF_CONFIG_H
+#define SF_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "pool.h"
+
+#define SF_CONFIG_MAX_KAFKA 64
+
+typedef struct sf_kv {
+    char key[128];
+    char value[512];
+    char source[160];
+} sf_kv;
+
+typedef struct sf_config {
+    /* [supervisor] */
+    char id[128];
+    uint32_t shutdown_timeout_ms;
+    uint32_t max_queued;
+    uint32_t resume_below;
+    uint32_t poison_threshold;
+    uint32_t max_message_bytes;
+    uint32_t revoke_timeout_ms;
+    char http_listen[64];
+    char log_level[16];
+    /* [topics] */
+    char group[128];
+    char requests[256];
+    char replies[256];
+    char telemetry_topic[256];
+    char dlq[256];
+    bool create_topics;
+    uint32_t partitions;
+    uint32_t replication;
+    /* [telemetry] */
+    uint32_t telemetry_interval_ms;
+    /* [redis] */
+    char redis_url[256];
+    uint32_t session_ttl_s;
+    uint32_t dedupe_ttl_s;
+    uint32_t max_sessions;
+    uint32_t redis_timeout_ms;
+    /* [pool] and [python] */
+    sf_pool_config pool;
+    char python[512];
+    char python_path[1024];
+    char preload[512];
+    char worker_module[128];
+    char affinity[32];
+    char lm_model[256];
+    char lm_api_base[256];
+    char lm_api_key_env[128];
+    /* [kafka] pass-through */
+    sf_kv kafka[SF_CONFIG_MAX_KAFKA];
+    int nkafka;
+    /* where each option's value came from, by option index */
+    char sources[96][160];
+} sf_config;
+
+/* Defaults only. */
+void sf_config_defaults(sf_config *c);
+
+/* Loads an INI file over the current values. Returns 0 or -1 (err names file:line and key). */
+int sf_config_load_file(sf_config *c, const char *path, char *err, size_t errlen);
+
+/* Applies SNAKEFLEET_<SECTION>_<KEY> variables from envp. */
+int sf_config_load_env(sf_config *c, char **envp, char *err, size_t errlen);
+
+/* Applies one "section.key=value" (a flag without its leading dashes). */
+int sf_config_set(sf_config *c, const char *assignment, const char *source, char *err,
+                  size_t errlen);
+
+/* Cross-field checks and derived values (pool config strings). Call last. */
+int sf_config_finish(sf_config *c, char *err, size_t errlen);
+
+/* Writes the effective configuration as INI, each value with its source. */
+void sf_config_print(const sf_config *c, FILE *out);
+
+/* Sets a [kafka] property (overwrites an earlier one of the same key). */
+int sf_config_kafka_set(sf_config *c, const char *key, const char *value, const char *source);
+const char *sf_config_kafka_get(const sf_config *c, const char *key);
+
+/* The help text of every option, for --help. */
+void sf_config_print_help(FILE *out);
+
+#endif
