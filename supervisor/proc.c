@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -63,6 +64,30 @@ static void close_pipes(sf_proc_pipes *p, int child[3])
         close(child[i]);
 }
 
+/*
+ * Closes every descriptor from `first` up, except `keep`: a worker must not
+ * hold the supervisor's sockets or other workers' pipes (a leaked pipe end
+ * would hide a worker's EOF from the pool).
+ */
+static void close_inherited(int first, int keep)
+{
+#ifdef SYS_close_range
+    /* One syscall where the kernel has it (5.9+); the loop below otherwise. */
+    if (keep < first || syscall(SYS_close_range, (unsigned)first, (unsigned)keep - 1, 0) == 0) {
+        unsigned from = (unsigned)(keep >= first ? keep + 1 : first);
+        if (syscall(SYS_close_range, from, ~0U, 0) == 0)
+            return;
+    }
+#endif
+    long max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > 65536)
+        max = 65536;
+    for (int fd = first; fd < max; fd++) {
+        if (fd != keep)
+            close(fd);
+    }
+}
+
 /* The child between fork and exec: only async-signal-safe calls. */
 static void child_exec(char *const argv[], char *const env[], pid_t parent, pid_t pgid,
                        int child[3], int fd3, int report)
@@ -85,6 +110,7 @@ static void child_exec(char *const argv[], char *const env[], pid_t parent, pid_
     }
     if (fd3 >= 0 && dup2(fd3, 3) < 0)
         _exit(127);
+    close_inherited(fd3 >= 0 ? 4 : 3, report);
     execve(argv[0], argv, env);
     int e = errno;
     ssize_t w = write(report, &e, sizeof(e));
