@@ -1,0 +1,553 @@
+/*
+ * kafka.c — the consumer, the producer, topics and the mock cluster; see
+ * kafka.h.
+ *
+ * Settings the guarantees depend on are forced after the pass-through:
+ * enable.auto.offset.store=false (only the contiguous finished prefix is
+ * stored), enable.idempotence=true and partitioner=murmur2_random (a session
+ * maps to the same partition as with the Java client).
+ */
+#include "kafka.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define POLL_BATCH 500
+
+struct sf_kafka {
+    struct event_base *base;
+    const sf_config *cfg;
+    sf_kafka_handlers h;
+    rd_kafka_t *consumer, *producer;
+    rd_kafka_queue_t *cq, *pq;
+    int cpipe[2], ppipe[2];
+    struct event *ev_c, *ev_p;
+    bool closing;
+};
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    char q[1100];
+    sf_log_quote(q, sizeof(q), buf, strlen(buf));
+    sf_log(level <= 3   ? SF_LOG_ERROR
+           : level <= 4 ? SF_LOG_WARN
+                        : SF_LOG_INFO,
+           "kafka.log", "client=%s facility=%s message=%s", rd_kafka_name(rk), fac, q);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    sf_log(err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || rd_kafka_fatal_error(rk, NULL, 0)
+               ? SF_LOG_ERROR
+               : SF_LOG_WARN,
+           "kafka.error", "client=%s error=%s reason=\"%s\"", rd_kafka_name(rk),
+           rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    sf_kafka *k = opaque;
+    bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (coop) {
+            rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
+            if (e) {
+                sf_error("kafka.assign_failed", "reason=\"%s\"", rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+            }
+        } else {
+            rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
+            if (e)
+                sf_error("kafka.assign_failed", "reason=\"%s\"", rd_kafka_err2str(e));
+        }
+        k->h.on_assign(k->h.ctx, parts);
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        /* librdkafka waits in "wait-unassign-call" until sf_kafka_finish_revoke. */
+        k->h.on_revoke(k->h.ctx, rd_kafka_topic_partition_list_copy(parts));
+    } else {
+        sf_error("kafka.rebalance_error", "error=%s", rd_kafka_err2str(err));
+        if (coop)
+            rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
+        else
+            rd_kafka_assign(rk, NULL);
+    }
+}
+
+void sf_kafka_finish_revoke(sf_kafka *k, rd_kafka_topic_partition_list_t *parts)
+{
+    if (strcmp(rd_kafka_rebalance_protocol(k->consumer), "COOPERATIVE") == 0) {
+        rd_kafka_error_t *e = rd_kafka_incremental_unassign(k->consumer, parts);
+        if (e) {
+            sf_error("kafka.unassign_failed", "reason=\"%s\"", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+    } else {
+        rd_kafka_assign(k->consumer, NULL);
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    sf_kafka *k = opaque;
+    if (m->err)
+        sf_error("kafka.delivery_failed", "topic=%s error=%s", rd_kafka_topic_name(m->rkt),
+                 rd_kafka_err2str(m->err));
+    k->h.on_delivery(k->h.ctx, m->_private, m->err);
+}
+
+static void drain_pipe(int fd)
+{
+    char buf[256];
+    while (read(fd, buf, sizeof(buf)) > 0)
+        ;
+}
+
+/* Consumer queue became non-empty: drain it (bounded per turn, then resume later). */
+static void on_consumer_ready(evutil_socket_t fd, short what, void *arg)
+{
+    sf_kafka *k = arg;
+    drain_pipe(fd);
+    for (int i = 0; i < POLL_BATCH; i++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(k->consumer, 0);
+        if (m == NULL)
+            return;
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                sf_warn("kafka.consume_error", "error=%s topic=%s partition=%d",
+                        rd_kafka_message_errstr(m), m->rkt ? rd_kafka_topic_name(m->rkt) : "-",
+                        (int)m->partition);
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        k->h.on_message(k->h.ctx, m);
+    }
+    event_active(k->ev_c, EV_READ, 0); /* more may be queued: continue next turn */
+}
+
+static void on_producer_ready(evutil_socket_t fd, short what, void *arg)
+{
+    sf_kafka *k = arg;
+    drain_pipe(fd);
+    rd_kafka_poll(k->producer, 0);
+}
+
+static int set(rd_kafka_conf_t *conf, const char *key, const char *value, const char *source,
+               char *err, size_t errlen)
+{
+    char e[256];
+    if (rd_kafka_conf_set(conf, key, value, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "kafka.%s (%s): %s", key, source, e);
+        return -1;
+    }
+    return 0;
+}
+
+/* The pass-through, then what the guarantees need. */
+static rd_kafka_conf_t *make_conf(const sf_config *cfg, const char *bootstrap, bool consumer,
+                                  char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    for (int i = 0; i < cfg->nkafka; i++) {
+        const sf_kv *kv = &cfg->kafka[i];
+        /* Consumer-only or producer-only keys are fine in [kafka]: apply where they fit. */
+        char e[256];
+        if (rd_kafka_conf_set(conf, kv->key, kv->value, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+            snprintf(err, errlen, "kafka.%s (%s): %s", kv->key, kv->source, e);
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    int rc = 0;
+    if (bootstrap)
+        rc |= set(conf, "bootstrap.servers", bootstrap, "--dev", err, errlen);
+    rc |= set(conf, "client.id", cfg->id, "supervisor.id", err, errlen);
+    if (consumer) {
+        rc |= set(conf, "group.id", cfg->group, "topics.group", err, errlen);
+        rc |= set(conf, "enable.auto.offset.store", "false", "required", err, errlen);
+        rc |= set(conf, "enable.partition.eof", "false", "required", err, errlen);
+    } else {
+        rc |= set(conf, "enable.idempotence", "true", "required", err, errlen);
+        rc |= set(conf, "partitioner", "murmur2_random", "required", err, errlen);
+    }
+    if (rc) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    return conf;
+}
+
+static int wire_queue(sf_kafka *k, rd_kafka_queue_t *q, int p[2], struct event **ev,
+                      event_callback_fn cb, char *err, size_t errlen)
+{
+    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    rd_kafka_queue_io_event_enable(q, p[1], "1", 1);
+    *ev = event_new(k->base, p[0], EV_READ | EV_PERSIST, cb, k);
+    event_add(*ev, NULL);
+    return 0;
+}
+
+sf_kafka *sf_kafka_new(struct event_base *base, const sf_config *cfg, const char *bootstrap,
+                       const sf_kafka_handlers *h, char *err, size_t errlen)
+{
+    sf_kafka *k = calloc(1, sizeof(*k));
+    k->base = base;
+    k->cfg = cfg;
+    k->h = *h;
+    k->cpipe[0] = k->cpipe[1] = k->ppipe[0] = k->ppipe[1] = -1;
+    char e[512];
+    rd_kafka_conf_t *conf = make_conf(cfg, bootstrap, false, err, errlen);
+    if (conf == NULL)
+        goto fail;
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_opaque(conf, k);
+    k->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
+    if (k->producer == NULL) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "cannot create the Kafka producer: %s", e);
+        goto fail;
+    }
+    /* conf is owned by the producer now */
+    conf = make_conf(cfg, bootstrap, true, err, errlen);
+    if (conf == NULL)
+        goto fail;
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_opaque(conf, k);
+    k->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e));
+    if (k->consumer == NULL) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "cannot create the Kafka consumer: %s", e);
+        goto fail;
+    }
+    /* conf is owned by the consumer now */
+    rd_kafka_poll_set_consumer(k->consumer);
+    k->cq = rd_kafka_queue_get_consumer(k->consumer);
+    k->pq = rd_kafka_queue_get_main(k->producer);
+    if (wire_queue(k, k->cq, k->cpipe, &k->ev_c, on_consumer_ready, err, errlen) < 0 ||
+        wire_queue(k, k->pq, k->ppipe, &k->ev_p, on_producer_ready, err, errlen) < 0)
+        goto fail;
+    return k;
+fail:
+    sf_kafka_free(k);
+    return NULL;
+}
+
+void sf_kafka_free(sf_kafka *k)
+{
+    if (k == NULL)
+        return;
+    if (k->ev_c)
+        event_free(k->ev_c);
+    if (k->ev_p)
+        event_free(k->ev_p);
+    if (k->cq)
+        rd_kafka_queue_destroy(k->cq);
+    if (k->pq)
+        rd_kafka_queue_destroy(k->pq);
+    if (k->consumer)
+        rd_kafka_destroy(k->consumer);
+    if (k->producer)
+        rd_kafka_destroy(k->producer);
+    for (int i = 0; i < 2; i++) {
+        if (k->cpipe[i] >= 0)
+            close(k->cpipe[i]);
+        if (k->ppipe[i] >= 0)
+            close(k->ppipe[i]);
+    }
+    free(k);
+}
+
+/* Splits a comma-separated topic list into names[]. Returns the count. */
+static int split_topics(const char *list, char names[][256], int cap)
+{
+    int n = 0;
+    const char *p = list;
+    while (*p && n < cap) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        while (len && *p == ' ')
+            p++, len--;
+        while (len && p[len - 1] == ' ')
+            len--;
+        if (len && len < 256) {
+            memcpy(names[n], p, len);
+            names[n++][len] = '\0';
+        }
+        if (c == NULL)
+            break;
+        p = c + 1;
+    }
+    return n;
+}
+
+static int create_topics(sf_kafka *k, char names[][256], const int *parts, int n, char *err,
+                         size_t errlen)
+{
+    rd_kafka_NewTopic_t *nt[16];
+    char e[256];
+    for (int i = 0; i < n; i++) {
+        nt[i] = rd_kafka_NewTopic_new(names[i], parts[i], (int)k->cfg->replication, e, sizeof(e));
+        if (nt[i] == NULL) {
+            snprintf(err, errlen, "topic %s: %s", names[i], e);
+            rd_kafka_NewTopic_destroy_array(nt, (size_t)i);
+            return -1;
+        }
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(k->producer);
+    rd_kafka_CreateTopics(k->producer, nt, (size_t)n, NULL, q);
+    rd_kafka_NewTopic_destroy_array(nt, (size_t)n);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    int rc = 0;
+    if (ev == NULL) {
+        snprintf(err, errlen, "creating topics: no answer from Kafka within 30 s");
+        rc = -1;
+    } else if (rd_kafka_event_error(ev)) {
+        snprintf(err, errlen, "creating topics: %s", rd_kafka_event_error_string(ev));
+        rc = -1;
+    } else {
+        size_t cnt;
+        const rd_kafka_topic_result_t **res =
+            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
+        for (size_t i = 0; i < cnt; i++) {
+            rd_kafka_resp_err_t te = rd_kafka_topic_result_error(res[i]);
+            if (te && te != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                snprintf(err, errlen, "creating topic %s: %s", rd_kafka_topic_result_name(res[i]),
+                         rd_kafka_topic_result_error_string(res[i]));
+                rc = -1;
+            } else {
+                sf_info("kafka.topic_created", "topic=%s", rd_kafka_topic_result_name(res[i]));
+            }
+        }
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    return rc;
+}
+
+int sf_kafka_ensure_topics(sf_kafka *k, char *err, size_t errlen)
+{
+    char names[16][256];
+    int parts[16];
+    int n = split_topics(k->cfg->requests, names, 12);
+    for (int i = 0; i < n; i++)
+        parts[i] = (int)k->cfg->partitions;
+    const char *others[] = {k->cfg->replies, k->cfg->telemetry_topic, k->cfg->dlq};
+    for (int i = 0; i < 3 && n < 16; i++) {
+        snprintf(names[n], sizeof(names[n]), "%s", others[i]);
+        parts[n++] = i == 0 ? (int)k->cfg->partitions : 1;
+    }
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(k->producer, 1, NULL, &md, 15000);
+    if (e) {
+        snprintf(err, errlen, "cannot read Kafka metadata (is kafka.bootstrap.servers right?): %s",
+                 rd_kafka_err2str(e));
+        return -1;
+    }
+    char missing[16][256];
+    int mparts[16], nm = 0;
+    char list[1024] = "";
+    for (int i = 0; i < n; i++) {
+        bool found = false;
+        for (int t = 0; t < md->topic_cnt && !found; t++)
+            found = strcmp(md->topics[t].topic, names[i]) == 0 && md->topics[t].err == 0;
+        if (!found) {
+            memcpy(missing[nm], names[i], sizeof(missing[nm]));
+            mparts[nm++] = parts[i];
+            size_t l = strlen(list);
+            snprintf(list + l, sizeof(list) - l, "%s%s", l ? ", " : "", names[i]);
+        }
+    }
+    rd_kafka_metadata_destroy(md);
+    if (nm == 0)
+        return 0;
+    if (!k->cfg->create_topics) {
+        snprintf(err, errlen, "missing Kafka topics: %s (create them, or set topics.create = true)",
+                 list);
+        return -1;
+    }
+    return create_topics(k, missing, mparts, nm, err, errlen);
+}
+
+int sf_kafka_subscribe(sf_kafka *k, char *err, size_t errlen)
+{
+    char names[16][256];
+    int n = split_topics(k->cfg->requests, names, 16);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+    for (int i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(l, names[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(k->consumer, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        snprintf(err, errlen, "cannot subscribe to %s: %s", k->cfg->requests, rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}
+
+int sf_kafka_produce(sf_kafka *k, const char *topic, const void *key, size_t keylen,
+                     const void *value, size_t len, rd_kafka_headers_t *headers, void *opaque,
+                     char *err, size_t errlen)
+{
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        k->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY((void *)key, keylen),
+        RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    if (e) {
+        if (headers)
+            rd_kafka_headers_destroy(headers);
+        snprintf(err, errlen, "cannot produce to %s: %s", topic, rd_kafka_err2str(e));
+        return -1;
+    }
+    /* headers are owned by the message now */
+    return 0;
+}
+
+void sf_kafka_store_offset(sf_kafka *k, const char *topic, int32_t partition, int64_t next)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = next;
+    rd_kafka_resp_err_t e = rd_kafka_offsets_store(k->consumer, l);
+    if (e)
+        sf_warn("kafka.offset_store_failed", "topic=%s partition=%d offset=%lld error=%s", topic,
+                (int)partition, (long long)next, rd_kafka_err2str(e));
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+int sf_kafka_commit_sync(sf_kafka *k)
+{
+    rd_kafka_resp_err_t e = rd_kafka_commit(k->consumer, NULL, 0);
+    if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        sf_warn("kafka.commit_failed", "error=%s", rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}
+
+static void pause_resume(sf_kafka *k, const char *topic, int32_t partition, bool pause)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition);
+    rd_kafka_resp_err_t e = pause ? rd_kafka_pause_partitions(k->consumer, l)
+                                  : rd_kafka_resume_partitions(k->consumer, l);
+    if (e)
+        sf_warn("kafka.pause_failed", "topic=%s partition=%d pause=%d error=%s", topic,
+                (int)partition, pause, rd_kafka_err2str(e));
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+void sf_kafka_pause(sf_kafka *k, const char *topic, int32_t partition)
+{
+    pause_resume(k, topic, partition, true);
+}
+
+void sf_kafka_resume(sf_kafka *k, const char *topic, int32_t partition)
+{
+    pause_resume(k, topic, partition, false);
+}
+
+void sf_kafka_pause_all(sf_kafka *k)
+{
+    rd_kafka_topic_partition_list_t *l = NULL;
+    if (rd_kafka_assignment(k->consumer, &l) == 0 && l) {
+        rd_kafka_pause_partitions(k->consumer, l);
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+}
+
+int64_t sf_kafka_lag(sf_kafka *k, const char *topic, int32_t partition, int64_t position)
+{
+    int64_t lo, hi;
+    if (rd_kafka_get_watermark_offsets(k->consumer, topic, partition, &lo, &hi) != 0 || hi < 0)
+        return -1;
+    if (position < lo)
+        position = lo;
+    return hi > position ? hi - position : 0;
+}
+
+int sf_kafka_outq_len(sf_kafka *k)
+{
+    return rd_kafka_outq_len(k->producer);
+}
+
+void sf_kafka_close(sf_kafka *k, int timeout_ms)
+{
+    if (k->closing)
+        return;
+    k->closing = true;
+    rd_kafka_resp_err_t e = rd_kafka_consumer_close(k->consumer);
+    if (e)
+        sf_warn("kafka.close_failed", "error=%s", rd_kafka_err2str(e));
+    e = rd_kafka_flush(k->producer, timeout_ms);
+    if (e)
+        sf_warn("kafka.flush_incomplete", "unsent=%d", rd_kafka_outq_len(k->producer));
+}
+
+const char *sf_kafka_protocol(sf_kafka *k)
+{
+    return rd_kafka_rebalance_protocol(k->consumer);
+}
+
+struct sf_mock {
+    rd_kafka_t *rk;
+    rd_kafka_mock_cluster_t *mc;
+};
+
+sf_mock *sf_mock_start(const sf_config *cfg, int brokers, char *err, size_t errlen)
+{
+    char e[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    sf_mock *m = calloc(1, sizeof(*m));
+    m->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
+    if (m->rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "mock cluster: %s", e);
+        free(m);
+        return NULL;
+    }
+    /* conf is owned by rk now */
+    m->mc = rd_kafka_mock_cluster_new(m->rk, brokers);
+    if (m->mc == NULL) {
+        snprintf(err, errlen, "cannot start the mock cluster");
+        sf_mock_free(m);
+        return NULL;
+    }
+    char names[16][256];
+    int n = split_topics(cfg->requests, names, 12);
+    for (int i = 0; i < n; i++)
+        rd_kafka_mock_topic_create(m->mc, names[i], (int)cfg->partitions, 1);
+    rd_kafka_mock_topic_create(m->mc, cfg->replies, (int)cfg->partitions, 1);
+    rd_kafka_mock_topic_create(m->mc, cfg->telemetry_topic, 1, 1);
+    rd_kafka_mock_topic_create(m->mc, cfg->dlq, 1, 1);
+    return m;
+}
+
+const char *sf_mock_bootstrap(const sf_mock *m)
+{
+    return rd_kafka_mock_cluster_bootstraps(m->mc);
+}
+
+void sf_mock_free(sf_mock *m)
+{
+    if (m == NULL)
+        return;
+    if (m->mc)
+        rd_kafka_mock_cluster_destroy(m->mc);
+    if (m->rk)
+        rd_kafka_destroy(m->rk);
+    free(m);
+}

@@ -1,0 +1,95 @@
+/*
+ * kafka.h — everything the daemon does with Kafka, behind one handle: the
+ * consumer-group member that reads requests, the idempotent producer that
+ * writes replies, telemetry and DLQ records, topic checks and creation, and
+ * the embedded mock cluster for --dev.
+ *
+ * Both clients are driven from the libevent loop: librdkafka signals its
+ * queues through pipes (rd_kafka_queue_io_event_enable), so nothing polls on
+ * a timer and nothing runs on librdkafka's threads except logging.
+ *
+ * Rebalances: assignments are applied at once; a revocation is handed to the
+ * daemon (on_revoke) which finishes it with sf_kafka_finish_revoke() once the
+ * revoked partitions' calls in flight are done and committed — librdkafka
+ * waits for that call (its group state "wait-unassign-call").
+ */
+#ifndef SF_KAFKA_H
+#define SF_KAFKA_H
+
+#include <event2/event.h>
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+
+#include "config.h"
+
+typedef struct sf_kafka sf_kafka;
+
+typedef struct sf_kafka_handlers {
+    void *ctx;
+    /* A request message; the callee owns msg (rd_kafka_message_destroy). */
+    void (*on_message)(void *ctx, rd_kafka_message_t *msg);
+    void (*on_assign)(void *ctx, const rd_kafka_topic_partition_list_t *parts);
+    /* The callee must later call sf_kafka_finish_revoke(k, parts) (parts stays valid). */
+    void (*on_revoke)(void *ctx, rd_kafka_topic_partition_list_t *parts);
+    /* A produced message was acknowledged or failed; opaque as given to sf_kafka_produce. */
+    void (*on_delivery)(void *ctx, void *opaque, rd_kafka_resp_err_t err);
+} sf_kafka_handlers;
+
+/*
+ * Creates both clients from cfg ([kafka] pass-through plus the settings the
+ * guarantees need). `bootstrap` overrides bootstrap.servers when not NULL (the
+ * --dev mock cluster).
+ */
+sf_kafka *sf_kafka_new(struct event_base *base, const sf_config *cfg, const char *bootstrap,
+                       const sf_kafka_handlers *h, char *err, size_t errlen);
+void sf_kafka_free(sf_kafka *k);
+
+/* Checks that every configured topic exists; creates missing ones when topics.create. */
+int sf_kafka_ensure_topics(sf_kafka *k, char *err, size_t errlen);
+
+int sf_kafka_subscribe(sf_kafka *k, char *err, size_t errlen);
+
+/*
+ * Produces value to topic with key; headers (may be NULL) are taken over.
+ * on_delivery(opaque) follows. Returns 0, or -1 when the message could not be
+ * queued (err says why; on_delivery is not called then).
+ */
+int sf_kafka_produce(sf_kafka *k, const char *topic, const void *key, size_t keylen,
+                     const void *value, size_t len, rd_kafka_headers_t *headers, void *opaque,
+                     char *err, size_t errlen);
+
+/* Stores `next` as the offset to commit for topic/partition (committed by auto-commit). */
+void sf_kafka_store_offset(sf_kafka *k, const char *topic, int32_t partition, int64_t next);
+
+/* Commits stored offsets now and waits for the broker's answer. */
+int sf_kafka_commit_sync(sf_kafka *k);
+
+void sf_kafka_pause(sf_kafka *k, const char *topic, int32_t partition);
+void sf_kafka_resume(sf_kafka *k, const char *topic, int32_t partition);
+/* Stops fetching every assigned partition (shutdown drain). */
+void sf_kafka_pause_all(sf_kafka *k);
+
+void sf_kafka_finish_revoke(sf_kafka *k, rd_kafka_topic_partition_list_t *parts);
+
+/* Consumer lag of an assigned partition from cached watermarks, or -1. */
+int64_t sf_kafka_lag(sf_kafka *k, const char *topic, int32_t partition, int64_t position);
+
+/* Messages produced but not yet acknowledged. */
+int sf_kafka_outq_len(sf_kafka *k);
+
+/*
+ * Leaves the group (revocation runs through on_revoke, which must finish at
+ * once here) and flushes the producer up to timeout_ms.
+ */
+void sf_kafka_close(sf_kafka *k, int timeout_ms);
+
+/* "COOPERATIVE" or "EAGER" (or "NONE" before the first join). */
+const char *sf_kafka_protocol(sf_kafka *k);
+
+/* The embedded mock cluster for --dev: creates the configured topics. */
+typedef struct sf_mock sf_mock;
+sf_mock *sf_mock_start(const sf_config *cfg, int brokers, char *err, size_t errlen);
+const char *sf_mock_bootstrap(const sf_mock *m);
+void sf_mock_free(sf_mock *m);
+
+#endif

@@ -1,0 +1,1179 @@
+/*
+ * daemon.c — the supervisor's wiring; see daemon.h.
+ *
+ * A request's life (a `job`):
+ *   consumed   tracked in its partition's offset tracker, decoded, validated
+ *   queued     appended to its session's FIFO; a session runs one job at a time
+ *   running    its op: Redis reads, a pool call, Redis writes
+ *   replied    the reply produced (keyed by session) — the session moves on
+ *   done       Kafka acknowledged every record the job produced: its offset is
+ *              finished, and the contiguous finished prefix is stored for commit
+ * Bad input never stalls a partition: it is answered (error reply or DLQ
+ * record) and finished like any other job.
+ */
+#include "daemon.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "hist.h"
+#include "kafka.h"
+#include "log.h"
+#include "offsets.h"
+#include "pool.h"
+#include "reply.h"
+#include "request.h"
+#include "smap.h"
+#include "store.h"
+
+#define MAX_PARTS 1024
+
+typedef struct part {
+    char topic[256];
+    int32_t partition;
+    sf_offsets *offsets;
+    int live; /* jobs consumed and not yet freed */
+    bool paused, revoking;
+    bool released;    /* revocation finished while jobs were still alive; freed by the last */
+    int64_t position; /* next offset to consume */
+} part;
+
+typedef struct sessq sessq;
+
+typedef struct job {
+    struct job *next;
+    sf_daemon *d;
+    part *p;
+    int64_t offset;
+    rd_kafka_message_t *msg;
+    sf_request req;
+    bool valid;
+    sessq *q;
+    char reply_to[256];
+    char corr_name[64];
+    const void *corr;
+    size_t corr_len;
+    uint64_t consumed_us, started_us;
+    int crashes;
+    int producing; /* records produced and not yet acknowledged */
+    bool replied;
+    char session_key[SF_MAX_SESSION_BYTES + 1];
+} job;
+
+struct sessq {
+    job *head, *tail;
+    bool running;
+};
+
+struct sf_daemon {
+    struct event_base *base;
+    const sf_config *cfg;
+    sf_pool *pool;
+    sf_store *store;
+    sf_kafka *kafka;
+    part *parts[MAX_PARTS];
+    int nparts;
+    sf_smap *sessions; /* session id -> sessq */
+    int held;          /* jobs alive */
+    int queued;        /* jobs waiting in session FIFOs */
+    rd_kafka_topic_partition_list_t *revoking;
+    struct event *ev_revoke_timeout, *ev_telemetry, *ev_drain;
+    bool shutting_down, draining_done, done;
+    uint64_t shutdown_deadline_us;
+    /* counters */
+    uint64_t total_requests, total_errors, dlq_count, invalid, deadline_exceeded, poison;
+    sf_hist latency;
+};
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+/* ---------------------------------------------------------------- partitions */
+
+static part *part_find(sf_daemon *d, const char *topic, int32_t partition)
+{
+    for (int i = 0; i < d->nparts; i++) {
+        if (d->parts[i]->partition == partition && strcmp(d->parts[i]->topic, topic) == 0)
+            return d->parts[i];
+    }
+    return NULL;
+}
+
+static void part_detach(sf_daemon *d, part *p)
+{
+    for (int i = 0; i < d->nparts; i++) {
+        if (d->parts[i] == p) {
+            d->parts[i] = d->parts[--d->nparts];
+            break;
+        }
+    }
+}
+
+static void part_remove(sf_daemon *d, part *p)
+{
+    part_detach(d, p);
+    sf_offsets_free(p->offsets);
+    free(p);
+}
+
+static void on_assign(void *ctx, const rd_kafka_topic_partition_list_t *parts)
+{
+    sf_daemon *d = ctx;
+    for (int i = 0; i < parts->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        part *old = part_find(d, tp->topic, tp->partition);
+        if (old && old->released)
+            part_detach(d, old); /* its last job frees it; consumption starts afresh */
+        else if (old || d->nparts == MAX_PARTS)
+            continue;
+        part *p = calloc(1, sizeof(*p));
+        snprintf(p->topic, sizeof(p->topic), "%s", tp->topic);
+        p->partition = tp->partition;
+        p->offsets = sf_offsets_new();
+        p->position = -1;
+        d->parts[d->nparts++] = p;
+        sf_info("kafka.assigned", "topic=%s partition=%d protocol=%s", p->topic, (int)p->partition,
+                sf_kafka_protocol(d->kafka));
+    }
+}
+
+/* ---------------------------------------------------------------- jobs */
+
+static void job_free(sf_daemon *d, job *j)
+{
+    if (j->valid)
+        sf_request_release(&j->req);
+    rd_kafka_message_destroy(j->msg);
+    part *p = j->p;
+    if (--p->live == 0 && p->released)
+        part_remove(d, p);
+    d->held--;
+    free(j);
+}
+
+static void revoke_check(sf_daemon *d);
+static void backpressure_check(sf_daemon *d);
+
+/* Every record the job produced is acknowledged: finish its offset. */
+static void job_done(sf_daemon *d, job *j)
+{
+    part *p = j->p;
+    if (!p->revoking) {
+        int64_t next = sf_offsets_done(p->offsets, j->offset);
+        if (next > 0)
+            sf_kafka_store_offset(d->kafka, p->topic, p->partition, next);
+    }
+    job_free(d, j);
+    backpressure_check(d);
+    if (d->revoking)
+        revoke_check(d);
+}
+
+static void on_delivery(void *ctx, void *opaque, rd_kafka_resp_err_t err)
+{
+    sf_daemon *d = ctx;
+    job *j = opaque;
+    if (j == NULL)
+        return; /* telemetry */
+    if (err) {
+        /* Not acknowledged: the offset stays open, so the request is consumed again. */
+        sf_error("reply.lost", "session=%s offset=%lld error=%s", j->session_key,
+                 (long long)j->offset, rd_kafka_err2str(err));
+    }
+    if (--j->producing == 0 && j->replied) {
+        if (err) {
+            job_free(d, j); /* the offset stays open: never committed past it */
+            return;
+        }
+        job_done(d, j);
+    }
+}
+
+static void produce(sf_daemon *d, job *j, const char *topic, const msgpack_sbuffer *sb,
+                    bool with_corr)
+{
+    rd_kafka_headers_t *h = NULL;
+    if (with_corr && j->corr) {
+        h = rd_kafka_headers_new(1);
+        rd_kafka_header_add(h, j->corr_name, -1, j->corr, (ssize_t)j->corr_len);
+    }
+    char err[256];
+    const void *key = j->valid ? j->req.session.ptr : j->session_key;
+    size_t keylen = j->valid ? j->req.session.len : strlen(j->session_key);
+    j->producing++;
+    if (sf_kafka_produce(d->kafka, topic, keylen ? key : NULL, keylen, sb->data, sb->size, h, j,
+                         err, sizeof(err)) < 0) {
+        j->producing--;
+        sf_error("reply.produce_failed", "session=%s reason=\"%s\"", j->session_key, err);
+    }
+}
+
+static void sessq_run(sf_daemon *d, sessq *q);
+
+/* The job's reply is produced: let its session move on; free it once acknowledged. */
+static void job_replied(sf_daemon *d, job *j)
+{
+    j->replied = true;
+    sessq *q = j->q;
+    if (q) {
+        q->running = false;
+        j->q = NULL;
+        sessq_run(d, q);
+    }
+    if (j->producing == 0) {
+        /* Nothing could be queued for Kafka (logged by produce()): finish the offset
+         * anyway, or one unanswerable request would stall its partition for good. */
+        if (j->p->revoking)
+            job_free(d, j);
+        else
+            job_done(d, j);
+    }
+}
+
+typedef struct reply_parts {
+    bool ok;
+    const msgpack_object *result;
+    sf_str result_raw;
+    const char *type;
+    sf_str message, traceback;
+    const char *field;
+    const char *worker;
+    uint64_t exec_us, pool_queued_us;
+} reply_parts;
+
+static void send_reply(sf_daemon *d, job *j, const reply_parts *rp)
+{
+    uint64_t t = now_us();
+    sf_reply r = {.id = j->valid ? j->req.id : sf_cstr(""),
+                  .session = j->valid ? j->req.session : sf_cstr(j->session_key),
+                  .ok = rp->ok,
+                  .result = rp->result,
+                  .result_raw = rp->result_raw,
+                  .err_type = sf_cstr(rp->type),
+                  .err_message = rp->message,
+                  .err_traceback = rp->traceback,
+                  .err_field = sf_cstr(rp->field),
+                  .worker = sf_cstr(rp->worker),
+                  .supervisor = sf_cstr(d->cfg->id),
+                  .has_timings = true,
+                  .exec_us = rp->exec_us,
+                  .total_us = t - j->consumed_us};
+    uint64_t before_exec = j->started_us ? j->started_us - j->consumed_us : 0;
+    r.queued_us = before_exec + rp->pool_queued_us;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    sf_reply_pack(&pk, &r);
+    d->total_requests++;
+    if (!rp->ok)
+        d->total_errors++;
+    sf_hist_record(&d->latency, t - j->consumed_us);
+    produce(d, j, j->reply_to, &sb, true);
+    msgpack_sbuffer_destroy(&sb);
+    if (!rp->ok)
+        sf_debug("request.error", "session=%s id=%.*s type=%s", j->session_key, SF_STR_ARG(r.id),
+                 rp->type);
+}
+
+static void reply_error(sf_daemon *d, job *j, const char *type, const char *field, const char *fmt,
+                        ...) __attribute__((format(printf, 5, 6)));
+static void reply_error(sf_daemon *d, job *j, const char *type, const char *field, const char *fmt,
+                        ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    reply_parts rp = {.ok = false, .type = type, .message = sf_cstr(msg), .field = field};
+    send_reply(d, j, &rp);
+    job_replied(d, j);
+}
+
+static void reply_ok_raw(sf_daemon *d, job *j, const msgpack_sbuffer *result)
+{
+    reply_parts rp = {.ok = true, .result_raw = {result->data, (uint32_t)result->size}};
+    send_reply(d, j, &rp);
+    job_replied(d, j);
+}
+
+/* A DLQ record: the original bytes and where they came from, with the reason. */
+static void send_dlq(sf_daemon *d, job *j, const char *error_type, const char *reason)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    rd_kafka_message_t *m = j->msg;
+    msgpack_pack_map(&pk, 10);
+    sf_mp_pack_cstr(&pk, "v");
+    msgpack_pack_int(&pk, SF_SCHEMA_VERSION);
+    sf_mp_pack_cstr(&pk, "reason");
+    sf_mp_pack_cstr(&pk, reason);
+    sf_mp_pack_cstr(&pk, "error_type");
+    sf_mp_pack_cstr(&pk, error_type);
+    sf_mp_pack_cstr(&pk, "topic");
+    sf_mp_pack_cstr(&pk, j->p->topic);
+    sf_mp_pack_cstr(&pk, "partition");
+    msgpack_pack_int32(&pk, j->p->partition);
+    sf_mp_pack_cstr(&pk, "offset");
+    msgpack_pack_int64(&pk, j->offset);
+    sf_mp_pack_cstr(&pk, "key");
+    if (m->key) {
+        msgpack_pack_bin(&pk, m->key_len);
+        msgpack_pack_bin_body(&pk, m->key, m->key_len);
+    } else {
+        msgpack_pack_nil(&pk);
+    }
+    sf_mp_pack_cstr(&pk, "value");
+    msgpack_pack_bin(&pk, m->len);
+    msgpack_pack_bin_body(&pk, m->payload, m->len);
+    sf_mp_pack_cstr(&pk, "ts_ms");
+    msgpack_pack_uint64(&pk, wall_ms());
+    sf_mp_pack_cstr(&pk, "supervisor");
+    sf_mp_pack_cstr(&pk, d->cfg->id);
+    d->dlq_count++;
+    sf_warn("request.dlq", "topic=%s partition=%d offset=%lld error_type=%s reason=\"%s\"",
+            j->p->topic, (int)j->p->partition, (long long)j->offset, error_type, reason);
+    produce(d, j, d->cfg->dlq, &sb, false);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---------------------------------------------------------------- ops */
+
+static void pack_state_or_empty(msgpack_sbuffer *sb, const msgpack_object *state)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    if (state)
+        msgpack_pack_object(&pk, *state);
+    else
+        msgpack_pack_map(&pk, 0);
+}
+
+static bool store_failed(sf_daemon *d, job *j, const sf_store_reply *r)
+{
+    if (r->status == SF_STORE_UNAVAILABLE) {
+        reply_error(d, j, "unavailable", NULL, "session store unavailable: %s", r->error);
+        return true;
+    }
+    if (r->status == SF_STORE_NOT_FOUND) {
+        reply_error(d, j, "session_not_found", "session",
+                    "Session not found: '%.*s' (create it with create_session first)",
+                    SF_STR_ARG(j->req.session));
+        return true;
+    }
+    return false;
+}
+
+static void done_simple(void *arg, const sf_store_reply *r)
+{
+    job *j = arg;
+    sf_daemon *d = j->d;
+    if (store_failed(d, j, r))
+        return;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    sf_mp_pack_cstr(&pk, "session");
+    sf_mp_pack_str(&pk, j->req.session);
+    sf_mp_pack_cstr(&pk, "op");
+    sf_mp_pack_cstr(&pk, sf_op_name(j->req.op));
+    reply_ok_raw(d, j, &sb);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void done_get_state(void *arg, const sf_store_reply *r)
+{
+    job *j = arg;
+    if (store_failed(j->d, j, r))
+        return;
+    msgpack_sbuffer sb = {.data = (char *)r->state, .size = r->state_len};
+    reply_ok_raw(j->d, j, &sb);
+}
+
+static void done_list(void *arg, const sf_store_reply *r)
+{
+    job *j = arg;
+    if (store_failed(j->d, j, r))
+        return;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, r->nkeys);
+    for (size_t i = 0; i < r->nkeys; i++) {
+        msgpack_pack_str(&pk, r->key_lens[i]);
+        msgpack_pack_str_body(&pk, r->keys[i], r->key_lens[i]);
+    }
+    reply_ok_raw(j->d, j, &sb);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void done_delete_program(void *arg, const sf_store_reply *r)
+{
+    job *j = arg;
+    if (store_failed(j->d, j, r))
+        return;
+    if (r->count == 0) {
+        reply_error(j->d, j, "program_not_found", "program", "program '%.*s' not found",
+                    SF_STR_ARG(j->req.program));
+        return;
+    }
+    done_simple(arg, r);
+}
+
+static const char *pool_error_type(sf_str t)
+{
+    static const char *const known[] = {"program_error",     "worker_crashed",  "timeout",
+                                        "checkout_timeout",  "unavailable",     "invalid_program",
+                                        "program_not_found", "invalid_request", "internal"};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        if (sf_str_eq(t, known[i]))
+            return known[i];
+    }
+    return "internal";
+}
+
+static void run_job(sf_daemon *d, job *j);
+
+/* A pool outcome: retry a crash (up to poison_threshold), else reply. */
+static bool pool_failed(sf_daemon *d, job *j, const sf_pool_result *r)
+{
+    if (r->ok)
+        return false;
+    if (sf_str_eq(r->err_type, "worker_crashed")) {
+        j->crashes++;
+        if ((uint32_t)j->crashes < d->cfg->poison_threshold) {
+            sf_warn("request.retry_after_crash", "session=%s id=%.*s crashes=%d worker=%s",
+                    j->session_key, SF_STR_ARG(j->req.id), j->crashes, r->worker_id);
+            run_job(d, j);
+            return true;
+        }
+        char reason[400];
+        snprintf(reason, sizeof(reason), "poison pill: the request crashed %d workers; last: %.*s",
+                 j->crashes, SF_STR_ARG(r->err_message));
+        d->poison++;
+        send_dlq(d, j, "poison_pill", reason);
+        reply_error(d, j, "poison_pill", NULL, "%s", reason);
+        return true;
+    }
+    reply_parts rp = {.ok = false,
+                      .type = pool_error_type(r->err_type),
+                      .message = r->err_message,
+                      .traceback = r->err_traceback,
+                      .worker = r->worker_id,
+                      .exec_us = r->exec_us,
+                      .pool_queued_us = r->queued_us};
+    send_reply(d, j, &rp);
+    job_replied(d, j);
+    return true;
+}
+
+static void done_create_program_store(void *arg, const sf_store_reply *r)
+{
+    job *j = arg;
+    if (store_failed(j->d, j, r))
+        return;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    sf_mp_pack_cstr(&pk, "program");
+    sf_mp_pack_str(&pk, j->req.program);
+    sf_mp_pack_cstr(&pk, "created");
+    msgpack_pack_true(&pk);
+    reply_ok_raw(j->d, j, &sb);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* The worker built the program from its spec: store the spec under the session. */
+static void done_create_program_pool(void *arg, const sf_pool_result *r)
+{
+    job *j = arg;
+    sf_daemon *d = j->d;
+    if (pool_failed(d, j, r))
+        return;
+    const msgpack_object *spec = sf_mp_get(j->req.args, "spec");
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    pack_state_or_empty(&sb, spec);
+    sf_store_put_program(d->store, j->req.session.ptr, j->req.session.len, j->req.program.ptr,
+                         j->req.program.len, sb.data, sb.size, done_create_program_store, j);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+typedef struct exec_ctx {
+    job *j;
+    msgpack_sbuffer result; /* the packed reply parts, kept until the state is written */
+    char worker[32];
+    uint64_t exec_us, queued_us;
+} exec_ctx;
+
+static void done_execute_store(void *arg, const sf_store_reply *r)
+{
+    exec_ctx *x = arg;
+    job *j = x->j;
+    if (!store_failed(j->d, j, r)) {
+        reply_parts rp = {.ok = true,
+                          .result_raw = {x->result.data, (uint32_t)x->result.size},
+                          .worker = x->worker,
+                          .exec_us = x->exec_us,
+                          .pool_queued_us = x->queued_us};
+        send_reply(j->d, j, &rp);
+        job_replied(j->d, j);
+    }
+    msgpack_sbuffer_destroy(&x->result);
+    free(x);
+}
+
+static void done_execute_pool(void *arg, const sf_pool_result *r)
+{
+    job *j = arg;
+    sf_daemon *d = j->d;
+    if (pool_failed(d, j, r))
+        return;
+    if (r->state == NULL) {
+        reply_parts rp = {.ok = true,
+                          .result = r->value,
+                          .worker = r->worker_id,
+                          .exec_us = r->exec_us,
+                          .pool_queued_us = r->queued_us};
+        if (r->value == NULL) {
+            static const msgpack_object nil = {.type = MSGPACK_OBJECT_NIL};
+            rp.result = &nil;
+        }
+        send_reply(d, j, &rp);
+        job_replied(d, j);
+        return;
+    }
+    /* The program changed the state: write it before the reply goes out. */
+    exec_ctx *x = calloc(1, sizeof(*x));
+    x->j = j;
+    msgpack_sbuffer_init(&x->result);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &x->result, msgpack_sbuffer_write);
+    if (r->value)
+        msgpack_pack_object(&pk, *r->value);
+    else
+        msgpack_pack_nil(&pk);
+    snprintf(x->worker, sizeof(x->worker), "%s", r->worker_id);
+    x->exec_us = r->exec_us;
+    x->queued_us = r->queued_us;
+    msgpack_sbuffer st;
+    msgpack_sbuffer_init(&st);
+    pack_state_or_empty(&st, r->state);
+    sf_store_set_state(d->store, j->req.session.ptr, j->req.session.len, st.data, st.size,
+                       done_execute_store, x);
+    msgpack_sbuffer_destroy(&st);
+}
+
+/* The session's state and the program's spec are read: run the call on the pool. */
+static void done_execute_read(void *arg, const sf_store_reply *r)
+{
+    job *j = arg;
+    sf_daemon *d = j->d;
+    if (store_failed(d, j, r))
+        return;
+    if (r->spec == NULL) {
+        reply_error(d, j, "program_not_found", "program",
+                    "program '%.*s' not found in session '%.*s' (create it with create_program)",
+                    SF_STR_ARG(j->req.program), SF_STR_ARG(j->req.session));
+        return;
+    }
+    msgpack_unpacked us, up;
+    msgpack_unpacked_init(&us);
+    msgpack_unpacked_init(&up);
+    sf_err err;
+    if (sf_mp_unpack_map(&us, r->state, r->state_len, &err) < 0 ||
+        sf_mp_unpack_map(&up, r->spec, r->spec_len, &err) < 0) {
+        reply_error(d, j, "internal", NULL, "stored session data is corrupt: %s", err.message);
+    } else {
+        sf_pool_call c = {.op = "execute_program",
+                          .session = j->req.session,
+                          .program = j->req.program,
+                          .args = j->req.args,
+                          .spec = &up.data,
+                          .state = &us.data};
+        if (sf_pool_submit(d->pool, &c, done_execute_pool, j) < 0)
+            reply_error(d, j, "unavailable", NULL, "the worker pool is shutting down");
+    }
+    msgpack_unpacked_destroy(&us);
+    msgpack_unpacked_destroy(&up);
+}
+
+static void run_job(sf_daemon *d, job *j)
+{
+    sf_request *rq = &j->req;
+    const char *s = rq->session.ptr;
+    size_t sl = rq->session.len;
+    if (j->started_us == 0)
+        j->started_us = now_us();
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    switch (rq->op) {
+    case SF_OP_PING: {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 2);
+        sf_mp_pack_cstr(&pk, "pong");
+        msgpack_pack_true(&pk);
+        sf_mp_pack_cstr(&pk, "supervisor");
+        sf_mp_pack_cstr(&pk, d->cfg->id);
+        reply_ok_raw(d, j, &sb);
+        break;
+    }
+    case SF_OP_CREATE_SESSION:
+        pack_state_or_empty(&sb, sf_mp_get(rq->args, "state"));
+        sf_store_create_session(d->store, s, sl, sb.data, sb.size, done_simple, j);
+        break;
+    case SF_OP_END_SESSION:
+        sf_store_end_session(d->store, s, sl, done_simple, j);
+        break;
+    case SF_OP_GET_SESSION_STATE:
+        sf_store_get_state(d->store, s, sl, done_get_state, j);
+        break;
+    case SF_OP_SET_SESSION_STATE:
+        pack_state_or_empty(&sb, sf_mp_get(rq->args, "state"));
+        sf_store_set_state(d->store, s, sl, sb.data, sb.size, done_simple, j);
+        break;
+    case SF_OP_CREATE_PROGRAM: {
+        sf_pool_call c = {.op = "create_program",
+                          .session = rq->session,
+                          .program = rq->program,
+                          .spec = sf_mp_get(rq->args, "spec")};
+        if (sf_pool_submit(d->pool, &c, done_create_program_pool, j) < 0)
+            reply_error(d, j, "unavailable", NULL, "the worker pool is shutting down");
+        break;
+    }
+    case SF_OP_EXECUTE_PROGRAM:
+        sf_store_get_program(d->store, s, sl, rq->program.ptr, rq->program.len, done_execute_read,
+                             j);
+        break;
+    case SF_OP_DELETE_PROGRAM:
+        sf_store_delete_program(d->store, s, sl, rq->program.ptr, rq->program.len,
+                                done_delete_program, j);
+        break;
+    case SF_OP_LIST_PROGRAMS:
+        sf_store_list_programs(d->store, s, sl, done_list, j);
+        break;
+    case SF_OP__COUNT:
+        reply_error(d, j, "internal", "op", "unhandled op");
+        break;
+    }
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---------------------------------------------------------------- sessions */
+
+static void sessq_run(sf_daemon *d, sessq *q)
+{
+    while (!q->running && q->head) {
+        job *j = q->head;
+        q->head = j->next;
+        if (q->head == NULL)
+            q->tail = NULL;
+        d->queued--;
+        j->next = NULL;
+        if (j->p->revoking) {
+            job_free(d, j);
+            continue;
+        }
+        if (j->req.deadline_ms && wall_ms() > j->req.deadline_ms) {
+            d->deadline_exceeded++;
+            reply_error(d, j, "deadline_exceeded", "deadline_ms",
+                        "the request's deadline passed %llu ms before it could run",
+                        (unsigned long long)(wall_ms() - j->req.deadline_ms));
+            continue;
+        }
+        q->running = true;
+        j->q = q;
+        run_job(d, j);
+    }
+}
+
+static void sessq_push(sf_daemon *d, job *j)
+{
+    int created;
+    sessq *q = sf_smap_put(d->sessions, j->req.session.ptr, j->req.session.len, &created);
+    j->next = NULL;
+    if (q->tail)
+        q->tail->next = j;
+    else
+        q->head = j;
+    q->tail = j;
+    d->queued++;
+    sessq_run(d, q);
+}
+
+static int forget_idle_session(void *ctx, const char *key, size_t len, void *value)
+{
+    const sessq *q = value;
+    return !q->running && q->head == NULL;
+}
+
+/* ---------------------------------------------------------------- consuming */
+
+static bool header(rd_kafka_message_t *m, const char *a, const char *b, const void **v, size_t *n,
+                   const char **name)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR || hdrs == NULL)
+        return false;
+    if (rd_kafka_header_get_last(hdrs, a, v, n) == 0) {
+        *name = a;
+        return true;
+    }
+    if (b && rd_kafka_header_get_last(hdrs, b, v, n) == 0) {
+        *name = b;
+        return true;
+    }
+    return false;
+}
+
+static void on_message(void *ctx, rd_kafka_message_t *m)
+{
+    sf_daemon *d = ctx;
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    part *p = part_find(d, topic, m->partition);
+    if (p == NULL || p->revoking || d->shutting_down) {
+        rd_kafka_message_destroy(m); /* not ours any more: the next owner reads it */
+        return;
+    }
+    if (sf_offsets_track(p->offsets, m->offset) < 0) {
+        rd_kafka_message_destroy(m); /* a redelivery of an offset already held */
+        return;
+    }
+    p->position = m->offset + 1;
+    job *j = calloc(1, sizeof(*j));
+    j->d = d;
+    j->p = p;
+    j->offset = m->offset;
+    j->msg = m;
+    j->consumed_us = now_us();
+    p->live++;
+    d->held++;
+    const void *v;
+    size_t n;
+    const char *name;
+    if (header(m, "correlation-id", "kafka_correlationId", &v, &n, &name)) {
+        snprintf(j->corr_name, sizeof(j->corr_name), "%s", name);
+        j->corr = v;
+        j->corr_len = n;
+    }
+    char hdr_reply[256] = "";
+    if (header(m, "reply-topic", "kafka_replyTopic", &v, &n, &name) && n < sizeof(hdr_reply)) {
+        memcpy(hdr_reply, v, n);
+        hdr_reply[n] = '\0';
+    }
+    sf_err err;
+    if (sf_request_decode(&j->req, m->payload, m->len, d->cfg->max_message_bytes, &err) < 0) {
+        char id[SF_MAX_ID_BYTES + 1], rt[256];
+        sf_request_salvage(m->payload, m->len, id, sizeof(id), j->session_key,
+                           sizeof(j->session_key), rt, sizeof(rt));
+        if (j->session_key[0] == '\0' && m->key && m->key_len < sizeof(j->session_key)) {
+            memcpy(j->session_key, m->key, m->key_len);
+            j->session_key[m->key_len] = '\0';
+        }
+        snprintf(j->reply_to, sizeof(j->reply_to), "%s", rt[0] ? rt : hdr_reply);
+        d->invalid++;
+        sf_warn("request.invalid",
+                "topic=%s partition=%d offset=%lld code=%s field=%s reason=\"%s\" reply_to=%s",
+                topic, (int)m->partition, (long long)m->offset, sf_errcode_name(err.code),
+                err.field[0] ? err.field : "-", err.message, j->reply_to[0] ? j->reply_to : "-");
+        if (j->reply_to[0]) {
+            const char *type =
+                err.code == SF_E_UNKNOWN_VERSION ? "unknown_version" : "invalid_request";
+            /* id and session for the error reply come from the salvage */
+            sf_reply r = {.id = sf_cstr(id),
+                          .session = sf_cstr(j->session_key),
+                          .ok = false,
+                          .err_type = sf_cstr(type),
+                          .err_message = sf_cstr(err.message),
+                          .err_field = sf_cstr(err.field),
+                          .supervisor = sf_cstr(d->cfg->id)};
+            msgpack_sbuffer sb;
+            msgpack_sbuffer_init(&sb);
+            msgpack_packer pk;
+            msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+            sf_reply_pack(&pk, &r);
+            d->total_requests++;
+            d->total_errors++;
+            produce(d, j, j->reply_to, &sb, true);
+            msgpack_sbuffer_destroy(&sb);
+        } else {
+            char reason[400];
+            snprintf(reason, sizeof(reason), "%s: %s", sf_errcode_name(err.code), err.message);
+            send_dlq(d, j, sf_errcode_name(err.code), reason);
+        }
+        job_replied(d, j);
+        backpressure_check(d);
+        return;
+    }
+    j->valid = true;
+    sf_str_copy(j->session_key, sizeof(j->session_key), j->req.session);
+    snprintf(j->reply_to, sizeof(j->reply_to), "%s",
+             j->req.reply_to.len ? "" : (hdr_reply[0] ? hdr_reply : d->cfg->replies));
+    if (j->req.reply_to.len)
+        sf_str_copy(j->reply_to, sizeof(j->reply_to), j->req.reply_to);
+    if (m->key &&
+        (m->key_len != j->req.session.len || memcmp(m->key, j->req.session.ptr, m->key_len) != 0)) {
+        d->invalid++;
+        reply_error(d, j, "invalid_request", "session",
+                    "field 'session' ('%.*s') does not match the message key ('%.*s')",
+                    SF_STR_ARG(j->req.session), (int)m->key_len, (const char *)m->key);
+        backpressure_check(d);
+        return;
+    }
+    sessq_push(d, j);
+    backpressure_check(d);
+}
+
+/* Pauses the partition holding the most work above max_queued; resumes below resume_below. */
+static void backpressure_check(sf_daemon *d)
+{
+    if ((uint32_t)d->held > d->cfg->max_queued) {
+        part *worst = NULL;
+        for (int i = 0; i < d->nparts; i++) {
+            part *p = d->parts[i];
+            if (!p->paused && !p->revoking && (worst == NULL || p->live > worst->live))
+                worst = p;
+        }
+        if (worst && worst->live > 0) {
+            worst->paused = true;
+            sf_kafka_pause(d->kafka, worst->topic, worst->partition);
+            sf_info("backpressure.pause", "topic=%s partition=%d held=%d partition_held=%d",
+                    worst->topic, (int)worst->partition, d->held, worst->live);
+        }
+    } else if ((uint32_t)d->held < d->cfg->resume_below && !d->shutting_down) {
+        for (int i = 0; i < d->nparts; i++) {
+            part *p = d->parts[i];
+            if (p->paused && !p->revoking) {
+                p->paused = false;
+                sf_kafka_resume(d->kafka, p->topic, p->partition);
+                sf_info("backpressure.resume", "topic=%s partition=%d held=%d", p->topic,
+                        (int)p->partition, d->held);
+            }
+        }
+    }
+    if (sf_smap_count(d->sessions) > 100000)
+        sf_smap_sweep(d->sessions, forget_idle_session, NULL);
+}
+
+/* ---------------------------------------------------------------- rebalance */
+
+static void revoke_finish(sf_daemon *d, bool timed_out)
+{
+    rd_kafka_topic_partition_list_t *l = d->revoking;
+    d->revoking = NULL;
+    evtimer_del(d->ev_revoke_timeout);
+    sf_kafka_commit_sync(d->kafka);
+    for (int i = 0; i < l->cnt; i++) {
+        part *p = part_find(d, l->elems[i].topic, l->elems[i].partition);
+        if (p == NULL)
+            continue;
+        sf_info("kafka.revoked", "topic=%s partition=%d committed=%lld abandoned=%d timed_out=%d",
+                p->topic, (int)p->partition, (long long)sf_offsets_committable(p->offsets), p->live,
+                timed_out);
+        if (p->live == 0)
+            part_remove(d, p);
+        else
+            p->released = true; /* its last job frees it (job_free) */
+    }
+    sf_kafka_finish_revoke(d->kafka, l);
+}
+
+static void revoke_check(sf_daemon *d)
+{
+    if (d->revoking == NULL)
+        return;
+    for (int i = 0; i < d->revoking->cnt; i++) {
+        part *p = part_find(d, d->revoking->elems[i].topic, d->revoking->elems[i].partition);
+        if (p && p->live > 0)
+            return;
+    }
+    revoke_finish(d, false);
+}
+
+static void on_revoke_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    sf_daemon *d = arg;
+    if (d->revoking)
+        revoke_finish(d, true);
+}
+
+/* Frees queued jobs of revoking partitions now so only running ones are waited for. */
+static int purge_revoked(void *ctx, const char *key, size_t len, void *value)
+{
+    sf_daemon *d = ctx;
+    sessq *q = value;
+    job **pp = &q->head, *last = NULL;
+    while (*pp) {
+        job *j = *pp;
+        if (j->p->revoking) {
+            *pp = j->next;
+            d->queued--;
+            job_free(d, j);
+        } else {
+            last = j;
+            pp = &j->next;
+        }
+    }
+    q->tail = last;
+    return !q->running && q->head == NULL;
+}
+
+static void on_revoke(void *ctx, rd_kafka_topic_partition_list_t *parts)
+{
+    sf_daemon *d = ctx;
+    for (int i = 0; i < parts->cnt; i++) {
+        part *p = part_find(d, parts->elems[i].topic, parts->elems[i].partition);
+        if (p)
+            p->revoking = true;
+    }
+    if (d->revoking) /* a second revocation before the first finished: finish it now */
+        revoke_finish(d, true);
+    d->revoking = parts;
+    sf_smap_sweep(d->sessions, purge_revoked, d);
+    int waiting = 0;
+    for (int i = 0; i < parts->cnt; i++) {
+        part *p = part_find(d, parts->elems[i].topic, parts->elems[i].partition);
+        waiting += p ? p->live : 0;
+    }
+    sf_info("kafka.revoking", "partitions=%d in_flight=%d", parts->cnt, waiting);
+    if (d->shutting_down || waiting == 0) {
+        revoke_finish(d, waiting > 0);
+        return;
+    }
+    struct timeval tv = {(time_t)(d->cfg->revoke_timeout_ms / 1000),
+                         (suseconds_t)(d->cfg->revoke_timeout_ms % 1000) * 1000};
+    evtimer_add(d->ev_revoke_timeout, &tv);
+}
+
+/* ---------------------------------------------------------------- telemetry */
+
+static void pack_hist(msgpack_packer *pk, const char *name, const sf_hist *h)
+{
+    sf_mp_pack_cstr(pk, name);
+    msgpack_pack_map(pk, 5);
+    sf_mp_pack_cstr(pk, "count");
+    msgpack_pack_uint64(pk, h->count);
+    sf_mp_pack_cstr(pk, "p50_us");
+    msgpack_pack_uint64(pk, sf_hist_quantile(h, 0.5));
+    sf_mp_pack_cstr(pk, "p90_us");
+    msgpack_pack_uint64(pk, sf_hist_quantile(h, 0.9));
+    sf_mp_pack_cstr(pk, "p99_us");
+    msgpack_pack_uint64(pk, sf_hist_quantile(h, 0.99));
+    sf_mp_pack_cstr(pk, "max_us");
+    msgpack_pack_uint64(pk, h->max);
+}
+
+static void kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+    sf_mp_pack_cstr(pk, k);
+    msgpack_pack_uint64(pk, v);
+}
+
+static void on_telemetry(evutil_socket_t fd, short what, void *arg)
+{
+    sf_daemon *d = arg;
+    sf_pool_stats *ps = malloc(sizeof(*ps));
+    sf_pool_get_stats(d->pool, ps);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 21);
+    kv_u64(&pk, "v", SF_SCHEMA_VERSION);
+    sf_mp_pack_cstr(&pk, "supervisor");
+    sf_mp_pack_cstr(&pk, d->cfg->id);
+    kv_u64(&pk, "ts_ms", wall_ms());
+    kv_u64(&pk, "active_sessions", sf_smap_count(d->sessions));
+    kv_u64(&pk, "pool_size", (uint64_t)ps->pool_size);
+    kv_u64(&pk, "total_commands", d->total_requests);
+    kv_u64(&pk, "total_errors", d->total_errors);
+    kv_u64(&pk, "healthy_workers", (uint64_t)ps->healthy_workers);
+    kv_u64(&pk, "busy_workers", (uint64_t)ps->busy);
+    kv_u64(&pk, "idle_workers", (uint64_t)ps->idle);
+    kv_u64(&pk, "overflow_workers", (uint64_t)ps->overflow);
+    kv_u64(&pk, "queue_depth", (uint64_t)d->queued);
+    kv_u64(&pk, "in_flight", (uint64_t)(d->held - d->queued));
+    kv_u64(&pk, "restarts", ps->restarts);
+    kv_u64(&pk, "recycles", ps->recycles);
+    kv_u64(&pk, "dlq_count", d->dlq_count);
+    sf_mp_pack_cstr(&pk, "degraded");
+    if (ps->degraded)
+        msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
+    kv_u64(&pk, "held", (uint64_t)d->held);
+    kv_u64(&pk, "deadline_exceeded", d->deadline_exceeded);
+    sf_mp_pack_cstr(&pk, "lag");
+    msgpack_pack_map(&pk, (size_t)d->nparts);
+    for (int i = 0; i < d->nparts; i++) {
+        part *p = d->parts[i];
+        char k[300];
+        snprintf(k, sizeof(k), "%s/%d", p->topic, (int)p->partition);
+        sf_mp_pack_cstr(&pk, k);
+        msgpack_pack_int64(&pk, sf_kafka_lag(d->kafka, p->topic, p->partition, p->position));
+    }
+    sf_mp_pack_cstr(&pk, "latency");
+    msgpack_pack_map(&pk, 3);
+    pack_hist(&pk, "total", &d->latency);
+    pack_hist(&pk, "queue_wait", &ps->queue_wait);
+    pack_hist(&pk, "exec", &ps->exec);
+    char err[256];
+    if (sf_kafka_produce(d->kafka, d->cfg->telemetry_topic, d->cfg->id, strlen(d->cfg->id), sb.data,
+                         sb.size, NULL, NULL, err, sizeof(err)) < 0)
+        sf_warn("telemetry.produce_failed", "reason=\"%s\"", err);
+    sf_info("telemetry", "held=%d queued=%d requests=%llu errors=%llu dlq=%llu workers=%d busy=%d",
+            d->held, d->queued, (unsigned long long)d->total_requests,
+            (unsigned long long)d->total_errors, (unsigned long long)d->dlq_count, ps->workers,
+            ps->busy);
+    msgpack_sbuffer_destroy(&sb);
+    free(ps);
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const char *bootstrap,
+                         char *err, size_t errlen)
+{
+    sf_daemon *d = calloc(1, sizeof(*d));
+    d->base = base;
+    d->cfg = cfg;
+    d->sessions = sf_smap_new(sizeof(sessq));
+    d->ev_revoke_timeout = evtimer_new(base, on_revoke_timeout, d);
+    d->ev_telemetry = event_new(base, -1, EV_PERSIST, on_telemetry, d);
+    d->pool = sf_pool_new(base, &cfg->pool, err, errlen);
+    if (d->pool == NULL)
+        goto fail;
+    d->store =
+        sf_store_new(base, cfg->redis_url, cfg->session_ttl_s, cfg->redis_timeout_ms, err, errlen);
+    if (d->store == NULL)
+        goto fail;
+    sf_kafka_handlers h = {.ctx = d,
+                           .on_message = on_message,
+                           .on_assign = on_assign,
+                           .on_revoke = on_revoke,
+                           .on_delivery = on_delivery};
+    d->kafka = sf_kafka_new(base, cfg, bootstrap, &h, err, errlen);
+    if (d->kafka == NULL)
+        goto fail;
+    if (sf_kafka_ensure_topics(d->kafka, err, errlen) < 0)
+        goto fail;
+    if (sf_pool_start(d->pool, err, errlen) < 0)
+        goto fail;
+    if (sf_kafka_subscribe(d->kafka, err, errlen) < 0)
+        goto fail;
+    struct timeval tv = {(time_t)(cfg->telemetry_interval_ms / 1000),
+                         (suseconds_t)(cfg->telemetry_interval_ms % 1000) * 1000};
+    event_add(d->ev_telemetry, &tv);
+    sf_info("supervisor.started", "id=%s requests=%s group=%s redis=%s", cfg->id, cfg->requests,
+            cfg->group, cfg->redis_url);
+    return d;
+fail:
+    sf_daemon_free(d);
+    return NULL;
+}
+
+static void on_pool_stopped(void *arg)
+{
+    sf_daemon *d = arg;
+    d->done = true;
+    sf_info("supervisor.stopped", "requests=%llu errors=%llu dlq=%llu",
+            (unsigned long long)d->total_requests, (unsigned long long)d->total_errors,
+            (unsigned long long)d->dlq_count);
+    event_base_loopbreak(d->base);
+}
+
+/* Drain tick: once nothing is held (or the deadline passed), commit, leave, stop. */
+static void on_drain(evutil_socket_t fd, short what, void *arg)
+{
+    sf_daemon *d = arg;
+    uint64_t t = now_us();
+    bool drained = d->held == 0 && sf_kafka_outq_len(d->kafka) == 0;
+    if (!drained && t < d->shutdown_deadline_us)
+        return;
+    event_del(d->ev_drain);
+    if (!drained)
+        sf_warn("supervisor.drain_timeout", "held=%d unacknowledged=%d", d->held,
+                sf_kafka_outq_len(d->kafka));
+    sf_kafka_commit_sync(d->kafka);
+    sf_kafka_close(d->kafka, 5000);
+    sf_info("supervisor.left_group", "held=%d", d->held);
+    sf_pool_stop(d->pool, on_pool_stopped, d);
+}
+
+void sf_daemon_shutdown(sf_daemon *d)
+{
+    if (d->shutting_down)
+        return;
+    d->shutting_down = true;
+    sf_info("supervisor.draining", "held=%d queued=%d", d->held, d->queued);
+    sf_kafka_pause_all(d->kafka);
+    event_del(d->ev_telemetry);
+    on_telemetry(-1, 0, d);
+    d->shutdown_deadline_us = now_us() + (uint64_t)d->cfg->shutdown_timeout_ms * 1000;
+    d->ev_drain = event_new(d->base, -1, EV_PERSIST, on_drain, d);
+    struct timeval tv = {0, 20000};
+    event_add(d->ev_drain, &tv);
+}
+
+int sf_daemon_done(const sf_daemon *d)
+{
+    return d->done;
+}
+
+static int free_sessq(void *ctx, const char *key, size_t len, void *value)
+{
+    sf_daemon *d = ctx;
+    sessq *q = value;
+    for (job *j = q->head, *n; j; j = n) {
+        n = j->next;
+        job_free(d, j);
+    }
+    q->head = q->tail = NULL;
+    return 1;
+}
+
+void sf_daemon_free(sf_daemon *d)
+{
+    if (d == NULL)
+        return;
+    if (d->pool)
+        sf_pool_free(d->pool); /* fails nothing: callbacks are not run from free */
+    sf_smap_sweep(d->sessions, free_sessq, d);
+    if (d->kafka)
+        sf_kafka_free(d->kafka);
+    sf_store_free(d->store);
+    while (d->nparts)
+        part_remove(d, d->parts[0]);
+    if (d->revoking)
+        rd_kafka_topic_partition_list_destroy(d->revoking);
+    sf_smap_free(d->sessions);
+    event_free(d->ev_revoke_timeout);
+    event_free(d->ev_telemetry);
+    if (d->ev_drain)
+        event_free(d->ev_drain);
+    free(d);
+}

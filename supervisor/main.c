@@ -1,0 +1,129 @@
+/*
+ * main.c — snakefleet-supervisor: loads the configuration, wires the daemon
+ * into one libevent loop, and turns SIGTERM/SIGINT into a graceful stop.
+ */
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "kafka.h"
+#include "log.h"
+
+extern char **environ;
+
+static const char USAGE[] =
+    "usage: snakefleet-supervisor [-c FILE] [--section.key=value ...] [--dev] [--print-config]\n"
+    "\n"
+    "Consumes snakefleet requests from Kafka, runs them on a local pool of Python\n"
+    "workers with session state in Redis, and produces replies and telemetry.\n"
+    "\n"
+    "  -c, --config FILE   INI file; every key also as SNAKEFLEET_<SECTION>_<KEY>\n"
+    "                      and as --section.key=value (later sources win)\n"
+    "  --dev               run against an embedded Kafka mock cluster (no broker needed)\n"
+    "  --print-config      print the effective configuration with each value's source\n"
+    "  -h, --help          this text and every option\n";
+
+typedef struct app {
+    sf_daemon *daemon;
+    int signals;
+} app;
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    app *a = arg;
+    if (++a->signals == 1) {
+        sf_info("supervisor.signal", "signal=%d action=drain", (int)sig);
+        sf_daemon_shutdown(a->daemon);
+    } else {
+        sf_warn("supervisor.signal", "signal=%d action=exit_now", (int)sig);
+        raise(SIGKILL);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static sf_config cfg;
+    char err[1024];
+    sf_config_defaults(&cfg);
+    const char *file = NULL;
+    bool dev = false, print = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(USAGE, stdout);
+            sf_config_print_help(stdout);
+            return 0;
+        }
+        if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc)
+            file = argv[++i];
+        else if (!strcmp(a, "--dev"))
+            dev = true;
+        else if (!strcmp(a, "--print-config"))
+            print = true;
+        else if (strncmp(a, "--", 2) != 0 || !strchr(a, '=')) {
+            fprintf(stderr, "snakefleet-supervisor: unknown argument '%s'\n%s", a, USAGE);
+            return 2;
+        }
+    }
+    if (file && sf_config_load_file(&cfg, file, err, sizeof(err)) < 0)
+        goto bad_config;
+    if (sf_config_load_env(&cfg, environ, err, sizeof(err)) < 0)
+        goto bad_config;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
+            i++;
+            continue;
+        }
+        if (strncmp(a, "--", 2) == 0 && strchr(a, '=') &&
+            sf_config_set(&cfg, a + 2, "flag", err, sizeof(err)) < 0)
+            goto bad_config;
+    }
+    if (sf_config_finish(&cfg, err, sizeof(err)) < 0)
+        goto bad_config;
+    if (print) {
+        sf_config_print(&cfg, stdout);
+        return 0;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    sf_mock *mock = NULL;
+    const char *bootstrap = NULL;
+    if (dev) {
+        mock = sf_mock_start(&cfg, 1, err, sizeof(err));
+        if (mock == NULL) {
+            fprintf(stderr, "snakefleet-supervisor: %s\n", err);
+            return 1;
+        }
+        bootstrap = sf_mock_bootstrap(mock);
+        sf_info("supervisor.dev_broker", "bootstrap=%s", bootstrap);
+        /* The mock holds an empty fetch for the whole fetch.wait.max.ms. */
+        if (sf_config_kafka_get(&cfg, "fetch.wait.max.ms") == NULL)
+            sf_config_kafka_set(&cfg, "fetch.wait.max.ms", "5", "--dev");
+    }
+    struct event_base *base = event_base_new();
+    app a = {0};
+    a.daemon = sf_daemon_new(base, &cfg, bootstrap, err, sizeof(err));
+    if (a.daemon == NULL) {
+        fprintf(stderr, "snakefleet-supervisor: cannot start: %s\n", err);
+        event_base_free(base);
+        sf_mock_free(mock);
+        return 1;
+    }
+    struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, &a);
+    struct event *sigint = evsignal_new(base, SIGINT, on_signal, &a);
+    event_add(sigterm, NULL);
+    event_add(sigint, NULL);
+    event_base_dispatch(base);
+    int rc = sf_daemon_done(a.daemon) ? 0 : 1;
+    event_free(sigterm);
+    event_free(sigint);
+    sf_daemon_free(a.daemon);
+    event_base_free(base);
+    sf_mock_free(mock);
+    return rc;
+bad_config:
+    fprintf(stderr, "snakefleet-supervisor: configuration error: %s\n", err);
+    return 2;
+}

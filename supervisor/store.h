@@ -1,0 +1,72 @@
+/*
+ * store.h — the session store in Redis (hiredis async on the libevent loop).
+ *
+ * A session is two keys, with the `{session}` hash tag so a Redis Cluster
+ * keeps them on one slot (schemas/README.md, "Session store"):
+ *   sf:{S}:state     string, the session state as a msgpack map
+ *   sf:{S}:programs  hash, program id -> program spec (msgpack map)
+ * Every access refreshes both TTLs (session_ttl). Each operation is one
+ * round trip (a single command or one Lua script), so it is atomic and
+ * pipelines with everything else in flight.
+ *
+ * Callbacks run on the loop, exactly once; the reply is valid only during
+ * the callback.
+ */
+#ifndef SF_STORE_H
+#define SF_STORE_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    SF_STORE_OK,
+    SF_STORE_NOT_FOUND,   /* the session (or program) does not exist */
+    SF_STORE_UNAVAILABLE, /* Redis is down or answered an error */
+} sf_store_status;
+
+typedef struct sf_store_reply {
+    sf_store_status status;
+    const char *error; /* when UNAVAILABLE */
+    /* values (msgpack bytes); NULL when absent */
+    const char *state;
+    size_t state_len;
+    const char *spec;
+    size_t spec_len;
+    /* list_programs */
+    size_t nkeys;
+    const char *const *keys;
+    const size_t *key_lens;
+    int64_t count; /* end_session: keys removed; delete_program: 1 if it existed */
+} sf_store_reply;
+
+typedef void (*sf_store_cb)(void *arg, const sf_store_reply *r);
+
+typedef struct sf_store sf_store;
+
+/* Connects to url (redis://host:port[/db]); reconnects by itself when the link drops. */
+sf_store *sf_store_new(struct event_base *base, const char *url, uint32_t session_ttl_s,
+                       uint32_t timeout_ms, char *err, size_t errlen);
+void sf_store_free(sf_store *st);
+bool sf_store_connected(const sf_store *st);
+/* Commands sent and not yet answered. */
+int sf_store_pending(const sf_store *st);
+
+void sf_store_create_session(sf_store *st, const char *s, size_t slen, const void *state,
+                             size_t len, sf_store_cb cb, void *arg);
+void sf_store_end_session(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg);
+void sf_store_get_state(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg);
+/* NOT_FOUND when the session does not exist. */
+void sf_store_set_state(sf_store *st, const char *s, size_t slen, const void *state, size_t len,
+                        sf_store_cb cb, void *arg);
+void sf_store_put_program(sf_store *st, const char *s, size_t slen, const char *p, size_t plen,
+                          const void *spec, size_t len, sf_store_cb cb, void *arg);
+/* The session state and the program's spec in one round trip. */
+void sf_store_get_program(sf_store *st, const char *s, size_t slen, const char *p, size_t plen,
+                          sf_store_cb cb, void *arg);
+void sf_store_delete_program(sf_store *st, const char *s, size_t slen, const char *p, size_t plen,
+                             sf_store_cb cb, void *arg);
+void sf_store_list_programs(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg);
+
+#endif
