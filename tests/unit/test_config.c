@@ -1,0 +1,97 @@
+/* test_config.c — the option table: defaults, file, env, flags, and errors that name the key. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static char path[] = "/tmp/sf-config-XXXXXX";
+
+static const char *write_ini(const char *text)
+{
+    strcpy(path, "/tmp/sf-config-XXXXXX");
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+Test(config, defaults_follow_the_seed_guide)
+{
+    sf_config c;
+    sf_config_defaults(&c);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cr_expect_eq(c.pool.pool_size, 2 * cores);
+    cr_expect_eq(c.pool.max_overflow, cores);
+    cr_expect_eq(c.pool.checkout_timeout_ms, 5000);
+    cr_expect_eq(c.pool.health_check_interval_ms, 30000);
+    cr_expect_not(c.pool.lazy);
+    char err[256];
+    cr_assert_eq(sf_config_finish(&c, err, sizeof(err)), 0, "%s", err);
+    cr_expect(c.python[0] == '/');
+}
+
+Test(config, file_then_env_then_flags)
+{
+    sf_config c;
+    sf_config_defaults(&c);
+    char err[256];
+    const char *f = write_ini("[pool]\npool_size = 3\nlazy = true\n[kafka]\nbootstrap.servers = "
+                              "10.0.0.1:9092\n[python]\npreload = json\n");
+    cr_assert_eq(sf_config_load_file(&c, f, err, sizeof(err)), 0, "%s", err);
+    char *env[] = {"SNAKEFLEET_POOL_POOL_SIZE=5", "SNAKEFLEET_KAFKA_SOCKET_TIMEOUT_MS=1234",
+                   "SNAKEFLEET_CACHE=/somewhere", "PATH=/bin", NULL};
+    cr_assert_eq(sf_config_load_env(&c, env, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(sf_config_set(&c, "pool.max_overflow=1", "flag", err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(sf_config_finish(&c, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(c.pool.pool_size, 5);
+    cr_expect(c.pool.lazy);
+    cr_expect_eq(c.pool.max_overflow, 1);
+    cr_expect_str_eq(sf_config_kafka_get(&c, "bootstrap.servers"), "10.0.0.1:9092");
+    cr_expect_str_eq(sf_config_kafka_get(&c, "socket.timeout.ms"), "1234");
+    cr_expect_str_eq(c.pool.preload, "json");
+    char *out = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&out, &len);
+    sf_config_print(&c, m);
+    fclose(m);
+    cr_expect(strstr(out, "pool_size = 5    ; env SNAKEFLEET_POOL_POOL_SIZE") != NULL, "%s", out);
+    cr_expect(strstr(out, "max_overflow = 1    ; flag") != NULL);
+    cr_expect(strstr(out, "lazy = true    ; file ") != NULL);
+    cr_expect(strstr(out, "checkout_timeout = 5000    ; default") != NULL);
+    free(out);
+    unlink(f);
+}
+
+Test(config, unknown_key_and_bad_values_name_the_key)
+{
+    sf_config c;
+    char err[256];
+    sf_config_defaults(&c);
+    const char *f = write_ini("[pool]\npool_sise = 3\n");
+    cr_expect_eq(sf_config_load_file(&c, f, err, sizeof(err)), -1);
+    cr_expect(strstr(err, "pool_sise") && strstr(err, "[pool]"), "%s", err);
+    unlink(f);
+    cr_expect_eq(sf_config_set(&c, "pool.pool_size=lots", "flag", err, sizeof(err)), -1);
+    cr_expect(strstr(err, "pool.pool_size") && strstr(err, "lots"), "%s", err);
+    cr_expect_eq(sf_config_set(&c, "pool.pipeline_depth=0", "flag", err, sizeof(err)), -1);
+    cr_expect(strstr(err, "out of range"), "%s", err);
+    cr_expect_eq(sf_config_set(&c, "pool.lazy=maybe", "flag", err, sizeof(err)), -1);
+    cr_expect(strstr(err, "pool.lazy"), "%s", err);
+    cr_expect_eq(sf_config_set(&c, "nosuch.key=1", "flag", err, sizeof(err)), -1);
+    cr_expect(strstr(err, "nosuch"), "%s", err);
+    char *env[] = {"SNAKEFLEET_POOL_BOGUS=1", NULL};
+    cr_expect_eq(sf_config_load_env(&c, env, err, sizeof(err)), -1);
+    cr_expect(strstr(err, "bogus") && strstr(err, "SNAKEFLEET_POOL_BOGUS"), "%s", err);
+    sf_config_defaults(&c);
+    cr_assert_eq(sf_config_set(&c, "pool.affinity=sticky", "flag", err, sizeof(err)), 0);
+    cr_expect_eq(sf_config_finish(&c, err, sizeof(err)), -1);
+    cr_expect(strstr(err, "pool.affinity"), "%s", err);
+    sf_config_defaults(&c);
+    cr_assert_eq(sf_config_set(&c, "python.executable=python3", "flag", err, sizeof(err)), 0);
+    cr_expect_eq(sf_config_finish(&c, err, sizeof(err)), -1);
+    cr_expect(strstr(err, "absolute"), "%s", err);
+}
