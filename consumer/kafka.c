@@ -359,7 +359,7 @@ int sf_kafka_ensure_topics(sf_kafka *k, char *err, size_t errlen)
     }
     char missing[16][256];
     int mparts[16], nm = 0;
-    char list[1024] = "";
+    char list[16 * 260] = "";
     for (int i = 0; i < n; i++) {
         bool found = false;
         for (int t = 0; t < md->topic_cnt && !found; t++)

@@ -393,8 +393,8 @@ static void default_python(char *out, size_t cap)
             *slash = '\0';
             char cand[PATH_MAX + 32];
             snprintf(cand, sizeof(cand), "%s/.venv/bin/python", exe);
-            if (access(cand, X_OK) == 0) {
-                snprintf(out, cap, "%s", cand);
+            if (access(cand, X_OK) == 0 && strlen(cand) < cap) {
+                memcpy(out, cand, strlen(cand) + 1);
                 return;
             }
         }
@@ -405,8 +405,8 @@ static void default_python(char *out, size_t cap)
     for (char *save = NULL, *d = strtok_r(buf, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
         char cand[PATH_MAX];
         snprintf(cand, sizeof(cand), "%s/python3", d);
-        if (access(cand, X_OK) == 0) {
-            snprintf(out, cap, "%s", cand);
+        if (access(cand, X_OK) == 0 && strlen(cand) < cap) {
+            memcpy(out, cand, strlen(cand) + 1);
             return;
         }
     }

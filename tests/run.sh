@@ -50,11 +50,14 @@ criterion() {
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
         ctest --test-dir build/asan --output-on-failure --timeout 600
 }
-valgrind_codec() {
+valgrind_suites() {
+    # Python workers are skipped: valgrind checks our C, not the interpreter.
     local t rc=0
-    for t in test_vectors test_frame_reader test_codec; do
+    for t in test_vectors test_frame_reader test_codec test_offsets test_config test_pool \
+        test_pool_lifecycle; do
         valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
-            --trace-children=yes "build/release/tests/unit/$t" --jobs 1 >/dev/null 2>"build/valgrind-$t.log" ||
+            --trace-children=yes --trace-children-skip='*python*' \
+            "build/release/tests/unit/$t" --jobs 1 >/dev/null 2>"build/valgrind-$t.log" ||
             { echo "valgrind: $t failed, see build/valgrind-$t.log" >&2; tail -30 "build/valgrind-$t.log" >&2; rc=1; }
     done
     return $rc
@@ -90,7 +93,7 @@ stage "build (ASan+UBSan)" build_asan
 stage "build (release)" build_release
 stage "C format" c_format
 stage "Criterion (ASan+UBSan)" criterion
-stage "valgrind (codec suites)" valgrind_codec
+stage "valgrind (C suites)" valgrind_suites
 stage "pytest" pytest_all
 stage "Python lint and types" python_lint
 if [[ "$FUZZ_SECONDS" != 0 ]]; then
