@@ -40,6 +40,11 @@ typedef struct part {
     bool paused, revoking;
     bool released;    /* revocation finished while jobs were still alive; freed by the last */
     int64_t position; /* next offset to consume */
+    uint64_t epoch;   /* our lease on the partition (0 until Redis answered) */
+    char epoch_key[420];
+    struct job *pend_head, *pend_tail; /* consumed before the lease was known */
+    bool bumping;
+    uint32_t gen;
 } part;
 
 typedef struct sessq sessq;
@@ -61,6 +66,8 @@ typedef struct job {
     int crashes;
     int producing; /* records produced and not yet acknowledged */
     bool replied;
+    bool claimed;           /* the request id is ours in Redis: its reply is cached */
+    struct event *ev_retry; /* waiting for another owner's claim */
     char session_key[SF_MAX_SESSION_BYTES + 1];
 } job;
 
@@ -85,7 +92,11 @@ struct sf_daemon {
     bool shutting_down, draining_done, done;
     uint64_t shutdown_deadline_us;
     /* counters */
-    uint64_t total_requests, total_errors, dlq_count, invalid, deadline_exceeded, poison;
+    uint64_t total_requests, total_errors, dlq_count, invalid, deadline_exceeded, poison,
+        deduplicated, fenced;
+    uint32_t claim_ttl_ms, claim_wait_ms;
+    uint32_t part_gen;
+    struct event *ev_lease_retry;
     sf_hist latency;
 };
 
@@ -131,6 +142,71 @@ static void part_remove(sf_daemon *d, part *p)
     free(p);
 }
 
+static void sessq_push(sf_daemon *d, struct job *j);
+
+typedef struct lease_ctx {
+    sf_daemon *d;
+    part *p;
+    uint32_t gen;
+} lease_ctx;
+
+static void part_take_lease(sf_daemon *d, part *p);
+
+/*
+ * The lease is ours: requests consumed meanwhile may run now. Writes carry
+ * this epoch; a supervisor that loses the partition keeps its old epoch, and
+ * Redis refuses its writes once the next owner has bumped it.
+ */
+static void on_lease(void *arg, const sf_store_reply *r)
+{
+    lease_ctx *x = arg;
+    sf_daemon *d = x->d;
+    part *p = x->p;
+    bool alive = false;
+    for (int i = 0; i < d->nparts && !alive; i++)
+        alive = d->parts[i] == p && p->gen == x->gen;
+    free(x);
+    if (!alive)
+        return;
+    p->bumping = false;
+    if (r->status != SF_STORE_OK || r->count <= 0) {
+        sf_warn("lease.failed", "topic=%s partition=%d reason=\"%s\" action=retry", p->topic,
+                (int)p->partition, r->error ? r->error : "no epoch");
+        struct timeval tv = {0, 200000};
+        evtimer_add(d->ev_lease_retry, &tv);
+        return;
+    }
+    p->epoch = (uint64_t)r->count;
+    sf_info("lease.taken", "topic=%s partition=%d epoch=%llu", p->topic, (int)p->partition,
+            (unsigned long long)p->epoch);
+    while (p->pend_head) {
+        struct job *j = p->pend_head;
+        p->pend_head = j->next;
+        if (p->pend_head == NULL)
+            p->pend_tail = NULL;
+        sessq_push(d, j);
+    }
+}
+
+static void part_take_lease(sf_daemon *d, part *p)
+{
+    if (p->bumping || p->epoch)
+        return;
+    p->bumping = true;
+    lease_ctx *x = malloc(sizeof(*x));
+    *x = (lease_ctx){d, p, p->gen};
+    sf_store_bump_epoch(d->store, p->epoch_key, on_lease, x);
+}
+
+static void on_lease_retry(evutil_socket_t fd, short what, void *arg)
+{
+    sf_daemon *d = arg;
+    for (int i = 0; i < d->nparts; i++) {
+        if (!d->parts[i]->revoking)
+            part_take_lease(d, d->parts[i]);
+    }
+}
+
 static void on_assign(void *ctx, const rd_kafka_topic_partition_list_t *parts)
 {
     sf_daemon *d = ctx;
@@ -146,7 +222,11 @@ static void on_assign(void *ctx, const rd_kafka_topic_partition_list_t *parts)
         p->partition = tp->partition;
         p->offsets = sf_offsets_new();
         p->position = -1;
+        p->gen = ++d->part_gen;
+        snprintf(p->epoch_key, sizeof(p->epoch_key), "sf:epoch:{%s}:%s/%d", d->cfg->group, p->topic,
+                 (int)p->partition);
         d->parts[d->nparts++] = p;
+        part_take_lease(d, p);
         sf_info("kafka.assigned", "topic=%s partition=%d protocol=%s", p->topic, (int)p->partition,
                 sf_kafka_protocol(d->kafka));
     }
@@ -156,6 +236,8 @@ static void on_assign(void *ctx, const rd_kafka_topic_partition_list_t *parts)
 
 static void job_free(sf_daemon *d, job *j)
 {
+    if (j->ev_retry)
+        event_free(j->ev_retry);
     if (j->valid)
         sf_request_release(&j->req);
     rd_kafka_message_destroy(j->msg);
@@ -256,7 +338,7 @@ typedef struct reply_parts {
     uint64_t exec_us, pool_queued_us;
 } reply_parts;
 
-static void send_reply(sf_daemon *d, job *j, const reply_parts *rp)
+static void pack_reply(sf_daemon *d, job *j, const reply_parts *rp, msgpack_sbuffer *sb)
 {
     uint64_t t = now_us();
     sf_reply r = {.id = j->valid ? j->req.id : sf_cstr(""),
@@ -275,20 +357,133 @@ static void send_reply(sf_daemon *d, job *j, const reply_parts *rp)
                   .total_us = t - j->consumed_us};
     uint64_t before_exec = j->started_us ? j->started_us - j->consumed_us : 0;
     r.queued_us = before_exec + rp->pool_queued_us;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    sf_reply_pack(&pk, &r);
+}
+
+/* Produces reply bytes to the job's reply topic; the session moves on. */
+static void emit_reply(sf_daemon *d, job *j, const char *data, size_t len, bool ok)
+{
+    msgpack_sbuffer sb = {.data = (char *)data, .size = len};
+    d->total_requests++;
+    if (!ok)
+        d->total_errors++;
+    sf_hist_record(&d->latency, now_us() - j->consumed_us);
+    produce(d, j, j->reply_to, &sb, true);
+    job_replied(d, j);
+}
+
+/* A job whose partition lease was taken over: nothing it wrote may land. */
+static void job_fenced(sf_daemon *d, job *j, const char *why)
+{
+    d->fenced++;
+    sf_warn("store.fenced", "session=%s id=%.*s partition=%d reason=\"%s\"", j->session_key,
+            SF_STR_ARG(j->req.id), (int)j->p->partition, why);
+    j->replied = true;
+    sessq *q = j->q;
+    if (q) {
+        q->running = false;
+        j->q = NULL;
+        sessq_run(d, q);
+    }
+    if (j->producing == 0)
+        job_free(d, j); /* its offset stays open: the new owner has it */
+}
+
+static void send_reply_state(sf_daemon *d, job *j, const reply_parts *rp,
+                             const msgpack_sbuffer *state);
+
+static void reply_error_nocache(sf_daemon *d, job *j, const char *type, const char *field,
+                                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void reply_error_nocache(sf_daemon *d, job *j, const char *type, const char *field,
+                                const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    reply_parts rp = {.ok = false, .type = type, .message = sf_cstr(msg), .field = field};
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    sf_reply_pack(&pk, &r);
-    d->total_requests++;
-    if (!rp->ok)
-        d->total_errors++;
-    sf_hist_record(&d->latency, t - j->consumed_us);
-    produce(d, j, j->reply_to, &sb, true);
+    pack_reply(d, j, &rp, &sb);
+    emit_reply(d, j, sb.data, sb.size, false);
     msgpack_sbuffer_destroy(&sb);
-    if (!rp->ok)
-        sf_debug("request.error", "session=%s id=%.*s type=%s", j->session_key, SF_STR_ARG(r.id),
-                 rp->type);
+}
+
+typedef struct commit_ctx {
+    job *j;
+    msgpack_sbuffer reply;
+    bool ok, with_state;
+} commit_ctx;
+
+static void on_committed(void *arg, const sf_store_reply *r)
+{
+    commit_ctx *x = arg;
+    job *j = x->j;
+    sf_daemon *d = j->d;
+    switch (r->status) {
+    case SF_STORE_OK:
+        emit_reply(d, j, x->reply.data, x->reply.size, x->ok);
+        break;
+    case SF_STORE_FENCED:
+        job_fenced(d, j, r->error);
+        break;
+    case SF_STORE_NOT_FOUND:
+        reply_error_nocache(d, j, "session_not_found", "session",
+                            "Session not found: '%s' ended while the call ran; its new state "
+                            "was not saved",
+                            j->session_key);
+        break;
+    case SF_STORE_UNAVAILABLE:
+        if (x->with_state)
+            reply_error_nocache(d, j, "unavailable", NULL,
+                                "session store unavailable; the call's new state was not "
+                                "saved: %s",
+                                r->error);
+        else /* nothing to save but the dedupe record: answer anyway */
+            emit_reply(d, j, x->reply.data, x->reply.size, x->ok);
+        break;
+    }
+    msgpack_sbuffer_destroy(&x->reply);
+    free(x);
+}
+
+static sf_fence job_fence(const job *j)
+{
+    return (sf_fence){j->p->epoch_key, j->p->epoch};
+}
+
+/*
+ * Every reply of a claimed request is remembered in Redis before it is
+ * produced — together with the session's new state when `state` is given, in
+ * one atomic step — so a redelivered request gets the same reply again.
+ */
+static void send_reply_state(sf_daemon *d, job *j, const reply_parts *rp,
+                             const msgpack_sbuffer *state)
+{
+    commit_ctx *x = calloc(1, sizeof(*x));
+    x->j = j;
+    x->ok = rp->ok;
+    x->with_state = state != NULL;
+    msgpack_sbuffer_init(&x->reply);
+    pack_reply(d, j, rp, &x->reply);
+    if (!j->claimed) {
+        emit_reply(d, j, x->reply.data, x->reply.size, x->ok);
+        msgpack_sbuffer_destroy(&x->reply);
+        free(x);
+        return;
+    }
+    sf_fence f = job_fence(j);
+    sf_store_commit(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
+                    j->req.id.len, x->reply.data, x->reply.size, state ? state->data : NULL,
+                    state ? state->size : 0, d->cfg->dedupe_ttl_s, on_committed, x);
+}
+
+static void send_reply(sf_daemon *d, job *j, const reply_parts *rp)
+{
+    send_reply_state(d, j, rp, NULL);
 }
 
 static void reply_error(sf_daemon *d, job *j, const char *type, const char *field, const char *fmt,
@@ -303,14 +498,12 @@ static void reply_error(sf_daemon *d, job *j, const char *type, const char *fiel
     va_end(ap);
     reply_parts rp = {.ok = false, .type = type, .message = sf_cstr(msg), .field = field};
     send_reply(d, j, &rp);
-    job_replied(d, j);
 }
 
 static void reply_ok_raw(sf_daemon *d, job *j, const msgpack_sbuffer *result)
 {
     reply_parts rp = {.ok = true, .result_raw = {result->data, (uint32_t)result->size}};
     send_reply(d, j, &rp);
-    job_replied(d, j);
 }
 
 /* A DLQ record: the original bytes and where they came from, with the reason. */
@@ -369,8 +562,12 @@ static void pack_state_or_empty(msgpack_sbuffer *sb, const msgpack_object *state
 
 static bool store_failed(sf_daemon *d, job *j, const sf_store_reply *r)
 {
+    if (r->status == SF_STORE_FENCED) {
+        job_fenced(d, j, r->error);
+        return true;
+    }
     if (r->status == SF_STORE_UNAVAILABLE) {
-        reply_error(d, j, "unavailable", NULL, "session store unavailable: %s", r->error);
+        reply_error_nocache(d, j, "unavailable", NULL, "session store unavailable: %s", r->error);
         return true;
     }
     if (r->status == SF_STORE_NOT_FOUND) {
@@ -453,7 +650,7 @@ static const char *pool_error_type(sf_str t)
     return "internal";
 }
 
-static void run_job(sf_daemon *d, job *j);
+static void run_op(sf_daemon *d, job *j);
 
 /* A pool outcome: retry a crash (up to poison_threshold), else reply. */
 static bool pool_failed(sf_daemon *d, job *j, const sf_pool_result *r)
@@ -465,7 +662,7 @@ static bool pool_failed(sf_daemon *d, job *j, const sf_pool_result *r)
         if ((uint32_t)j->crashes < d->cfg->poison_threshold) {
             sf_warn("request.retry_after_crash", "session=%s id=%.*s crashes=%d worker=%s",
                     j->session_key, SF_STR_ARG(j->req.id), j->crashes, r->worker_id);
-            run_job(d, j);
+            run_op(d, j);
             return true;
         }
         char reason[400];
@@ -484,7 +681,6 @@ static bool pool_failed(sf_daemon *d, job *j, const sf_pool_result *r)
                       .exec_us = r->exec_us,
                       .pool_queued_us = r->queued_us};
     send_reply(d, j, &rp);
-    job_replied(d, j);
     return true;
 }
 
@@ -517,73 +713,33 @@ static void done_create_program_pool(void *arg, const sf_pool_result *r)
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     pack_state_or_empty(&sb, spec);
-    sf_store_put_program(d->store, j->req.session.ptr, j->req.session.len, j->req.program.ptr,
+    sf_fence f = job_fence(j);
+    sf_store_put_program(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.program.ptr,
                          j->req.program.len, sb.data, sb.size, done_create_program_store, j);
     msgpack_sbuffer_destroy(&sb);
 }
 
-typedef struct exec_ctx {
-    job *j;
-    msgpack_sbuffer result; /* the packed reply parts, kept until the state is written */
-    char worker[32];
-    uint64_t exec_us, queued_us;
-} exec_ctx;
-
-static void done_execute_store(void *arg, const sf_store_reply *r)
-{
-    exec_ctx *x = arg;
-    job *j = x->j;
-    if (!store_failed(j->d, j, r)) {
-        reply_parts rp = {.ok = true,
-                          .result_raw = {x->result.data, (uint32_t)x->result.size},
-                          .worker = x->worker,
-                          .exec_us = x->exec_us,
-                          .pool_queued_us = x->queued_us};
-        send_reply(j->d, j, &rp);
-        job_replied(j->d, j);
-    }
-    msgpack_sbuffer_destroy(&x->result);
-    free(x);
-}
-
+/* The call ran: its reply and (if the program changed it) the new state go to Redis at once. */
 static void done_execute_pool(void *arg, const sf_pool_result *r)
 {
     job *j = arg;
     sf_daemon *d = j->d;
     if (pool_failed(d, j, r))
         return;
+    static const msgpack_object nil = {.type = MSGPACK_OBJECT_NIL};
+    reply_parts rp = {.ok = true,
+                      .result = r->value ? r->value : &nil,
+                      .worker = r->worker_id,
+                      .exec_us = r->exec_us,
+                      .pool_queued_us = r->queued_us};
     if (r->state == NULL) {
-        reply_parts rp = {.ok = true,
-                          .result = r->value,
-                          .worker = r->worker_id,
-                          .exec_us = r->exec_us,
-                          .pool_queued_us = r->queued_us};
-        if (r->value == NULL) {
-            static const msgpack_object nil = {.type = MSGPACK_OBJECT_NIL};
-            rp.result = &nil;
-        }
         send_reply(d, j, &rp);
-        job_replied(d, j);
         return;
     }
-    /* The program changed the state: write it before the reply goes out. */
-    exec_ctx *x = calloc(1, sizeof(*x));
-    x->j = j;
-    msgpack_sbuffer_init(&x->result);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &x->result, msgpack_sbuffer_write);
-    if (r->value)
-        msgpack_pack_object(&pk, *r->value);
-    else
-        msgpack_pack_nil(&pk);
-    snprintf(x->worker, sizeof(x->worker), "%s", r->worker_id);
-    x->exec_us = r->exec_us;
-    x->queued_us = r->queued_us;
     msgpack_sbuffer st;
     msgpack_sbuffer_init(&st);
     pack_state_or_empty(&st, r->state);
-    sf_store_set_state(d->store, j->req.session.ptr, j->req.session.len, st.data, st.size,
-                       done_execute_store, x);
+    send_reply_state(d, j, &rp, &st);
     msgpack_sbuffer_destroy(&st);
 }
 
@@ -615,19 +771,18 @@ static void done_execute_read(void *arg, const sf_store_reply *r)
                           .spec = &up.data,
                           .state = &us.data};
         if (sf_pool_submit(d->pool, &c, done_execute_pool, j) < 0)
-            reply_error(d, j, "unavailable", NULL, "the worker pool is shutting down");
+            reply_error_nocache(d, j, "unavailable", NULL, "the worker pool is shutting down");
     }
     msgpack_unpacked_destroy(&us);
     msgpack_unpacked_destroy(&up);
 }
 
-static void run_job(sf_daemon *d, job *j)
+static void run_op(sf_daemon *d, job *j)
 {
     sf_request *rq = &j->req;
     const char *s = rq->session.ptr;
     size_t sl = rq->session.len;
-    if (j->started_us == 0)
-        j->started_us = now_us();
+    sf_fence f = job_fence(j);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     switch (rq->op) {
@@ -644,17 +799,17 @@ static void run_job(sf_daemon *d, job *j)
     }
     case SF_OP_CREATE_SESSION:
         pack_state_or_empty(&sb, sf_mp_get(rq->args, "state"));
-        sf_store_create_session(d->store, s, sl, sb.data, sb.size, done_simple, j);
+        sf_store_create_session(d->store, &f, s, sl, sb.data, sb.size, done_simple, j);
         break;
     case SF_OP_END_SESSION:
-        sf_store_end_session(d->store, s, sl, done_simple, j);
+        sf_store_end_session(d->store, &f, s, sl, done_simple, j);
         break;
     case SF_OP_GET_SESSION_STATE:
         sf_store_get_state(d->store, s, sl, done_get_state, j);
         break;
     case SF_OP_SET_SESSION_STATE:
         pack_state_or_empty(&sb, sf_mp_get(rq->args, "state"));
-        sf_store_set_state(d->store, s, sl, sb.data, sb.size, done_simple, j);
+        sf_store_set_state(d->store, &f, s, sl, sb.data, sb.size, done_simple, j);
         break;
     case SF_OP_CREATE_PROGRAM: {
         sf_pool_call c = {.op = "create_program",
@@ -662,7 +817,7 @@ static void run_job(sf_daemon *d, job *j)
                           .program = rq->program,
                           .spec = sf_mp_get(rq->args, "spec")};
         if (sf_pool_submit(d->pool, &c, done_create_program_pool, j) < 0)
-            reply_error(d, j, "unavailable", NULL, "the worker pool is shutting down");
+            reply_error_nocache(d, j, "unavailable", NULL, "the worker pool is shutting down");
         break;
     }
     case SF_OP_EXECUTE_PROGRAM:
@@ -670,7 +825,7 @@ static void run_job(sf_daemon *d, job *j)
                              j);
         break;
     case SF_OP_DELETE_PROGRAM:
-        sf_store_delete_program(d->store, s, sl, rq->program.ptr, rq->program.len,
+        sf_store_delete_program(d->store, &f, s, sl, rq->program.ptr, rq->program.len,
                                 done_delete_program, j);
         break;
     case SF_OP_LIST_PROGRAMS:
@@ -681,6 +836,70 @@ static void run_job(sf_daemon *d, job *j)
         break;
     }
     msgpack_sbuffer_destroy(&sb);
+}
+
+static void claim_job(sf_daemon *d, job *j);
+
+static void on_claim_retry(evutil_socket_t fd, short what, void *arg)
+{
+    job *j = arg;
+    event_free(j->ev_retry);
+    j->ev_retry = NULL;
+    claim_job(j->d, j);
+}
+
+/*
+ * Effectively once: the request id is claimed in Redis before the op runs. A
+ * request answered before gets that reply again; one running elsewhere (a
+ * previous owner's claim not yet expired) is retried until claim_wait, then
+ * answered duplicate_in_progress.
+ */
+static void on_claimed(void *arg, const sf_store_reply *r)
+{
+    job *j = arg;
+    sf_daemon *d = j->d;
+    if (r->status == SF_STORE_UNAVAILABLE) {
+        reply_error_nocache(d, j, "unavailable", NULL, "session store unavailable: %s", r->error);
+        return;
+    }
+    if (r->claim == 1) {
+        d->deduplicated++;
+        sf_info("request.duplicate", "session=%s id=%.*s action=cached_reply", j->session_key,
+                SF_STR_ARG(j->req.id));
+        emit_reply(d, j, r->state, r->state_len, true);
+        return;
+    }
+    if (r->claim == 2) {
+        uint64_t waited = now_us() - j->started_us;
+        if (waited >= (uint64_t)d->claim_wait_ms * 1000) {
+            reply_error_nocache(d, j, "duplicate_in_progress", "id",
+                                "request '%.*s' is still running on %.*s", SF_STR_ARG(j->req.id),
+                                (int)r->state_len, r->state);
+            return;
+        }
+        struct timeval tv = {0, 100000};
+        j->ev_retry = evtimer_new(d->base, on_claim_retry, j);
+        evtimer_add(j->ev_retry, &tv);
+        return;
+    }
+    j->claimed = true;
+    run_op(d, j);
+}
+
+static void claim_job(sf_daemon *d, job *j)
+{
+    sf_store_claim(d->store, j->req.session.ptr, j->req.session.len, j->req.id.ptr, j->req.id.len,
+                   d->cfg->id, d->claim_ttl_ms, on_claimed, j);
+}
+
+static void run_job(sf_daemon *d, job *j)
+{
+    j->started_us = now_us();
+    if (j->req.op == SF_OP_PING || j->req.op == SF_OP_GET_SESSION_STATE ||
+        j->req.op == SF_OP_LIST_PROGRAMS)
+        run_op(d, j); /* reads: running twice changes nothing */
+    else
+        claim_job(d, j);
 }
 
 /* ---------------------------------------------------------------- sessions */
@@ -844,7 +1063,17 @@ static void on_message(void *ctx, rd_kafka_message_t *m)
         backpressure_check(d);
         return;
     }
-    sessq_push(d, j);
+    if (p->epoch == 0) {
+        /* no lease yet: hold it, in order, until Redis gives one */
+        j->next = NULL;
+        if (p->pend_tail)
+            p->pend_tail->next = j;
+        else
+            p->pend_head = j;
+        p->pend_tail = j;
+    } else {
+        sessq_push(d, j);
+    }
     backpressure_check(d);
 }
 
@@ -942,13 +1171,26 @@ static int purge_revoked(void *ctx, const char *key, size_t len, void *value)
     return !q->running && q->head == NULL;
 }
 
+/* Frees the jobs a partition holds while waiting for its lease. */
+static void part_drop_pending(sf_daemon *d, part *p)
+{
+    while (p->pend_head) {
+        job *j = p->pend_head;
+        p->pend_head = j->next;
+        job_free(d, j);
+    }
+    p->pend_tail = NULL;
+}
+
 static void on_revoke(void *ctx, rd_kafka_topic_partition_list_t *parts)
 {
     sf_daemon *d = ctx;
     for (int i = 0; i < parts->cnt; i++) {
         part *p = part_find(d, parts->elems[i].topic, parts->elems[i].partition);
-        if (p)
+        if (p) {
             p->revoking = true;
+            part_drop_pending(d, p);
+        }
     }
     if (d->revoking) /* a second revocation before the first finished: finish it now */
         revoke_finish(d, true);
@@ -1063,6 +1305,11 @@ sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const ch
     d->cfg = cfg;
     d->sessions = sf_smap_new(sizeof(sessq));
     d->ev_revoke_timeout = evtimer_new(base, on_revoke_timeout, d);
+    d->ev_lease_retry = evtimer_new(base, on_lease_retry, d);
+    /* A claim outlives the longest call; a redelivery waits that long for its owner. */
+    d->claim_ttl_ms = (cfg->pool.request_timeout_ms ? cfg->pool.request_timeout_ms : 300000) +
+                      cfg->pool.checkout_timeout_ms + 5000;
+    d->claim_wait_ms = d->claim_ttl_ms;
     d->ev_telemetry = event_new(base, -1, EV_PERSIST, on_telemetry, d);
     d->pool = sf_pool_new(base, &cfg->pool, err, errlen);
     if (d->pool == NULL)
@@ -1166,12 +1413,15 @@ void sf_daemon_free(sf_daemon *d)
     if (d->kafka)
         sf_kafka_free(d->kafka);
     sf_store_free(d->store);
+    for (int i = 0; i < d->nparts; i++)
+        part_drop_pending(d, d->parts[i]);
     while (d->nparts)
         part_remove(d, d->parts[0]);
     if (d->revoking)
         rd_kafka_topic_partition_list_destroy(d->revoking);
     sf_smap_free(d->sessions);
     event_free(d->ev_revoke_timeout);
+    event_free(d->ev_lease_retry);
     event_free(d->ev_telemetry);
     if (d->ev_drain)
         event_free(d->ev_drain);

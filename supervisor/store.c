@@ -40,6 +40,9 @@ typedef struct req {
 } req;
 
 enum {
+    K_CLAIM,
+    K_COMMIT,
+    K_BUMP,
     K_PLAIN,
     K_GET_STATE,
     K_SET_STATE,
@@ -204,12 +207,33 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     if (rep == NULL) {
         out.status = SF_STORE_UNAVAILABLE;
         out.error = ac && ac->errstr[0] ? ac->errstr : "connection to Redis lost";
+    } else if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "FENCED", 6) == 0) {
+        out.status = SF_STORE_FENCED;
+        out.error = rep->str;
     } else if (rep->type == REDIS_REPLY_ERROR) {
         out.status = SF_STORE_UNAVAILABLE;
         out.error = rep->str;
         sf_error("store.command_failed", "error=\"%s\"", rep->str);
     } else {
         switch (q->kind) {
+        case K_CLAIM:
+            if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+                rep->element[0]->type == REDIS_REPLY_INTEGER) {
+                out.claim = (int)rep->element[0]->integer;
+                out.state = rep->element[1]->str; /* the cached reply, or the owner */
+                out.state_len = rep->element[1]->len;
+            } else {
+                out.status = SF_STORE_UNAVAILABLE;
+                out.error = "unexpected claim reply";
+            }
+            break;
+        case K_COMMIT:
+            out.status = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1 ? SF_STORE_OK
+                                                                               : SF_STORE_NOT_FOUND;
+            break;
+        case K_BUMP:
+            out.count = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
+            break;
         case K_GET_STATE:
             if (rep->type == REDIS_REPLY_STRING) {
                 out.state = rep->str;
@@ -282,122 +306,192 @@ static void send_cmd(sf_store *st, int kind, int argc, const char **argv, const 
     st->pending++;
 }
 
-/* The two keys of a session. */
+/*
+ * Every script sees the same keys: the session's state and programs, the
+ * fencing epoch of the partition the request came from, and the request's
+ * dedupe key. ARGV[1] is the caller's epoch ("0": unfenced, for reads) and
+ * ARGV[2] the session TTL; the rest is per script.
+ */
 typedef struct keys {
-    char state[300], programs[300];
-    size_t state_len, programs_len;
+    char state[300], programs[300], epoch[460], request[460];
+    size_t state_len, programs_len, epoch_len, request_len;
 } keys;
 
-static void session_keys(keys *k, const char *s, size_t slen)
+static void make_keys(keys *k, const char *s, size_t slen, const sf_fence *f, const char *id,
+                      size_t idlen)
 {
     k->state_len = (size_t)snprintf(k->state, sizeof(k->state), "sf:{%.*s}:state", (int)slen, s);
     k->programs_len =
         (size_t)snprintf(k->programs, sizeof(k->programs), "sf:{%.*s}:programs", (int)slen, s);
+    k->epoch_len = (size_t)snprintf(k->epoch, sizeof(k->epoch), "%s", f ? f->key : "sf:epoch:-");
+    k->request_len = (size_t)snprintf(k->request, sizeof(k->request), "sf:{%.*s}:req:%.*s",
+                                      (int)slen, s, (int)idlen, id ? id : "");
 }
 
-static const char LUA_CREATE[] = "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) "
-                                 "redis.call('DEL', KEYS[2]) return 1";
+/* Refuses a write from a supervisor whose partition lease is no longer current. */
+#define FENCE                                                                                      \
+    "if ARGV[1] ~= '0' and redis.call('GET', KEYS[3]) ~= ARGV[1] then "                            \
+    "return redis.error_reply('FENCED stale partition epoch') end "
+
+static const char LUA_CREATE[] = FENCE "redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2]) "
+                                       "redis.call('DEL', KEYS[2]) return 1";
 static const char LUA_GET[] = "local v = redis.call('GET', KEYS[1]) "
-                              "if v then redis.call('EXPIRE', KEYS[1], ARGV[1]) "
-                              "redis.call('EXPIRE', KEYS[2], ARGV[1]) end return v";
-static const char LUA_SET[] = "local ok = redis.call('SET', KEYS[1], ARGV[1], 'XX', 'EX', ARGV[2]) "
-                              "if ok then redis.call('EXPIRE', KEYS[2], ARGV[2]) end return ok";
+                              "if v then redis.call('EXPIRE', KEYS[1], ARGV[2]) "
+                              "redis.call('EXPIRE', KEYS[2], ARGV[2]) end return v";
+static const char LUA_SET[] =
+    FENCE "local ok = redis.call('SET', KEYS[1], ARGV[3], 'XX', 'EX', ARGV[2]) "
+          "if ok then redis.call('EXPIRE', KEYS[2], ARGV[2]) end return ok";
+static const char LUA_END[] = FENCE "return redis.call('DEL', KEYS[1], KEYS[2])";
 static const char LUA_PUT_PROGRAM[] =
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
-    "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) redis.call('EXPIRE', KEYS[1], ARGV[3]) "
-    "redis.call('EXPIRE', KEYS[2], ARGV[3]) return 1";
+    FENCE "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
+          "redis.call('HSET', KEYS[2], ARGV[3], ARGV[4]) redis.call('EXPIRE', KEYS[1], ARGV[2]) "
+          "redis.call('EXPIRE', KEYS[2], ARGV[2]) return 1";
 static const char LUA_GET_PROGRAM[] =
     "local s = redis.call('GET', KEYS[1]) if not s then return {false, false} end "
     "redis.call('EXPIRE', KEYS[1], ARGV[2]) redis.call('EXPIRE', KEYS[2], ARGV[2]) "
-    "return {s, redis.call('HGET', KEYS[2], ARGV[1])}";
-static const char LUA_DEL_PROGRAM[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end "
-                                      "return redis.call('HDEL', KEYS[2], ARGV[1])";
+    "return {s, redis.call('HGET', KEYS[2], ARGV[3])}";
+static const char LUA_DEL_PROGRAM[] =
+    FENCE "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end "
+          "return redis.call('HDEL', KEYS[2], ARGV[3])";
 static const char LUA_LIST[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return false end "
                                "return redis.call('HKEYS', KEYS[2])";
+/* {0} claimed; {1, reply} answered before; {2, owner} running elsewhere. */
+static const char LUA_CLAIM[] =
+    "local v = redis.call('GET', KEYS[4]) "
+    "if not v then redis.call('SET', KEYS[4], 'P' .. ARGV[3], 'PX', ARGV[4]) return {0, ''} end "
+    "if string.sub(v, 1, 1) == 'R' then return {1, string.sub(v, 2)} end "
+    "return {2, string.sub(v, 2)}";
+/* The reply is remembered for the dedupe window; with a state, both in one step. */
+static const char LUA_COMMIT[] =
+    FENCE "if ARGV[5] ~= '' then "
+          "if not redis.call('SET', KEYS[1], ARGV[5], 'XX', 'EX', ARGV[2]) then return 0 end "
+          "redis.call('EXPIRE', KEYS[2], ARGV[2]) end "
+          "redis.call('SET', KEYS[4], 'R' .. ARGV[3], 'EX', ARGV[4]) return 1";
 
-static void eval(sf_store *st, int kind, const char *script, const keys *k, int nargs,
-                 const char **args, const size_t *arglens, sf_store_cb cb, void *arg)
+static void eval(sf_store *st, int kind, const char *script, const keys *k, const sf_fence *f,
+                 int nargs, const char **args, const size_t *arglens, sf_store_cb cb, void *arg)
 {
-    const char *argv[8] = {"EVAL", script, "2", k->state, k->programs};
-    size_t lens[8] = {4, strlen(script), 1, k->state_len, k->programs_len};
+    char epoch[24];
+    snprintf(epoch, sizeof(epoch), "%llu", f ? (unsigned long long)f->epoch : 0ull);
+    const char *argv[16] = {"EVAL",   script,     "4",   k->state, k->programs,
+                            k->epoch, k->request, epoch, st->ttl};
+    size_t lens[16] = {4,
+                       strlen(script),
+                       1,
+                       k->state_len,
+                       k->programs_len,
+                       k->epoch_len,
+                       k->request_len,
+                       strlen(epoch),
+                       strlen(st->ttl)};
     for (int i = 0; i < nargs; i++) {
-        argv[5 + i] = args[i];
-        lens[5 + i] = arglens[i];
+        argv[9 + i] = args[i];
+        lens[9 + i] = arglens[i];
     }
-    send_cmd(st, kind, 5 + nargs, argv, lens, cb, arg);
+    send_cmd(st, kind, 9 + nargs, argv, lens, cb, arg);
 }
 
-void sf_store_create_session(sf_store *st, const char *s, size_t slen, const void *state,
-                             size_t len, sf_store_cb cb, void *arg)
+void sf_store_create_session(sf_store *st, const sf_fence *f, const char *s, size_t slen,
+                             const void *state, size_t len, sf_store_cb cb, void *arg)
 {
     keys k;
-    session_keys(&k, s, slen);
-    const char *a[] = {state, st->ttl};
-    size_t l[] = {len, strlen(st->ttl)};
-    eval(st, K_PUT_PROGRAM, LUA_CREATE, &k, 2, a, l, cb, arg);
+    make_keys(&k, s, slen, f, NULL, 0);
+    const char *a[] = {state};
+    size_t l[] = {len};
+    eval(st, K_PUT_PROGRAM, LUA_CREATE, &k, f, 1, a, l, cb, arg);
 }
 
-void sf_store_end_session(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg)
+void sf_store_end_session(sf_store *st, const sf_fence *f, const char *s, size_t slen,
+                          sf_store_cb cb, void *arg)
 {
     keys k;
-    session_keys(&k, s, slen);
-    const char *argv[] = {"DEL", k.state, k.programs};
-    size_t lens[] = {3, k.state_len, k.programs_len};
-    send_cmd(st, K_END, 3, argv, lens, cb, arg);
+    make_keys(&k, s, slen, f, NULL, 0);
+    eval(st, K_END, LUA_END, &k, f, 0, NULL, NULL, cb, arg);
 }
 
 void sf_store_get_state(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg)
 {
     keys k;
-    session_keys(&k, s, slen);
-    const char *a[] = {st->ttl};
-    size_t l[] = {strlen(st->ttl)};
-    eval(st, K_GET_STATE, LUA_GET, &k, 1, a, l, cb, arg);
+    make_keys(&k, s, slen, NULL, NULL, 0);
+    eval(st, K_GET_STATE, LUA_GET, &k, NULL, 0, NULL, NULL, cb, arg);
 }
 
-void sf_store_set_state(sf_store *st, const char *s, size_t slen, const void *state, size_t len,
-                        sf_store_cb cb, void *arg)
+void sf_store_set_state(sf_store *st, const sf_fence *f, const char *s, size_t slen,
+                        const void *state, size_t len, sf_store_cb cb, void *arg)
 {
     keys k;
-    session_keys(&k, s, slen);
-    const char *a[] = {state, st->ttl};
-    size_t l[] = {len, strlen(st->ttl)};
-    eval(st, K_SET_STATE, LUA_SET, &k, 2, a, l, cb, arg);
+    make_keys(&k, s, slen, f, NULL, 0);
+    const char *a[] = {state};
+    size_t l[] = {len};
+    eval(st, K_SET_STATE, LUA_SET, &k, f, 1, a, l, cb, arg);
 }
 
-void sf_store_put_program(sf_store *st, const char *s, size_t slen, const char *p, size_t plen,
-                          const void *spec, size_t len, sf_store_cb cb, void *arg)
+void sf_store_put_program(sf_store *st, const sf_fence *f, const char *s, size_t slen,
+                          const char *p, size_t plen, const void *spec, size_t len, sf_store_cb cb,
+                          void *arg)
 {
     keys k;
-    session_keys(&k, s, slen);
-    const char *a[] = {p, spec, st->ttl};
-    size_t l[] = {plen, len, strlen(st->ttl)};
-    eval(st, K_PUT_PROGRAM, LUA_PUT_PROGRAM, &k, 3, a, l, cb, arg);
+    make_keys(&k, s, slen, f, NULL, 0);
+    const char *a[] = {p, spec};
+    size_t l[] = {plen, len};
+    eval(st, K_PUT_PROGRAM, LUA_PUT_PROGRAM, &k, f, 2, a, l, cb, arg);
 }
 
 void sf_store_get_program(sf_store *st, const char *s, size_t slen, const char *p, size_t plen,
                           sf_store_cb cb, void *arg)
 {
     keys k;
-    session_keys(&k, s, slen);
-    const char *a[] = {p, st->ttl};
-    size_t l[] = {plen, strlen(st->ttl)};
-    eval(st, K_GET_PROGRAM, LUA_GET_PROGRAM, &k, 2, a, l, cb, arg);
-}
-
-void sf_store_delete_program(sf_store *st, const char *s, size_t slen, const char *p, size_t plen,
-                             sf_store_cb cb, void *arg)
-{
-    keys k;
-    session_keys(&k, s, slen);
+    make_keys(&k, s, slen, NULL, NULL, 0);
     const char *a[] = {p};
     size_t l[] = {plen};
-    eval(st, K_DEL_PROGRAM, LUA_DEL_PROGRAM, &k, 1, a, l, cb, arg);
+    eval(st, K_GET_PROGRAM, LUA_GET_PROGRAM, &k, NULL, 1, a, l, cb, arg);
+}
+
+void sf_store_delete_program(sf_store *st, const sf_fence *f, const char *s, size_t slen,
+                             const char *p, size_t plen, sf_store_cb cb, void *arg)
+{
+    keys k;
+    make_keys(&k, s, slen, f, NULL, 0);
+    const char *a[] = {p};
+    size_t l[] = {plen};
+    eval(st, K_DEL_PROGRAM, LUA_DEL_PROGRAM, &k, f, 1, a, l, cb, arg);
 }
 
 void sf_store_list_programs(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg)
 {
     keys k;
-    session_keys(&k, s, slen);
-    eval(st, K_LIST, LUA_LIST, &k, 0, NULL, NULL, cb, arg);
+    make_keys(&k, s, slen, NULL, NULL, 0);
+    eval(st, K_LIST, LUA_LIST, &k, NULL, 0, NULL, NULL, cb, arg);
+}
+
+void sf_store_claim(sf_store *st, const char *s, size_t slen, const char *id, size_t idlen,
+                    const char *owner, uint32_t claim_ttl_ms, sf_store_cb cb, void *arg)
+{
+    keys k;
+    make_keys(&k, s, slen, NULL, id, idlen);
+    char ttl[16];
+    snprintf(ttl, sizeof(ttl), "%u", claim_ttl_ms);
+    const char *a[] = {owner, ttl};
+    size_t l[] = {strlen(owner), strlen(ttl)};
+    eval(st, K_CLAIM, LUA_CLAIM, &k, NULL, 2, a, l, cb, arg);
+}
+
+void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
+                     size_t idlen, const void *reply, size_t reply_len, const void *state,
+                     size_t state_len, uint32_t dedupe_ttl_s, sf_store_cb cb, void *arg)
+{
+    keys k;
+    make_keys(&k, s, slen, f, id, idlen);
+    char ttl[16];
+    snprintf(ttl, sizeof(ttl), "%u", dedupe_ttl_s);
+    const char *a[] = {reply, ttl, state ? state : ""};
+    size_t l[] = {reply_len, strlen(ttl), state ? state_len : 0};
+    eval(st, K_COMMIT, LUA_COMMIT, &k, f, 3, a, l, cb, arg);
+}
+
+void sf_store_bump_epoch(sf_store *st, const char *epoch_key, sf_store_cb cb, void *arg)
+{
+    const char *argv[] = {"INCR", epoch_key};
+    size_t lens[] = {4, strlen(epoch_key)};
+    send_cmd(st, K_BUMP, 2, argv, lens, cb, arg);
 }

@@ -24,7 +24,18 @@ typedef enum {
     SF_STORE_OK,
     SF_STORE_NOT_FOUND,   /* the session (or program) does not exist */
     SF_STORE_UNAVAILABLE, /* Redis is down or answered an error */
+    SF_STORE_FENCED,      /* the caller's partition epoch is stale: a zombie's write */
 } sf_store_status;
+
+/*
+ * A write's lease: the key holding its partition's epoch and the epoch the
+ * writer took on assignment. A write whose epoch is no longer the key's value
+ * is refused (SF_STORE_FENCED). NULL: unfenced.
+ */
+typedef struct sf_fence {
+    const char *key;
+    uint64_t epoch;
+} sf_fence;
 
 typedef struct sf_store_reply {
     sf_store_status status;
@@ -38,7 +49,8 @@ typedef struct sf_store_reply {
     size_t nkeys;
     const char *const *keys;
     const size_t *key_lens;
-    int64_t count; /* end_session: keys removed; delete_program: 1 if it existed */
+    int64_t count; /* end_session: keys removed; delete_program: 1 if it existed; bump: epoch */
+    int claim; /* claim: 0 claimed, 1 answered before (state = reply), 2 running (state = owner) */
 } sf_store_reply;
 
 typedef void (*sf_store_cb)(void *arg, const sf_store_reply *r);
@@ -53,20 +65,41 @@ bool sf_store_connected(const sf_store *st);
 /* Commands sent and not yet answered. */
 int sf_store_pending(const sf_store *st);
 
-void sf_store_create_session(sf_store *st, const char *s, size_t slen, const void *state,
-                             size_t len, sf_store_cb cb, void *arg);
-void sf_store_end_session(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg);
+void sf_store_create_session(sf_store *st, const sf_fence *f, const char *s, size_t slen,
+                             const void *state, size_t len, sf_store_cb cb, void *arg);
+void sf_store_end_session(sf_store *st, const sf_fence *f, const char *s, size_t slen,
+                          sf_store_cb cb, void *arg);
 void sf_store_get_state(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg);
 /* NOT_FOUND when the session does not exist. */
-void sf_store_set_state(sf_store *st, const char *s, size_t slen, const void *state, size_t len,
-                        sf_store_cb cb, void *arg);
-void sf_store_put_program(sf_store *st, const char *s, size_t slen, const char *p, size_t plen,
-                          const void *spec, size_t len, sf_store_cb cb, void *arg);
+void sf_store_set_state(sf_store *st, const sf_fence *f, const char *s, size_t slen,
+                        const void *state, size_t len, sf_store_cb cb, void *arg);
+void sf_store_put_program(sf_store *st, const sf_fence *f, const char *s, size_t slen,
+                          const char *p, size_t plen, const void *spec, size_t len, sf_store_cb cb,
+                          void *arg);
 /* The session state and the program's spec in one round trip. */
 void sf_store_get_program(sf_store *st, const char *s, size_t slen, const char *p, size_t plen,
                           sf_store_cb cb, void *arg);
-void sf_store_delete_program(sf_store *st, const char *s, size_t slen, const char *p, size_t plen,
-                             sf_store_cb cb, void *arg);
+void sf_store_delete_program(sf_store *st, const sf_fence *f, const char *s, size_t slen,
+                             const char *p, size_t plen, sf_store_cb cb, void *arg);
 void sf_store_list_programs(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg);
+
+/*
+ * Effectively once. Claims request `id` of session `s` for `owner` for
+ * claim_ttl_ms (long enough to run it): claim 0 = ours to run; 1 = it was
+ * answered before, the reply bytes are in state/state_len; 2 = another
+ * owner is running it (its name in state).
+ */
+void sf_store_claim(sf_store *st, const char *s, size_t slen, const char *id, size_t idlen,
+                    const char *owner, uint32_t claim_ttl_ms, sf_store_cb cb, void *arg);
+/*
+ * Remembers the reply of request `id` for dedupe_ttl_s and, when `state` is
+ * not NULL, writes the session's new state — atomically, fenced by f.
+ * NOT_FOUND: the session vanished (ended) before the state could be written.
+ */
+void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
+                     size_t idlen, const void *reply, size_t reply_len, const void *state,
+                     size_t state_len, uint32_t dedupe_ttl_s, sf_store_cb cb, void *arg);
+/* Takes a new lease: INCR of the partition's epoch key; the new epoch in `count`. */
+void sf_store_bump_epoch(sf_store *st, const char *epoch_key, sf_store_cb cb, void *arg);
 
 #endif
