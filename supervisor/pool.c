@@ -100,6 +100,7 @@ struct sf_pool {
     sf_pool_config cfg;
     char *python, *python_path, *worker_module, *preload, *id_prefix;
     char *env[8];
+    char *exec_env[9]; /* env plus SNAKEFLEET_PRELOAD: exec'd workers import it themselves */
     worker slots[MAX_SLOTS];
     int nslots;
     pcall *qhead, *qtail;
@@ -110,6 +111,7 @@ struct sf_pool {
     pid_t pgid;
     struct event *ev_sigchld, *ev_maint, *ev_health, *ev_defer;
     bool started, stopping, stopped, in_dispatch, dispatch_again;
+    int hold_flush; /* >0: inside a read callback; one flush at its end */
     void (*stop_done)(void *);
     void *stop_arg;
     uint64_t stop_deadline_us;
@@ -422,13 +424,14 @@ static int worker_spawn(sf_pool *p, worker *w, char *errbuf, size_t errlen)
     snprintf(maxf, sizeof(maxf), "%u", p->cfg.max_frame_bytes);
     argv[6] = maxf;
     pid_t pid = -1;
+    w->spawn_us = now_us(); /* before the zygote round trip: ready_ms is what a caller waits */
     if (p->zygote && sf_zygote_ready(p->zygote))
         pid = sf_zygote_spawn(p->zygote, w->id, p->cfg.max_frame_bytes, &w->fds, errbuf, errlen);
     if (pid < 0) {
         if (p->zygote && sf_zygote_ready(p->zygote))
             sf_warn("pool.zygote_spawn_failed", "worker=%s reason=\"%s\" fallback=exec", w->id,
                     errbuf);
-        pid = sf_proc_spawn(argv, p->env, &p->pgid, &w->fds, errbuf, errlen);
+        pid = sf_proc_spawn(argv, p->exec_env, &p->pgid, &w->fds, errbuf, errlen);
     }
     if (pid < 0) {
         w->state = W_EMPTY;
@@ -436,7 +439,6 @@ static int worker_spawn(sf_pool *p, worker *w, char *errbuf, size_t errlen)
     }
     w->pid = pid;
     w->state = W_STARTING;
-    w->spawn_us = now_us();
     w->max_requests = jittered_max_requests(&p->cfg);
     w->out = evbuffer_new();
     w->reader = sf_reader_new(p->cfg.max_frame_bytes);
@@ -549,8 +551,13 @@ static void pool_dispatch(sf_pool *p)
         int waiting = 0;
         pcall *prev = NULL, *c = p->qhead;
         while (c) {
+            if (room == 0) {
+                /* Nothing more can be placed in this pass: the rest waits as is. */
+                waiting = p->queued;
+                break;
+            }
             pcall *next = c->next;
-            worker *w = room > 0 ? choose_worker(p, c) : NULL;
+            worker *w = choose_worker(p, c);
             if (w == FAIL_FAST) {
                 queue_unlink(p, prev, c);
                 c->s->queued--;
@@ -571,7 +578,8 @@ static void pool_dispatch(sf_pool *p)
             pool_grow_for_demand(p, waiting);
     } while (p->dispatch_again);
     p->in_dispatch = false;
-    pool_flush(p);
+    if (p->hold_flush == 0)
+        pool_flush(p);
 }
 
 /* ---------------------------------------------------------------- results */
@@ -733,8 +741,12 @@ static void worker_drain_pipe(worker *w)
 static void on_worker_read(evutil_socket_t fd, short what, void *arg)
 {
     worker *w = arg;
+    sf_pool *p = w->pool;
+    p->hold_flush++;
     worker_drain_pipe(w);
-    pool_dispatch(w->pool);
+    pool_dispatch(p);
+    p->hold_flush--;
+    pool_flush(p);
 }
 
 static void on_worker_write(evutil_socket_t fd, short what, void *arg)
@@ -1145,6 +1157,14 @@ sf_pool *sf_pool_new(struct event_base *base, const sf_pool_config *cfg, char *e
                  old && *old ? old : "");
     }
     p->env[e] = NULL;
+    for (int i = 0; i <= e; i++)
+        p->exec_env[i] = p->env[i];
+    if (p->preload) {
+        size_t n = strlen(p->preload) + 32;
+        p->exec_env[e] = malloc(n);
+        snprintf(p->exec_env[e], n, "SNAKEFLEET_PRELOAD=%s", p->preload);
+        p->exec_env[e + 1] = NULL;
+    }
     p->nslots = cfg->pool_size + cfg->max_overflow;
     for (int i = 0; i < p->nslots; i++) {
         p->slots[i].slot = i;
@@ -1349,8 +1369,8 @@ void sf_pool_free(sf_pool *p)
     event_free(p->ev_health);
     event_free(p->ev_defer);
     sf_smap_free(p->sessions);
-    for (int i = 0; p->env[i]; i++)
-        free(p->env[i]);
+    for (int i = 0; p->exec_env[i]; i++)
+        free(p->exec_env[i]); /* env's strings, plus the preload entry */
     free(p->python);
     free(p->python_path);
     free(p->worker_module);

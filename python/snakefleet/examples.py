@@ -71,6 +71,11 @@ def whoami(ctx: SessionContext) -> dict[str, Any]:
     }
 
 
+def loaded(ctx: SessionContext, module: str) -> bool:
+    """Whether `module` is already imported in this worker (preload checks)."""
+    return module in sys.modules
+
+
 def fail(ctx: SessionContext, message: str = "boom") -> None:
     """Raises ValueError(message)."""
     raise ValueError(message)

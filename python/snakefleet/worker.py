@@ -463,7 +463,27 @@ def main(argv: list[str] | None = None) -> int:
     # A crash in C code (segfault, abort) then leaves a Python traceback in
     # the worker's stderr, which the supervisor logs.
     faulthandler.enable()
+    preload_modules(os.environ.get("SNAKEFLEET_PRELOAD", ""))
     return serve(in_fd, out_fd, worker_id, max_frame_bytes)
+
+
+def preload_modules(names: str) -> None:
+    """Imports the comma-separated modules before `ready` (the pool's preload
+    when no zygote forks this worker). A module that fails to import is
+    reported on stderr and skipped: programs needing it fail with their own
+    error later, the worker still serves the rest."""
+    import importlib
+
+    for name in (n.strip() for n in names.split(",")):
+        if not name:
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - reported, the worker keeps starting
+            print(
+                f"level=warn event=preload_failed module={name} error={type(e).__name__}: {e}",
+                file=sys.stderr,
+            )
 
 
 if __name__ == "__main__":

@@ -202,8 +202,14 @@ Test(pool, hint_affinity_prefers_the_last_worker)
  * Occupies alice's last worker with bob's slow call, then submits alice again.
  * With every worker idle a new session takes the lowest slot, as alice did.
  */
+static bool two_idle(void *arg)
+{
+    return h_stats()->idle == 2;
+}
+
 static void occupy_then_call(outcome *slow, outcome *o, char *alice_worker)
 {
+    cr_assert(h_run_until(two_idle, NULL, 15000), "workers did not start");
     outcome first;
     h_exec(&first, "alice", "noop", NULL);
     h_wait(&first, 10000);

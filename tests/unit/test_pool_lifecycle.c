@@ -258,3 +258,30 @@ Test(lifecycle, zygote_forks_workers_that_we_reap)
     h_outcome_clear(&o);
     cr_expect_eq(h_stats()->crashes, 1);
 }
+
+static void preload_is_imported_before_ready(bool zygote)
+{
+    sf_pool_config c;
+    h_config(&c);
+    c.pool_size = 1;
+    c.zygote = zygote;
+    c.preload = "snakefleet_test_marker";
+    c.python_path = SF_FIXTURES_DIR;
+    h_start(&c);
+    outcome o;
+    h_exec(&o, "s1", "loaded", "{\"module\": \"snakefleet_test_marker\"}");
+    h_wait(&o, 10000);
+    cr_assert(o.ok, "%s: %s", o.type, o.message);
+    cr_expect(json_is_true(o.value), "the preload module was not imported");
+    h_outcome_clear(&o);
+}
+
+Test(lifecycle, exec_workers_import_preload)
+{
+    preload_is_imported_before_ready(false);
+}
+
+Test(lifecycle, zygote_workers_inherit_preload)
+{
+    preload_is_imported_before_ready(true);
+}
