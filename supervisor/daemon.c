@@ -1249,6 +1249,7 @@ static void on_telemetry(evutil_socket_t fd, short what, void *arg)
     sf_mp_pack_cstr(&pk, "supervisor");
     sf_mp_pack_cstr(&pk, d->cfg->id);
     kv_u64(&pk, "ts_ms", wall_ms());
+    sf_smap_sweep(d->sessions, forget_idle_session, NULL); /* idle queues: gone */
     kv_u64(&pk, "active_sessions", sf_smap_count(d->sessions));
     kv_u64(&pk, "pool_size", (uint64_t)ps->pool_size);
     kv_u64(&pk, "total_commands", d->total_requests);
