@@ -10,6 +10,11 @@
 #include "config.h"
 
 int cmd_pool_run(int argc, char **argv);
+int cmd_dev_broker(int argc, char **argv);
+int cmd_submit(int argc, char **argv);
+int cmd_batch(int argc, char **argv);
+int cmd_loadtest(int argc, char **argv);
+int cmd_status(int argc, char **argv);
 
 /*
  * Loads configuration for a subcommand: defaults, -c FILE, environment, and

@@ -1,0 +1,107 @@
+/* args.c — flag parsing and structured error lines for the subcommands; see args.h. */
+#include "args.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "log.h"
+
+/* `where` is "flag=--x", "line=3 field=session" or "" */
+static void vprint_error(const char *cmd, const char *where, const char *value, const char *fmt,
+                         va_list ap)
+{
+    char msg[1024], qmsg[1100], qval[600];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    char line[2400];
+    int n = snprintf(line, sizeof(line), "snakefleet: error cmd=%s", cmd);
+    if (where && where[0] && n > 0 && (size_t)n < sizeof(line))
+        n += snprintf(line + n, sizeof(line) - (size_t)n, " %s", where);
+    if (value && n > 0 && (size_t)n < sizeof(line))
+        n += snprintf(line + n, sizeof(line) - (size_t)n, " value=%s",
+                      sf_log_quote(qval, sizeof(qval), value, strlen(value)));
+    if (n > 0 && (size_t)n < sizeof(line))
+        snprintf(line + n, sizeof(line) - (size_t)n, " msg=%s",
+                 sf_log_quote(qmsg, sizeof(qmsg), msg, strlen(msg)));
+    fprintf(stderr, "%s\n", line);
+}
+
+int args_fail_flag(const char *cmd, const char *flag, const char *value, const char *fmt, ...)
+{
+    char where[160] = "";
+    if (flag)
+        snprintf(where, sizeof(where), "flag=%s", flag);
+    va_list ap;
+    va_start(ap, fmt);
+    vprint_error(cmd, where, value, fmt, ap);
+    va_end(ap);
+    return CLI_EXIT_USAGE;
+}
+
+void args_fail_input(const char *cmd, long line, const char *field, const char *fmt, ...)
+{
+    char where[160];
+    int n = snprintf(where, sizeof(where), "line=%ld", line);
+    if (field && field[0] && n > 0 && (size_t)n < sizeof(where))
+        snprintf(where + n, sizeof(where) - (size_t)n, " field=%s", field);
+    va_list ap;
+    va_start(ap, fmt);
+    vprint_error(cmd, where, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void args_fail(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprint_error(cmd, NULL, NULL, fmt, ap);
+    va_end(ap);
+}
+
+int args_long(const char *cmd, const char *flag, const char *value, long long min, long long max,
+              long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+    if (errno || end == value || *end != '\0' || v < min || v > max) {
+        args_fail_flag(cmd, flag, value, "not an integer in %lld..%lld", min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+json_t *args_json_object(const char *cmd, const char *flag, const char *value)
+{
+    json_error_t je;
+    json_t *j = json_loads(value, 0, &je);
+    if (j == NULL) {
+        args_fail_flag(cmd, flag, value, "not JSON: %s (column %d)", je.text, je.column);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        args_fail_flag(cmd, flag, value, "must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+double args_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int64_t args_wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
