@@ -174,6 +174,10 @@ static rd_kafka_conf_t *make_conf(const sf_config *cfg, const char *bootstrap, b
         rc |= set(conf, "group.id", cfg->group, "topics.group", err, errlen);
         rc |= set(conf, "enable.auto.offset.store", "false", "required", err, errlen);
         rc |= set(conf, "enable.partition.eof", "false", "required", err, errlen);
+        /* A request produced before the group's first member started must not be
+         * skipped: without a committed offset, start from the beginning. */
+        if (sf_config_kafka_get(cfg, "auto.offset.reset") == NULL)
+            rc |= set(conf, "auto.offset.reset", "earliest", "default", err, errlen);
     } else {
         rc |= set(conf, "enable.idempotence", "true", "required", err, errlen);
         rc |= set(conf, "partitioner", "murmur2_random", "required", err, errlen);

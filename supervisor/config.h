@@ -51,7 +51,7 @@ typedef struct sf_config {
     uint32_t session_ttl_s;
     uint32_t dedupe_ttl_s;
     uint32_t max_sessions;
-    uint32_t redis_timeout_ms;
+    uint32_t redis_retry_ms;
     /* [pool] and [python] */
     sf_pool_config pool;
     char python[512];

@@ -66,8 +66,9 @@ typedef struct job {
     int crashes;
     int producing; /* records produced and not yet acknowledged */
     bool replied;
-    bool claimed;           /* the request id is ours in Redis: its reply is cached */
-    struct event *ev_retry; /* waiting for another owner's claim */
+    bool claimed;                  /* the request id is ours in Redis: its reply is cached */
+    struct event *ev_retry;        /* waiting for another owner's claim, or for Redis */
+    uint64_t unavailable_since_us; /* Redis failed this job first at; 0 = never */
     char session_key[SF_MAX_SESSION_BYTES + 1];
 } job;
 
@@ -97,6 +98,7 @@ struct sf_daemon {
     uint32_t claim_ttl_ms, claim_wait_ms;
     uint32_t part_gen;
     struct event *ev_lease_retry;
+    bool redis_down;
     sf_hist latency;
 };
 
@@ -143,6 +145,8 @@ static void part_remove(sf_daemon *d, part *p)
 }
 
 static void sessq_push(sf_daemon *d, struct job *j);
+static void on_store_health(void *arg, bool up);
+static void backpressure_check(sf_daemon *d);
 
 typedef struct lease_ctx {
     sf_daemon *d;
@@ -338,6 +342,35 @@ typedef struct reply_parts {
     uint64_t exec_us, pool_queued_us;
 } reply_parts;
 
+static void restart_job(sf_daemon *d, job *j);
+
+static void on_unavailable_retry(evutil_socket_t fd, short what, void *arg)
+{
+    job *j = arg;
+    event_free(j->ev_retry);
+    j->ev_retry = NULL;
+    restart_job(j->d, j);
+}
+
+/*
+ * Redis did not answer this job: start it over in a moment (nothing it did
+ * counts until its commit, so a rerun is safe), until redis.retry_timeout.
+ * Returns false when the time is up and the job must be answered `unavailable`.
+ */
+static bool retry_unavailable(sf_daemon *d, job *j)
+{
+    uint64_t t = now_us();
+    if (j->unavailable_since_us == 0)
+        j->unavailable_since_us = t;
+    if (t - j->unavailable_since_us >= (uint64_t)d->cfg->redis_retry_ms * 1000 ||
+        d->shutting_down || j->p->revoking)
+        return false;
+    j->ev_retry = evtimer_new(d->base, on_unavailable_retry, j);
+    struct timeval tv = {0, 250000};
+    evtimer_add(j->ev_retry, &tv);
+    return true;
+}
+
 static void pack_reply(sf_daemon *d, job *j, const reply_parts *rp, msgpack_sbuffer *sb)
 {
     uint64_t t = now_us();
@@ -365,6 +398,9 @@ static void pack_reply(sf_daemon *d, job *j, const reply_parts *rp, msgpack_sbuf
 /* Produces reply bytes to the job's reply topic; the session moves on. */
 static void emit_reply(sf_daemon *d, job *j, const char *data, size_t len, bool ok)
 {
+    sf_debug("request.reply", "session=%s id=%.*s offset=%lld ok=%d", j->session_key,
+             j->valid ? (int)j->req.id.len : 0, j->valid ? j->req.id.ptr : "", (long long)j->offset,
+             ok);
     msgpack_sbuffer sb = {.data = (char *)data, .size = len};
     d->total_requests++;
     if (!ok)
@@ -437,6 +473,8 @@ static void on_committed(void *arg, const sf_store_reply *r)
                             j->session_key);
         break;
     case SF_STORE_UNAVAILABLE:
+        if (retry_unavailable(d, j))
+            break;
         if (x->with_state)
             reply_error_nocache(d, j, "unavailable", NULL,
                                 "session store unavailable; the call's new state was not "
@@ -888,8 +926,19 @@ static void on_claimed(void *arg, const sf_store_reply *r)
 
 static void claim_job(sf_daemon *d, job *j)
 {
+    sf_debug("request.claim", "session=%s id=%.*s offset=%lld", j->session_key,
+             SF_STR_ARG(j->req.id), (long long)j->offset);
     sf_store_claim(d->store, j->req.session.ptr, j->req.session.len, j->req.id.ptr, j->req.id.len,
                    d->cfg->id, d->claim_ttl_ms, on_claimed, j);
+}
+
+static void restart_job(sf_daemon *d, job *j)
+{
+    if (j->req.op == SF_OP_PING || j->req.op == SF_OP_GET_SESSION_STATE ||
+        j->req.op == SF_OP_LIST_PROGRAMS)
+        run_op(d, j);
+    else
+        claim_job(d, j);
 }
 
 static void run_job(sf_daemon *d, job *j)
@@ -1093,7 +1142,7 @@ static void backpressure_check(sf_daemon *d)
             sf_info("backpressure.pause", "topic=%s partition=%d held=%d partition_held=%d",
                     worst->topic, (int)worst->partition, d->held, worst->live);
         }
-    } else if ((uint32_t)d->held < d->cfg->resume_below && !d->shutting_down) {
+    } else if ((uint32_t)d->held < d->cfg->resume_below && !d->shutting_down && !d->redis_down) {
         for (int i = 0; i < d->nparts; i++) {
             part *p = d->parts[i];
             if (p->paused && !p->revoking) {
@@ -1296,6 +1345,32 @@ static void on_telemetry(evutil_socket_t fd, short what, void *arg)
     free(ps);
 }
 
+/*
+ * Redis went away: stop fetching (requests would only pile up behind it) and
+ * let the requests in hand retry until redis.retry_timeout. Back: resume.
+ */
+static void on_store_health(void *arg, bool up)
+{
+    sf_daemon *d = arg;
+    if (!up && !d->redis_down) {
+        d->redis_down = true;
+        for (int i = 0; i < d->nparts; i++) {
+            part *p = d->parts[i];
+            if (!p->paused && !p->revoking) {
+                p->paused = true;
+                sf_kafka_pause(d->kafka, p->topic, p->partition);
+            }
+        }
+        sf_warn("store.down", "action=pause_partitions partitions=%d held=%d", d->nparts, d->held);
+    } else if (up && d->redis_down) {
+        d->redis_down = false;
+        sf_info("store.up", "action=resume_partitions held=%d", d->held);
+        backpressure_check(d);
+        for (int i = 0; i < d->nparts; i++)
+            part_take_lease(d, d->parts[i]);
+    }
+}
+
 /* ---------------------------------------------------------------- lifecycle */
 
 sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const char *bootstrap,
@@ -1316,7 +1391,7 @@ sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const ch
     if (d->pool == NULL)
         goto fail;
     d->store =
-        sf_store_new(base, cfg->redis_url, cfg->session_ttl_s, cfg->redis_timeout_ms, err, errlen);
+        sf_store_new(base, cfg->redis_url, cfg->session_ttl_s, on_store_health, d, err, errlen);
     if (d->store == NULL)
         goto fail;
     sf_kafka_handlers h = {.ctx = d,

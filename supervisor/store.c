@@ -22,7 +22,9 @@ struct sf_store {
     struct event_base *base;
     char host[256];
     int port, db;
-    uint32_t ttl_s, timeout_ms;
+    uint32_t ttl_s;
+    void (*on_health)(void *arg, bool up);
+    void *health_arg;
     char ttl[16];
     redisAsyncContext *ac;
     bool connected;
@@ -82,6 +84,8 @@ static void on_connect(const redisAsyncContext *ac, int status)
     }
     st->connected = true;
     st->backoff_ms = 50;
+    if (st->on_health)
+        st->on_health(st->health_arg, true);
     sf_info("store.connected", "host=%s port=%d db=%d", st->host, st->port, st->db);
 }
 
@@ -94,6 +98,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         return;
     sf_warn("store.disconnected", "host=%s port=%d reason=\"%s\"", st->host, st->port,
             status == REDIS_OK ? "closed" : ac->errstr);
+    if (st->on_health)
+        st->on_health(st->health_arg, false);
     schedule_reconnect(st);
 }
 
@@ -156,12 +162,14 @@ static int parse_url(sf_store *st, const char *url, char *err, size_t errlen)
 }
 
 sf_store *sf_store_new(struct event_base *base, const char *url, uint32_t session_ttl_s,
-                       uint32_t timeout_ms, char *err, size_t errlen)
+                       void (*on_health)(void *arg, bool up), void *health_arg, char *err,
+                       size_t errlen)
 {
     sf_store *st = calloc(1, sizeof(*st));
     st->base = base;
     st->ttl_s = session_ttl_s;
-    st->timeout_ms = timeout_ms;
+    st->on_health = on_health;
+    st->health_arg = health_arg;
     snprintf(st->ttl, sizeof(st->ttl), "%u", session_ttl_s);
     st->backoff_ms = 50;
     if (parse_url(st, url, err, errlen) < 0) {

@@ -57,9 +57,14 @@ typedef void (*sf_store_cb)(void *arg, const sf_store_reply *r);
 
 typedef struct sf_store sf_store;
 
-/* Connects to url (redis://host:port[/db]); reconnects by itself when the link drops. */
+/*
+ * Connects to url (redis://host:port[/db]); reconnects by itself when the
+ * link drops. on_health (may be NULL) is told each time the link goes up or
+ * down.
+ */
 sf_store *sf_store_new(struct event_base *base, const char *url, uint32_t session_ttl_s,
-                       uint32_t timeout_ms, char *err, size_t errlen);
+                       void (*on_health)(void *arg, bool up), void *health_arg, char *err,
+                       size_t errlen);
 void sf_store_free(sf_store *st);
 bool sf_store_connected(const sf_store *st);
 /* Commands sent and not yet answered. */
