@@ -448,6 +448,20 @@ int sf_config_finish(sf_config *c, char *err, size_t errlen)
     c->pool.python_path = c->python_path[0] ? c->python_path : NULL;
     c->pool.preload = c->preload[0] ? c->preload : NULL;
     c->pool.worker_module = c->worker_module;
+    /* The fleet's default LM reaches every worker through its environment. */
+    int n = 0;
+    const char *names[] = {"SNAKEFLEET_LM_MODEL", "SNAKEFLEET_LM_API_BASE",
+                           "SNAKEFLEET_LM_API_KEY_ENV"};
+    const char *vals[] = {c->lm_model, c->lm_api_base, c->lm_api_key_env};
+    for (int i = 0; i < 3; i++) {
+        if (vals[i][0] == '\0')
+            continue;
+        snprintf(c->lm_env[n], sizeof(c->lm_env[n]), "%s=%s", names[i], vals[i]);
+        c->lm_env_list[n] = c->lm_env[n];
+        n++;
+    }
+    c->lm_env_list[n] = NULL;
+    c->pool.extra_env = c->lm_env_list;
     return 0;
 }
 

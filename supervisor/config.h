@@ -62,6 +62,8 @@ typedef struct sf_config {
     char lm_model[256];
     char lm_api_base[256];
     char lm_api_key_env[128];
+    char lm_env[3][400]; /* SNAKEFLEET_LM_* for the workers (derived) */
+    const char *lm_env_list[4];
     /* [kafka] pass-through */
     sf_kv kafka[SF_CONFIG_MAX_KAFKA];
     int nkafka;

@@ -99,8 +99,8 @@ struct sf_pool {
     struct event_base *base;
     sf_pool_config cfg;
     char *python, *python_path, *worker_module, *preload, *id_prefix;
-    char *env[8];
-    char *exec_env[9]; /* env plus SNAKEFLEET_PRELOAD: exec'd workers import it themselves */
+    char *env[24];
+    char *exec_env[25]; /* env plus SNAKEFLEET_PRELOAD: exec'd workers import it themselves */
     worker slots[MAX_SLOTS];
     int nslots;
     pcall *qhead, *qtail;
@@ -1149,6 +1149,8 @@ sf_pool *sf_pool_new(struct event_base *base, const sf_pool_config *cfg, char *e
         p->env[e++] = strdup("MKL_NUM_THREADS=1");
         p->env[e++] = strdup("NUMEXPR_NUM_THREADS=1");
     }
+    for (int i = 0; cfg->extra_env && cfg->extra_env[i] && e < 16; i++)
+        p->env[e++] = strdup(cfg->extra_env[i]);
     if (p->python_path) {
         const char *old = getenv("PYTHONPATH");
         size_t n = strlen(p->python_path) + (old ? strlen(old) : 0) + 16;

@@ -63,6 +63,7 @@ typedef struct sf_pool_config {
     bool thread_limits;              /* OMP/OPENBLAS/MKL/NUMEXPR threads = 1 (true) */
     uint32_t max_frame_bytes;        /* 16 MiB */
     const char *id_prefix;           /* worker ids are <prefix><n> ("w") */
+    const char *const *extra_env;    /* more "K=V" for every worker, NULL-terminated, or NULL */
 } sf_pool_config;
 
 void sf_pool_config_defaults(sf_pool_config *c);
