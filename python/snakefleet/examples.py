@@ -4,6 +4,10 @@ Each is a `callable` program: spec `{kind: "callable", entry:
 "snakefleet.examples:NAME"}`, called as `fn(ctx, **inputs)`. Some misbehave on
 purpose (fail, crash, allocate, print_noise, bad_result) so the worker's and
 the supervisor's failure handling can be tested against real behaviour.
+
+`QABot` is a `dspy` program module (spec `{kind: "dspy", module:
+"snakefleet.examples:QABot"}`). It is built on first access (a module
+`__getattr__`), so importing this module never imports dspy.
 """
 
 from __future__ import annotations
@@ -141,3 +145,42 @@ def bad_result(ctx: SessionContext, what: str = "object") -> Any:
     if what == "int_keys":
         return {"ok": {1: "one"}}
     return object()
+
+
+# ---------------------------------------------------------------- dspy
+
+
+def __getattr__(name: str) -> Any:
+    """Builds the dspy example classes on first access (imports dspy)."""
+    if name == "QABot":
+        cls = _make_qabot()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _make_qabot() -> Any:
+    import importlib
+
+    dspy: Any = importlib.import_module("dspy")
+
+    class QABot(dspy.Module):  # type: ignore[misc]
+        """Answers with ChainOfThought and says who answered. Constructed as
+        `QABot(signature)` when the spec has a signature, else `QABot()`
+        ("question -> answer")."""
+
+        def __init__(self, signature: Any = "question -> answer") -> None:
+            super().__init__()
+            self.respond = dspy.ChainOfThought(signature)
+
+        def forward(self, **inputs: Any) -> Any:
+            expected = list(self.respond.predict.signature.input_fields)
+            missing = [name for name in expected if name not in inputs]
+            if missing:
+                raise ValueError(f"QABot: missing input field(s) {missing}, expected {expected}")
+            prediction = self.respond(**inputs)
+            return dspy.Prediction(**dict(prediction.items()), answered_by="QABot")
+
+    QABot.__module__ = __name__
+    QABot.__qualname__ = "QABot"
+    return QABot

@@ -11,6 +11,10 @@ Kind `callable`: `{kind: "callable", entry: "package.module:function"}` (the
 function part may be dotted, e.g. `module:Class.method`). It is called as
 `fn(ctx, **inputs)`.
 
+Kind `dspy`: `{kind: "dspy", signature, module?, lm?}`, a DSPy module; see
+snakefleet.dspy_kind. Needs the optional `dspy` package (advertised in caps
+only when it is installed).
+
 `ProgramRegistry` keys programs by (session, program id): program `p` of
 session `s` and program `p` of session `t` are different objects, and
 `cleanup(session)` drops all of one session's programs at once.
@@ -141,10 +145,13 @@ def format_user_traceback(exc: BaseException) -> str:
 
 def run_program(program: Program, ctx: SessionContext, inputs: dict[str, Any]) -> Any:
     """Run user code; any exception it raises (SystemExit included) becomes a
-    `program_error`. Other BaseExceptions (KeyboardInterrupt, the worker's
-    termination signal) pass through."""
+    `program_error`, except a ProgramError, which a kind raises to report its
+    own typed error and which passes through as it is. Other BaseExceptions
+    (KeyboardInterrupt, the worker's termination signal) pass through."""
     try:
         return program.run(ctx, inputs)
+    except ProgramError:
+        raise  # a kind's own typed error (e.g. dspy's missing input field)
     except (Exception, SystemExit) as e:  # noqa: BLE001 - user code: report it all
         raise ProgramError(PROGRAM_ERROR, describe(e), format_user_traceback(e)) from None
 
@@ -212,6 +219,20 @@ def build_callable(program_id: str, spec: Spec) -> Program:
 
 
 register_kind("callable", build_callable)
+
+
+# ---------------------------------------------------------------- kind: dspy
+
+
+def build_dspy(program_id: str, spec: Spec) -> Program:
+    """Kind `dspy` (snakefleet.dspy_kind): imported, with dspy, only when the
+    first dspy spec is built."""
+    from snakefleet.dspy_kind import build_dspy as build
+
+    return build(program_id, spec)
+
+
+register_kind("dspy", build_dspy, requires="dspy")
 
 
 # ---------------------------------------------------------------- registry

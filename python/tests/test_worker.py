@@ -16,6 +16,7 @@ import pytest
 from conftest import WorkerProc, spec, worker_env
 
 from snakefleet.codec import encode_frame
+from snakefleet.programs import available_kinds
 from snakefleet.worker import parse_args
 
 # ---------------------------------------------------------------- handshake
@@ -31,8 +32,9 @@ def test_ready_frame() -> None:
             "pid": w.proc.pid,
             "worker_id": "w-ready",
             "python": "{}.{}.{}".format(*sys.version_info[:3]),
-            "caps": ["callable"],
+            "caps": available_kinds(),  # "callable", plus "dspy" when it is installed
         }
+        assert ready["caps"][0] == "callable"
         w.wait_stderr("event=ready")
     finally:
         w.kill()

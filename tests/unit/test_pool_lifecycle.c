@@ -54,6 +54,8 @@ Test(lifecycle, stop_drains_calls_in_flight)
     h_config(&c);
     c.pool_size = 1;
     h_start(&c);
+    int want = 1;
+    cr_assert(h_run_until(all_ready, &want, 15000));
     outcome o, queued;
     h_exec(&o, "s1", "sleep", "{\"seconds\": 0.3}");
     h_sleep_loop(100);
