@@ -68,12 +68,15 @@ eval "$(deploy/redis/start.sh -d "$WORK/redis" -p "$(free_port)")"
 echo "redis: $REDIS_URL"
 
 say "starting snakefleet-supervisor (2 Python workers)"
+# preload=dspy: a zygote imports DSPy once and forks ready workers; the "dummy" LM
+# answers offline, so the DSPy programs below run with no network.
 "$SUP" "${KAFKA[@]}" --redis.url="$REDIS_URL" --supervisor.id=quickstart \
-    --pool.pool_size=2 --telemetry.interval=1000 2>"$WORK/supervisor.log" &
+    --pool.pool_size=2 --telemetry.interval=1000 --python.preload=dspy \
+    --python.lm_model=dummy 2>"$WORK/supervisor.log" &
 SUP_PID=$!
 wait_for "$WORK/supervisor.log" "event=lease.taken" 30
 
-say "the workload: 4 sessions, each with its own counter program"
+say "the workload: the DSPex guide's qa_bot flow, and sessions with a counter program"
 WORKLOAD="$WORK/workload.jsonl"
 : >"$WORKLOAD"
 for s in alice bob carol dave; do
@@ -88,7 +91,19 @@ for s in alice bob carol dave; do
 {"session": "$s", "op": "end_session"}
 EOF
 done
-# An error is an answer too: a program that raises, and a session that does not exist.
+# The DSPex guide's flow: create a session, create the qa_bot program from a signature,
+# ask it questions, read the session state, end the session.
+for s in user_1 user_2; do
+    cat >>"$WORKLOAD" <<EOF
+{"session": "$s", "op": "create_session", "args": {"state": {"user_preferences": {"theme": "dark"}}}}
+{"session": "$s", "op": "create_program", "program": "qa_bot", "args": {"spec": {"kind": "dspy", "signature": "question -> answer", "module": "Predict"}}}
+{"session": "$s", "op": "execute_program", "program": "qa_bot", "args": {"question": "What is DSPex? ($s)"}}
+{"session": "$s", "op": "execute_program", "program": "qa_bot", "args": {"question": "Why put it behind Kafka? ($s)"}}
+{"session": "$s", "op": "get_session_state"}
+{"session": "$s", "op": "end_session"}
+EOF
+done
+# An error is an answer too: a session that does not exist.
 cat >>"$WORKLOAD" <<'EOF'
 {"session": "erin", "op": "execute_program", "program": "counter", "args": {}}
 {"session": "alice", "op": "ping"}

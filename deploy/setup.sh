@@ -34,7 +34,7 @@ stamp="$VENV/.snakefleet-installed"
 if [[ ! -f "$stamp" || "$ROOT/python/pyproject.toml" -nt "$stamp" ]]; then
   echo "setup: installing the snakefleet Python package into the venv" >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q -e "$ROOT/python[dev]"
+  "$VENV/bin/python" -m pip install -q -e "$ROOT/python[dev,kafka,dspy]"
   touch "$stamp"
 fi
 # Workers start often: compiled bytecode saves ~8 ms per start (PYTHONDONTWRITEBYTECODE
