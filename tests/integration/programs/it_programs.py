@@ -1,0 +1,16 @@
+"""Programs only the integration tests use; the supervisors under test get
+this directory through --python.path."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def slow_record(ctx: Any, op: Any, seconds: float = 1.0) -> int:
+    """Sleeps, then appends `op` to state["seq"] (like snakefleet.examples:record):
+    a state-changing call that is still running when its supervisor is frozen."""
+    time.sleep(seconds)
+    seq = ctx.state.setdefault("seq", [])
+    seq.append(op)
+    return len(seq)

@@ -1,0 +1,342 @@
+/*
+ * test_store.c — the Redis session store against a real redis-server that
+ * each test starts on a free loopback port: sessions, programs, effectively
+ * once (claim / cached reply), fencing by partition epoch, 10,000 sessions
+ * round-tripping, and reconnection after Redis restarts.
+ */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "store.h"
+
+static struct event_base *base;
+static sf_store *st;
+static pid_t redis_pid;
+static int redis_port;
+static char redis_dir[64];
+
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bind(s, (struct sockaddr *)&a, sizeof(a));
+    socklen_t l = sizeof(a);
+    getsockname(s, (struct sockaddr *)&a, &l);
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+static void redis_start(void)
+{
+    char port[16];
+    snprintf(port, sizeof(port), "%d", redis_port);
+    redis_pid = fork();
+    if (redis_pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "yes", "--appendfsync", "always", "--dir", redis_dir, "--loglevel",
+               "warning", (char *)NULL);
+        _exit(127);
+    }
+    cr_assert_gt(redis_pid, 0);
+    usleep(150000);
+}
+
+static void redis_stop(void)
+{
+    if (redis_pid > 0) {
+        kill(redis_pid, SIGTERM);
+        waitpid(redis_pid, NULL, 0);
+        redis_pid = 0;
+    }
+}
+
+typedef struct got {
+    bool done;
+    sf_store_status status;
+    int claim;
+    int64_t count;
+    char value[256];
+    size_t len;
+    size_t nkeys;
+} got;
+
+static void on_got(void *arg, const sf_store_reply *r)
+{
+    got *g = arg;
+    g->done = true;
+    g->status = r->status;
+    g->claim = r->claim;
+    g->count = r->count;
+    g->nkeys = r->nkeys;
+    const char *v = r->state ? r->state : r->spec;
+    size_t n = r->state ? r->state_len : r->spec_len;
+    if (v && n < sizeof(g->value)) {
+        memcpy(g->value, v, n);
+        g->len = n;
+    }
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void wait_done(got *g)
+{
+    double end = now_ms() + 5000;
+    while (!g->done && now_ms() < end) {
+        struct timeval tv = {0, 10000};
+        event_base_loopexit(base, &tv);
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    cr_assert(g->done, "no answer from the store");
+}
+
+static void wait_connected(void)
+{
+    double end = now_ms() + 5000;
+    while (!sf_store_connected(st) && now_ms() < end) {
+        struct timeval tv = {0, 10000};
+        event_base_loopexit(base, &tv);
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    cr_assert(sf_store_connected(st), "the store did not connect");
+}
+
+static void setup(void)
+{
+    sf_log_set_level(SF_LOG_ERROR);
+    strcpy(redis_dir, "/tmp/sf-store-XXXXXX");
+    cr_assert(mkdtemp(redis_dir));
+    redis_port = free_port();
+    redis_start();
+    base = event_base_new();
+    char url[64], err[256];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", redis_port);
+    st = sf_store_new(base, url, 600, NULL, NULL, err, sizeof(err));
+    cr_assert(st, "%s", err);
+    wait_connected();
+}
+
+static void teardown(void)
+{
+    sf_store_free(st);
+    event_base_free(base);
+    redis_stop();
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", redis_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", redis_dir);
+}
+
+TestSuite(store, .init = setup, .fini = teardown, .timeout = 60);
+
+#define S(x) x, strlen(x)
+
+Test(store, sessions_and_programs)
+{
+    got g = {0};
+    sf_store_get_state(st, S("s1"), on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_NOT_FOUND);
+    g = (got){0};
+    sf_store_create_session(st, NULL, S("s1"), S("\x81\xa1n\x09"), on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_OK);
+    g = (got){0};
+    sf_store_put_program(st, NULL, S("s1"), S("p"), S("\x81\xa4kind\xa1x"), on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_OK);
+    g = (got){0};
+    sf_store_get_program(st, S("s1"), S("p"), on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_OK);
+    cr_expect_eq(g.len, 4); /* the state */
+    g = (got){0};
+    sf_store_list_programs(st, S("s1"), on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.nkeys, 1);
+    g = (got){0};
+    sf_store_put_program(st, NULL, S("nobody"), S("p"), S("\x80"), on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_NOT_FOUND, "a program needs its session");
+    g = (got){0};
+    sf_store_end_session(st, NULL, S("s1"), on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.count, 2);
+    g = (got){0};
+    sf_store_set_state(st, NULL, S("s1"), S("\x80"), on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_NOT_FOUND, "an ended session cannot be written");
+}
+
+Test(store, a_request_runs_once_and_its_reply_is_remembered)
+{
+    got g = {0};
+    sf_store_create_session(st, NULL, S("s"), S("\x81\xa1n\x09"), on_got, &g);
+    wait_done(&g);
+    g = (got){0};
+    sf_store_claim(st, S("s"), S("req-1"), "sup-a", 10000, on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.claim, 0, "the first claim must win");
+    g = (got){0};
+    sf_store_claim(st, S("s"), S("req-1"), "sup-b", 10000, on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.claim, 2, "a second claimer must see it running");
+    cr_expect(g.len == 5 && memcmp(g.value, "sup-a", 5) == 0);
+    g = (got){0};
+    sf_store_commit(st, NULL, S("s"), S("req-1"), S("REPLY-BYTES"), S("\x81\xa1n\x01"), 60, on_got,
+                    &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_OK);
+    g = (got){0};
+    sf_store_claim(st, S("s"), S("req-1"), "sup-b", 10000, on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.claim, 1, "a redelivery must get the cached reply");
+    cr_expect(g.len == 11 && memcmp(g.value, "REPLY-BYTES", 11) == 0);
+    g = (got){0};
+    sf_store_get_state(st, S("s"), on_got, &g);
+    wait_done(&g);
+    cr_expect(g.len == 4 && memcmp(g.value, "\x81\xa1n\x01", 4) == 0,
+              "state and reply are written together");
+}
+
+Test(store, a_claim_of_a_dead_owner_expires)
+{
+    got g = {0};
+    sf_store_claim(st, S("s"), S("req-2"), "dead", 200, on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.claim, 0);
+    usleep(300000);
+    g = (got){0};
+    sf_store_claim(st, S("s"), S("req-2"), "next", 200, on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.claim, 0, "the next owner may run it once the claim expired");
+}
+
+Test(store, a_zombie_write_is_refused)
+{
+    const char *key = "sf:epoch:{g}:t/0";
+    got g = {0};
+    sf_store_bump_epoch(st, key, on_got, &g);
+    wait_done(&g);
+    uint64_t old = (uint64_t)g.count;
+    g = (got){0};
+    sf_store_bump_epoch(st, key, on_got, &g); /* the partition moved to a new owner */
+    wait_done(&g);
+    cr_expect_eq((uint64_t)g.count, old + 1);
+    sf_fence zombie = {key, old}, owner = {key, old + 1};
+    g = (got){0};
+    sf_store_create_session(st, &owner, S("s"), S("\x81\xa1n\x05"), on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_OK);
+    g = (got){0};
+    sf_store_commit(st, &zombie, S("s"), S("r"), S("R"), S("\x81\xa1n\x63"), 60, on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_FENCED);
+    g = (got){0};
+    sf_store_set_state(st, &zombie, S("s"), S("\x80"), on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_FENCED);
+    g = (got){0};
+    sf_store_end_session(st, &zombie, S("s"), on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_FENCED);
+    g = (got){0};
+    sf_store_get_state(st, S("s"), on_got, &g);
+    wait_done(&g);
+    cr_expect(g.len == 4 && memcmp(g.value, "\x81\xa1n\x05", 4) == 0,
+              "the zombie's writes must not land");
+}
+
+typedef struct many {
+    int done, ok;
+} many;
+
+static void on_many(void *arg, const sf_store_reply *r)
+{
+    many *m = arg;
+    m->done++;
+    m->ok += r->status == SF_STORE_OK;
+}
+
+static void on_many_check(void *arg, const sf_store_reply *r)
+{
+    many *m = arg;
+    m->done++;
+    m->ok += r->status == SF_STORE_OK && r->state_len == 6 && r->state[0] == '\x81';
+}
+
+static void wait_many(many *m, int n)
+{
+    double end = now_ms() + 30000;
+    while (m->done < n && now_ms() < end) {
+        struct timeval tv = {0, 10000};
+        event_base_loopexit(base, &tv);
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+}
+
+Test(store, ten_thousand_sessions_round_trip)
+{
+    enum { N = 10000 };
+    many m = {0};
+    char s[32], state[8];
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(s, sizeof(s), "user_%d", i);
+        /* {"i": <uint16>} */
+        state[0] = '\x81';
+        state[1] = '\xa1';
+        state[2] = 'i';
+        state[3] = '\xcd';
+        state[4] = (char)(i >> 8);
+        state[5] = (char)i;
+        sf_store_create_session(st, NULL, s, (size_t)n, state, 6, on_many, &m);
+    }
+    wait_many(&m, N);
+    cr_assert_eq(m.ok, N);
+    many r = {0};
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(s, sizeof(s), "user_%d", i);
+        sf_store_get_state(st, s, (size_t)n, on_many_check, &r);
+    }
+    wait_many(&r, N);
+    cr_expect_eq(r.ok, N, "%d of %d states came back intact", r.ok, N);
+}
+
+Test(store, reconnects_after_redis_restarts_and_keeps_acknowledged_state)
+{
+    got g = {0};
+    sf_store_create_session(st, NULL, S("durable"), S("\x81\xa1n\x07"), on_got, &g);
+    wait_done(&g);
+    cr_assert_eq(g.status, SF_STORE_OK);
+    redis_stop();
+    g = (got){0};
+    sf_store_get_state(st, S("durable"), on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_UNAVAILABLE);
+    redis_start();
+    wait_connected();
+    g = (got){0};
+    sf_store_get_state(st, S("durable"), on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_OK);
+    cr_expect(g.len == 4 && memcmp(g.value, "\x81\xa1n\x07", 4) == 0,
+              "acknowledged state lost across a restart (appendonly)");
+}
