@@ -227,7 +227,8 @@ int cmd_dev_broker(int argc, char **argv)
     char why[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "client.id", "snakefleet-dev-broker", why, sizeof(why));
-    rd_kafka_conf_set(conf, "log_level", "4", why, sizeof(why)); /* no "no bootstrap.servers" note */
+    rd_kafka_conf_set(conf, "log_level", "4", why,
+                      sizeof(why)); /* no "no bootstrap.servers" note */
     /* The handle only hosts the cluster; it never connects anywhere. */
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
     if (rk == NULL) {

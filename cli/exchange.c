@@ -191,8 +191,8 @@ int exchange_send(exchange *x, const sf_request_spec *spec, void *user, char *er
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     req *r = calloc(1, sizeof(*r));
     if (r == NULL || sf_request_pack(&pk, &s) < 0) {
-        snprintf(err, errlen, r ? "cannot encode the request (bad {\"$bin\": …} in args?)"
-                                : "out of memory");
+        snprintf(err, errlen,
+                 r ? "cannot encode the request (bad {\"$bin\": …} in args?)" : "out of memory");
         free(r);
         msgpack_sbuffer_destroy(&sb);
         sf_smap_del(x->by_id, spec->id, idlen);
@@ -205,12 +205,12 @@ int exchange_send(exchange *x, const sf_request_spec *spec, void *user, char *er
     rd_kafka_resp_err_t e;
     for (;;) {
         /* RD_KAFKA_MSG_F_FREE: librdkafka frees the value buffer it takes. */
-        e = rd_kafka_producev(
-            x->producer, RD_KAFKA_V_TOPIC(x->requests_topic),
-            RD_KAFKA_V_KEY(spec->session, strlen(spec->session)),
-            RD_KAFKA_V_VALUE(sb.data, sb.size), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
-            RD_KAFKA_V_HEADER("correlation-id", spec->id, (ssize_t)idlen),
-            RD_KAFKA_V_OPAQUE(r), RD_KAFKA_V_END);
+        e = rd_kafka_producev(x->producer, RD_KAFKA_V_TOPIC(x->requests_topic),
+                              RD_KAFKA_V_KEY(spec->session, strlen(spec->session)),
+                              RD_KAFKA_V_VALUE(sb.data, sb.size),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+                              RD_KAFKA_V_HEADER("correlation-id", spec->id, (ssize_t)idlen),
+                              RD_KAFKA_V_OPAQUE(r), RD_KAFKA_V_END);
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
             break;
         rd_kafka_poll(x->producer, 10); /* the local queue is full: let it drain */
@@ -306,8 +306,9 @@ void exchange_poll(exchange *x, int timeout_ms)
         if (left < timeout_ms)
             timeout_ms = left < 0 ? 0 : left;
     }
+    /* Everything already fetched, up to a bound so expiry and sending get their turn. */
     rd_kafka_message_t *m = rd_kafka_consumer_poll(x->consumer, timeout_ms);
-    for (int i = 0; m != NULL && i < 10000; i++) {
+    for (int i = 0; m != NULL; i++) {
         if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             on_reply_message(x, m);
         } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -317,10 +318,10 @@ void exchange_poll(exchange *x, int timeout_ms)
                       last[0] ? "; last Kafka error: " : "", last);
         }
         rd_kafka_message_destroy(m);
+        if (i == 9999)
+            break;
         m = rd_kafka_consumer_poll(x->consumer, 0);
     }
-    if (m)
-        rd_kafka_message_destroy(m);
     rd_kafka_poll(x->producer, 0);
     expire(x);
 }

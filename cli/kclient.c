@@ -25,8 +25,11 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
     if (level > 2 && !debug)
         return;
     char q[600];
-    sf_log(level <= 3 ? SF_LOG_ERROR : level == 4 ? SF_LOG_WARN : SF_LOG_DEBUG, "kafka_log",
-           "client=%s fac=%s msg=%s", rd_kafka_name(rk), fac, sf_log_quote(q, sizeof(q), buf, strlen(buf)));
+    sf_log(level <= 3   ? SF_LOG_ERROR
+           : level == 4 ? SF_LOG_WARN
+                        : SF_LOG_DEBUG,
+           "kafka_log", "client=%s fac=%s msg=%s", rd_kafka_name(rk), fac,
+           sf_log_quote(q, sizeof(q), buf, strlen(buf)));
 }
 
 void kclient_last_error(char *buf, size_t cap)
@@ -113,7 +116,7 @@ rd_kafka_t *kclient_producer_new(const sf_config *cfg, const char *cmd, int mess
 {
     char client_id[64];
     snprintf(client_id, sizeof(client_id), "snakefleet-%s", cmd);
-    const char *defaults[] = {"client.id", client_id, "linger.ms", "1", NULL};
+    const char *defaults[] = {"client.id", client_id, "linger.ms", "0", NULL};
     rd_kafka_conf_t *conf = base_conf(cfg, defaults, err, errlen);
     if (conf == NULL)
         return NULL;
@@ -181,8 +184,7 @@ static void kafka_fail(char *err, size_t errlen, const char *what, rd_kafka_resp
         snprintf(err, errlen, "%s: %s", what, rd_kafka_err2str(e));
 }
 
-int kclient_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err,
-                       size_t errlen)
+int kclient_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err, size_t errlen)
 {
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
     const struct rd_kafka_metadata *md = NULL;

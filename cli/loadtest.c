@@ -186,8 +186,7 @@ static void on_result(void *ctx, const exchange_result *r)
         double now = args_now();
         t->measured_done++;
         t->t_last_done = now;
-        t->samples[t->nsamples++] =
-            (sample){(float)(now - t->t_measure), (float)r->latency_ms};
+        t->samples[t->nsamples++] = (sample){(float)(now - t->t_measure), (float)r->latency_ms};
         if (ok) {
             t->ok++;
         } else {
@@ -221,21 +220,39 @@ static int send_request(lt *t, int si, sf_op op, const char *program, json_t *ar
     return 0;
 }
 
+/* A request that could not be sent still counts (as an error), so every loop ends. */
+static void count_send_failure(lt *t, sess *s, bool measured)
+{
+    if (!measured)
+        return;
+    s->measured_sent++;
+    t->measured_sent++;
+    t->measured_done++;
+    t->errors++;
+    tally_add(&t->types, "send_failed");
+}
+
 static int send_op(lt *t, int si)
 {
     sess *s = &t->ss[si];
     ticket *tk = calloc(1, sizeof(*tk));
+    bool measured = t->ph == PHASE_MEASURE;
     tk->sess = si;
     tk->index = s->next++;
-    tk->measured = t->ph == PHASE_MEASURE;
+    tk->measured = measured;
     json_t *args = json_pack("{s:I}", t->record ? "op" : "i", (json_int_t)tk->index);
-    int rc = send_request(t, si, SF_OP_EXECUTE_PROGRAM, PROGRAM_ID, args, tk);
+    int rc =
+        send_request(t, si, SF_OP_EXECUTE_PROGRAM, PROGRAM_ID, args, tk); /* frees tk on error */
     json_decref(args);
-    if (rc == 0 && tk->measured) {
+    if (rc < 0) {
+        count_send_failure(t, s, measured);
+        return -1;
+    }
+    if (measured) {
         s->measured_sent++;
         t->measured_sent++;
     }
-    return rc;
+    return 0;
 }
 
 static int send_setup(lt *t, int si)
@@ -253,13 +270,17 @@ static int send_setup(lt *t, int si)
         free(b);
     json_decref(state);
     json_decref(spec);
+    if (rc < 0) {
+        t->setup_errors++;
+        tally_add(&t->setup_types, "send_failed");
+    }
     return rc;
 }
 
 /* Starts whatever the loop allows now. */
 static void pump(lt *t, double now)
 {
-    if (t->ph == PHASE_DRAIN)
+    if (t->ph == PHASE_SETUP || t->ph == PHASE_DRAIN)
         return;
     if (t->rate > 0) {
         long due = (long)floor(t->rate * (now - t->t_phase)) + 1;
@@ -277,8 +298,12 @@ static void pump(lt *t, double now)
         if (t->ph == PHASE_MEASURE && t->ss[si].measured_sent >= t->ops)
             continue;
         t->ss[si].busy = true;
-        if (send_op(t, si) < 0)
+        if (send_op(t, si) < 0) {
             t->ss[si].busy = false;
+            if (t->ph == PHASE_WARMUP || t->ss[si].measured_sent < t->ops)
+                ready_push(t, si);
+            break; /* try again on the next turn, after a poll */
+        }
     }
 }
 
@@ -349,10 +374,10 @@ static json_t *timeline_json(lt *t)
         }
         start += m;
         qsort(lat, (size_t)m, sizeof(float), cmp_float);
-        json_array_append_new(
-            arr, json_pack("{s:i, s:I, s:f, s:f, s:f}", "t", sec, "completed", (json_int_t)m,
-                           "p50_ms", pct(lat, m, 0.5), "p99_ms", pct(lat, m, 0.99), "max_ms",
-                           m ? (double)lat[m - 1] : 0.0));
+        json_array_append_new(arr,
+                              json_pack("{s:i, s:I, s:f, s:f, s:f}", "t", sec, "completed",
+                                        (json_int_t)m, "p50_ms", pct(lat, m, 0.5), "p99_ms",
+                                        pct(lat, m, 0.99), "max_ms", m ? (double)lat[m - 1] : 0.0));
     }
     free(lat);
     free(v);
@@ -361,12 +386,11 @@ static json_t *timeline_json(lt *t)
 
 static int write_json_out(lt *t, const char *path, json_t *summary)
 {
-    json_t *doc = json_pack("{s:O, s:o, s:o, s:{s:s, s:I, s:I, s:I}}", "summary", summary,
-                            "timeline", timeline_json(t), "setup_errors_by_type",
-                            tally_json(&t->setup_types), "config", "program_entry", t->entry,
-                            "warmup_ms", (json_int_t)t->warmup_ms, "timeout_ms",
-                            (json_int_t)t->timeout_ms, "setup_errors",
-                            (json_int_t)t->setup_errors);
+    json_t *doc =
+        json_pack("{s:O, s:o, s:o, s:{s:s, s:I, s:I, s:I}}", "summary", summary, "timeline",
+                  timeline_json(t), "setup_errors_by_type", tally_json(&t->setup_types), "config",
+                  "program_entry", t->entry, "warmup_ms", (json_int_t)t->warmup_ms, "timeout_ms",
+                  (json_int_t)t->timeout_ms, "setup_errors", (json_int_t)t->setup_errors);
     int rc = json_dump_file(doc, path, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
     json_decref(doc);
     if (rc < 0)
@@ -584,7 +608,7 @@ static void run_until(lt *t, bool (*done)(lt *t))
         if (t->rate > 0 && t->ph != PHASE_DRAIN) {
             double next = t->t_phase + (double)(t->open_sent) / t->rate;
             wait = (int)((next - args_now()) * 1000);
-            wait = wait < 0 ? 0 : wait > 5 ? 5 : wait;
+            wait = wait < 1 ? 1 : wait > 5 ? 5 : wait; /* 1 ms pacing: no busy loop */
         }
         exchange_poll(t->x, wait);
         progress_update(&t->prog, t->ph == PHASE_SETUP ? 0 : t->measured_done, false);

@@ -39,8 +39,8 @@ void progress_update(progress *p, long done, bool force)
             bar[i] = i < filled ? '#' : '-';
         bar[BAR_WIDTH] = '\0';
         double eta = rate > 0 ? (double)(p->total - done) / rate : 0;
-        fprintf(stderr, "\r%s [%s] %ld/%ld %5.1f%% %8.0f req/s eta %.0fs\033[K", p->label, bar, done,
-                p->total, 100.0 * (double)done / (double)p->total, rate, eta);
+        fprintf(stderr, "\r%s [%s] %ld/%ld %5.1f%% %8.0f req/s eta %.0fs\033[K", p->label, bar,
+                done, p->total, 100.0 * (double)done / (double)p->total, rate, eta);
     } else {
         fprintf(stderr, "\r%s %ld done %8.0f req/s %.0fs\033[K", p->label, done, rate, secs);
     }

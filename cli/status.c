@@ -32,11 +32,10 @@ static const char USAGE[] =
     "  --json          print {\"snapshots\": [...], \"fleet\": {...}} as JSON\n";
 
 /* Counters summed into the fleet line, in table order after the supervisor column. */
-static const char *const SUMMED[] = {"pool_size",      "busy_workers",   "idle_workers",
-                                     "healthy_workers", "active_sessions", "queue_depth",
-                                     "in_flight",       "total_commands",  "total_errors",
-                                     "restarts",        "dlq_count",       "overflow_workers",
-                                     "recycles"};
+static const char *const SUMMED[] = {
+    "pool_size",   "busy_workers",     "idle_workers",   "healthy_workers", "active_sessions",
+    "queue_depth", "in_flight",        "total_commands", "total_errors",    "restarts",
+    "dlq_count",   "overflow_workers", "recycles"};
 #define NSUMMED (sizeof(SUMMED) / sizeof(SUMMED[0]))
 
 static long long num(json_t *snap, const char *key)
@@ -134,17 +133,16 @@ static void print_table(json_t *latest, uint32_t interval_ms)
         char ageb[16], bi[32];
         snprintf(ageb, sizeof(ageb), "%.1fs%s", age, old ? "*" : "");
         snprintf(bi, sizeof(bi), "%lld/%lld", num(s, "busy_workers"), num(s, "idle_workers"));
-        printf("%-28.28s %7s %5lld %9s %7lld %8lld %6lld %6lld %9lld %7lld %8lld %5lld %8lld\n",
-               id, ageb, num(s, "pool_size"), bi, num(s, "healthy_workers"),
-               num(s, "active_sessions"), num(s, "queue_depth"), num(s, "in_flight"),
-               num(s, "total_commands"), num(s, "total_errors"), num(s, "restarts"),
-               num(s, "dlq_count"), total_lag(s));
+        printf("%-28.28s %7s %5lld %9s %7lld %8lld %6lld %6lld %9lld %7lld %8lld %5lld %8lld\n", id,
+               ageb, num(s, "pool_size"), bi, num(s, "healthy_workers"), num(s, "active_sessions"),
+               num(s, "queue_depth"), num(s, "in_flight"), num(s, "total_commands"),
+               num(s, "total_errors"), num(s, "restarts"), num(s, "dlq_count"), total_lag(s));
     }
     char bi[32], label[40];
     snprintf(bi, sizeof(bi), "%lld/%lld", sum[1], sum[2]);
     snprintf(label, sizeof(label), "fleet (%zu)", json_object_size(latest));
-    printf("%-28s %7s %5lld %9s %7lld %8lld %6lld %6lld %9lld %7lld %8lld %5lld %8lld\n", label, "-",
-           sum[0], bi, sum[3], sum[4], sum[5], sum[6], sum[7], sum[8], sum[9], sum[10], lag);
+    printf("%-28s %7s %5lld %9s %7lld %8lld %6lld %6lld %9lld %7lld %8lld %5lld %8lld\n", label,
+           "-", sum[0], bi, sum[3], sum[4], sum[5], sum[6], sum[7], sum[8], sum[9], sum[10], lag);
     if (stale)
         printf("* no snapshot for over 3 telemetry intervals (%u ms): stopped or stuck?\n",
                interval_ms);
@@ -152,18 +150,18 @@ static void print_table(json_t *latest, uint32_t interval_ms)
 
 static json_t *fleet_json(json_t *latest)
 {
-    json_t *f = json_object();
-    long long lag = 0;
-    for (size_t i = 0; i < NSUMMED; i++) {
-        long long sum = 0;
-        const char *id;
-        json_t *s;
-        json_object_foreach(latest, id, s) sum += num(s, SUMMED[i]);
-        json_object_set_new(f, SUMMED[i], json_integer(sum));
-    }
+    long long sum[NSUMMED] = {0}, lag = 0;
     const char *id;
     json_t *s;
-    json_object_foreach(latest, id, s) lag += total_lag(s);
+    json_object_foreach(latest, id, s)
+    {
+        for (size_t i = 0; i < NSUMMED; i++)
+            sum[i] += num(s, SUMMED[i]);
+        lag += total_lag(s);
+    }
+    json_t *f = json_object();
+    for (size_t i = 0; i < NSUMMED; i++)
+        json_object_set_new(f, SUMMED[i], json_integer(sum[i]));
     json_object_set_new(f, "lag", json_integer(lag));
     json_object_set_new(f, "supervisors", json_integer((json_int_t)json_object_size(latest)));
     return f;
@@ -241,7 +239,10 @@ int cmd_status(int argc, char **argv)
         json_t *arr = json_array();
         const char *id;
         json_t *s;
-        json_object_foreach(latest, id, s) json_array_append(arr, s);
+        json_object_foreach(latest, id, s)
+        {
+            json_array_append(arr, s);
+        }
         json_t *doc = json_pack("{s:o, s:o}", "snapshots", arr, "fleet", fleet_json(latest));
         char *txt = json_dumps(doc, JSON_COMPACT);
         printf("%s\n", txt);

@@ -93,16 +93,12 @@ typedef struct submit_args {
 
 static int parse(int argc, char **argv, submit_args *a)
 {
-    static const struct option longopts[] = {{"session", required_argument, NULL, 's'},
-                                             {"op", required_argument, NULL, 'o'},
-                                             {"program", required_argument, NULL, 'p'},
-                                             {"args", required_argument, NULL, 'a'},
-                                             {"reply-to", required_argument, NULL, 'r'},
-                                             {"timeout-ms", required_argument, NULL, 't'},
-                                             {"id", required_argument, NULL, 'i'},
-                                             {"deadline-ms", required_argument, NULL, 'd'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"session", required_argument, NULL, 's'},  {"op", required_argument, NULL, 'o'},
+        {"program", required_argument, NULL, 'p'},  {"args", required_argument, NULL, 'a'},
+        {"reply-to", required_argument, NULL, 'r'}, {"timeout-ms", required_argument, NULL, 't'},
+        {"id", required_argument, NULL, 'i'},       {"deadline-ms", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     int ch;
     optind = 1;
     opterr = 0;
@@ -149,10 +145,8 @@ static int parse(int argc, char **argv, submit_args *a)
         args_fail_flag(CMD, argv[optind], NULL, "unexpected argument");
         return -1;
     }
-    if (a->session == NULL || a->session[0] == '\0' ||
-        strlen(a->session) > SF_MAX_SESSION_BYTES) {
-        args_fail_flag(CMD, "--session", a->session, "required, 1..%d bytes",
-                       SF_MAX_SESSION_BYTES);
+    if (a->session == NULL || a->session[0] == '\0' || strlen(a->session) > SF_MAX_SESSION_BYTES) {
+        args_fail_flag(CMD, "--session", a->session, "required, 1..%d bytes", SF_MAX_SESSION_BYTES);
         return -1;
     }
     if (a->op == NULL || sf_op_parse(a->op, strlen(a->op)) < 0) {
@@ -220,8 +214,7 @@ int cmd_submit(int argc, char **argv)
     while (!out.done && !g_stop)
         exchange_poll(x, 100);
     if (g_stop && !out.done) {
-        args_fail(CMD, "interrupted (signal %d) before the reply to %s came", (int)g_stop,
-                  spec.id);
+        args_fail(CMD, "interrupted (signal %d) before the reply to %s came", (int)g_stop, spec.id);
         out.code = 130;
     }
     exchange_free(x, 2000);

@@ -1,6 +1,6 @@
 """Tests of snakefleet.client: request building, correlation, and the Client
 against an in-memory fake Kafka (no broker). The last test talks to a real
-broker and runs only when SNAKEFLEET_KAFKA_BOOTSTRAP is set."""
+broker and runs only when SNAKEFLEET_TEST_KAFKA is set."""
 
 from __future__ import annotations
 
@@ -409,7 +409,7 @@ def test_missing_confluent_kafka_gives_a_clear_error(monkeypatch: pytest.MonkeyP
 
 # ---------------------------------------------------------------- a real broker
 
-BOOTSTRAP = os.environ.get("SNAKEFLEET_KAFKA_BOOTSTRAP")
+BOOTSTRAP = os.environ.get("SNAKEFLEET_TEST_KAFKA")
 
 
 @pytest.fixture
@@ -439,7 +439,7 @@ def private_topics() -> Iterator[tuple[str, str]]:
                 fut.result(15)
 
 
-@pytest.mark.skipif(not BOOTSTRAP, reason="set SNAKEFLEET_KAFKA_BOOTSTRAP to run against Kafka")
+@pytest.mark.skipif(not BOOTSTRAP, reason="set SNAKEFLEET_TEST_KAFKA to run against Kafka")
 def test_against_a_real_broker(private_topics: tuple[str, str]) -> None:
     """Round trips through a real Kafka, answered by a tiny responder that
     reads the requests topic from its end (no supervisor needed)."""
