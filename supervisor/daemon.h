@@ -13,6 +13,8 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "hist.h"
+#include "pool.h"
 
 typedef struct sf_daemon sf_daemon;
 
@@ -30,5 +32,22 @@ void sf_daemon_shutdown(sf_daemon *d);
 int sf_daemon_done(const sf_daemon *d);
 
 void sf_daemon_free(sf_daemon *d);
+
+/* A point-in-time view for /health and /metrics. */
+typedef struct sf_daemon_stats {
+    const char *id;
+    bool draining, redis_up, degraded;
+    int partitions, held, queued;
+    uint64_t requests, errors, dlq, invalid, deadline_exceeded, poison, deduplicated, fenced;
+    sf_hist latency;
+    sf_pool_stats pool;
+    int nlag;
+    struct {
+        char name[300];
+        int64_t lag;
+    } lag[64];
+} sf_daemon_stats;
+
+void sf_daemon_get_stats(sf_daemon *d, sf_daemon_stats *out);
 
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "http.h"
 #include "kafka.h"
 #include "log.h"
 
@@ -111,6 +112,17 @@ int main(int argc, char **argv)
         sf_mock_free(mock);
         return 1;
     }
+    sf_http *http = NULL;
+    if (cfg.http_listen[0]) {
+        http = sf_http_start(base, a.daemon, cfg.http_listen, err, sizeof(err));
+        if (http == NULL) {
+            fprintf(stderr, "snakefleet-supervisor: %s\n", err);
+            sf_daemon_free(a.daemon);
+            event_base_free(base);
+            sf_mock_free(mock);
+            return 1;
+        }
+    }
     struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, &a);
     struct event *sigint = evsignal_new(base, SIGINT, on_signal, &a);
     event_add(sigterm, NULL);
@@ -119,6 +131,7 @@ int main(int argc, char **argv)
     int rc = sf_daemon_done(a.daemon) ? 0 : 1;
     event_free(sigterm);
     event_free(sigint);
+    sf_http_free(http);
     sf_daemon_free(a.daemon);
     event_base_free(base);
     sf_mock_free(mock);
