@@ -199,6 +199,14 @@ def request_cases() -> None:
         "args.state",
     )
     bad("request", "wrong_type_reply_to", pack(with_(reply_to=1)), "wrong_type", "reply_to")
+    bad("request", "empty_reply_to", pack(with_(reply_to="")), "bad_value", "reply_to")
+    bad(
+        "request",
+        "reply_to_not_a_topic_name",
+        pack(with_(reply_to="replies/../x")),
+        "bad_value",
+        "reply_to",
+    )
     bad(
         "request",
         "negative_deadline",

@@ -374,6 +374,20 @@ def _check_version(obj: Message) -> None:
         )
 
 
+_TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _check_topic(value: str, field: str) -> None:
+    """A Kafka topic name: 1..249 of [A-Za-z0-9._-]."""
+    if not 1 <= len(value) <= 249 or not _TOPIC_CHARS.issuperset(value):
+        raise DecodeError(
+            BAD_VALUE,
+            field,
+            f"field '{field}' must be a Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -),"
+            f" got {value!r}",
+        )
+
+
 def _utf8_len(s: str) -> int:
     return len(s) if s.isascii() else len(s.encode("utf-8", "surrogatepass"))
 
@@ -415,7 +429,9 @@ def validate_request(obj: Any) -> None:
         _check_spec(_field(args, "spec", _is_map, True, "args."), "args.spec.")
     elif op == "set_session_state" or op == "create_session":
         _field(args, "state", _is_map, op == "set_session_state", "args.")
-    _field(obj, "reply_to", _is_str, False)
+    reply_to = _field(obj, "reply_to", _is_str, False)
+    if reply_to is not _MISSING:
+        _check_topic(reply_to, "reply_to")
     deadline = _field(obj, "deadline_ms", _is_int, False)
     if deadline is not _MISSING and deadline < 0:
         raise DecodeError(

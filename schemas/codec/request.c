@@ -92,6 +92,15 @@ int sf_request_validate(sf_request *req, const msgpack_object *root, sf_err *err
         return -1;
     if (sf_mp_field_str(root, "reply_to", "reply_to", false, 1, 249, &req->reply_to, err) < 0)
         return -1;
+    for (uint32_t i = 0; i < req->reply_to.len; i++) {
+        char c = req->reply_to.ptr[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return sf_fail(err, SF_E_BAD_VALUE, "reply_to",
+                           "field 'reply_to' must be a Kafka topic name (A-Z a-z 0-9 . _ -), "
+                           "got '%.*s'",
+                           SF_STR_ARG(req->reply_to));
+    }
     if (sf_mp_field_uint(root, "deadline_ms", "deadline_ms", false, &req->deadline_ms, err) < 0)
         return -1;
     if (sf_mp_field_map(root, "meta", "meta", false, &req->meta, err) < 0)
