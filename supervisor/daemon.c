@@ -67,6 +67,8 @@ typedef struct job {
     int producing; /* records produced and not yet acknowledged */
     bool replied;
     bool claimed;                  /* the request id is ours in Redis: its reply is cached */
+    bool dlq_sent;                 /* a DLQ record was produced for it */
+    bool lost;                     /* a record it produced was not acknowledged */
     struct event *ev_retry;        /* waiting for another owner's claim, or for Redis */
     uint64_t unavailable_since_us; /* Redis failed this job first at; 0 = never */
     char session_key[SF_MAX_SESSION_BYTES + 1];
@@ -270,20 +272,59 @@ static void job_done(sf_daemon *d, job *j)
         revoke_check(d);
 }
 
+static void send_dlq(sf_daemon *d, job *j, const char *error_type, const char *reason);
+
+/* Errors no retry can fix: the record itself or its topic is the problem. */
+static bool permanent_delivery_error(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/*
+ * Kafka acknowledged (or gave up on) a record the job produced. A reply that
+ * can never be delivered (no such topic, too large) goes to the DLQ with the
+ * reason and the request is finished: holding its offset open would stall the
+ * partition's commits for good. A transient failure (the broker unreachable
+ * for message.timeout.ms) leaves the offset open: the request is consumed
+ * again after a restart or rebalance, and answered from the dedupe cache.
+ */
 static void on_delivery(void *ctx, void *opaque, rd_kafka_resp_err_t err)
 {
     sf_daemon *d = ctx;
     job *j = opaque;
     if (j == NULL)
         return; /* telemetry */
-    if (err) {
-        /* Not acknowledged: the offset stays open, so the request is consumed again. */
+    if (err && permanent_delivery_error(err) && !j->dlq_sent) {
+        char reason[512];
+        snprintf(reason, sizeof(reason), "reply undeliverable to '%s': %s", j->reply_to,
+                 rd_kafka_err2str(err));
+        sf_error("reply.undeliverable", "session=%s offset=%lld reply_to=%s error=%s",
+                 j->session_key, (long long)j->offset, j->reply_to, rd_kafka_err2str(err));
+        send_dlq(d, j, "reply_undeliverable", reason);
+        err = RD_KAFKA_RESP_ERR_NO_ERROR; /* answered, by the DLQ record */
+    } else if (err) {
+        j->lost = true;
         sf_error("reply.lost", "session=%s offset=%lld error=%s", j->session_key,
                  (long long)j->offset, rd_kafka_err2str(err));
     }
     if (--j->producing == 0 && j->replied) {
-        if (err) {
-            job_free(d, j); /* the offset stays open: never committed past it */
+        if (j->lost) {
+            job_free(d, j); /* the offset stays open: consumed again later */
+            backpressure_check(d);
+            if (d->revoking)
+                revoke_check(d);
             return;
         }
         job_done(d, j);
@@ -580,6 +621,7 @@ static void send_dlq(sf_daemon *d, job *j, const char *error_type, const char *r
     sf_mp_pack_cstr(&pk, "supervisor");
     sf_mp_pack_cstr(&pk, d->cfg->id);
     d->dlq_count++;
+    j->dlq_sent = true;
     sf_warn("request.dlq", "topic=%s partition=%d offset=%lld error_type=%s reason=\"%s\"",
             j->p->topic, (int)j->p->partition, (long long)j->offset, error_type, reason);
     produce(d, j, d->cfg->dlq, &sb, false);
@@ -928,8 +970,9 @@ static void claim_job(sf_daemon *d, job *j)
 {
     sf_debug("request.claim", "session=%s id=%.*s offset=%lld", j->session_key,
              SF_STR_ARG(j->req.id), (long long)j->offset);
-    sf_store_claim(d->store, j->req.session.ptr, j->req.session.len, j->req.id.ptr, j->req.id.len,
-                   d->cfg->id, d->claim_ttl_ms, on_claimed, j);
+    sf_fence f = job_fence(j);
+    sf_store_claim(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
+                   j->req.id.len, d->cfg->id, d->claim_ttl_ms, on_claimed, j);
 }
 
 static void restart_job(sf_daemon *d, job *j)
@@ -1293,7 +1336,7 @@ static void on_telemetry(evutil_socket_t fd, short what, void *arg)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 21);
+    msgpack_pack_map(&pk, 25);
     kv_u64(&pk, "v", SF_SCHEMA_VERSION);
     sf_mp_pack_cstr(&pk, "supervisor");
     sf_mp_pack_cstr(&pk, d->cfg->id);
@@ -1319,6 +1362,10 @@ static void on_telemetry(evutil_socket_t fd, short what, void *arg)
         msgpack_pack_false(&pk);
     kv_u64(&pk, "held", (uint64_t)d->held);
     kv_u64(&pk, "deadline_exceeded", d->deadline_exceeded);
+    kv_u64(&pk, "deduplicated", d->deduplicated);
+    kv_u64(&pk, "fenced", d->fenced);
+    kv_u64(&pk, "invalid", d->invalid);
+    kv_u64(&pk, "poison", d->poison);
     sf_mp_pack_cstr(&pk, "lag");
     msgpack_pack_map(&pk, (size_t)d->nparts);
     for (int i = 0; i < d->nparts; i++) {

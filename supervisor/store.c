@@ -363,11 +363,20 @@ static const char LUA_DEL_PROGRAM[] =
           "return redis.call('HDEL', KEYS[2], ARGV[3])";
 static const char LUA_LIST[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return false end "
                                "return redis.call('HKEYS', KEYS[2])";
-/* {0} claimed; {1, reply} answered before; {2, owner} running elsewhere. */
+/*
+ * {0} claimed; {1, reply} answered before; {2, owner} running elsewhere. A
+ * claim records its owner's partition epoch: a claim made under an older
+ * epoch belongs to a supervisor that lost the partition (dead or fenced), so
+ * the new owner takes it over at once instead of waiting for it to expire.
+ */
 static const char LUA_CLAIM[] =
     "local v = redis.call('GET', KEYS[4]) "
-    "if not v then redis.call('SET', KEYS[4], 'P' .. ARGV[3], 'PX', ARGV[4]) return {0, ''} end "
+    "local mine = 'P' .. ARGV[3] .. '@' .. ARGV[1] "
+    "if not v then redis.call('SET', KEYS[4], mine, 'PX', ARGV[4]) return {0, ''} end "
     "if string.sub(v, 1, 1) == 'R' then return {1, string.sub(v, 2)} end "
+    "local e = tonumber(string.match(v, '@(%d+)$') or '0') "
+    "if ARGV[1] ~= '0' and e < tonumber(ARGV[1]) then "
+    "redis.call('SET', KEYS[4], mine, 'PX', ARGV[4]) return {0, ''} end "
     "return {2, string.sub(v, 2)}";
 /* The reply is remembered for the dedupe window; with a state, both in one step. */
 static const char LUA_COMMIT[] =
@@ -472,16 +481,17 @@ void sf_store_list_programs(sf_store *st, const char *s, size_t slen, sf_store_c
     eval(st, K_LIST, LUA_LIST, &k, NULL, 0, NULL, NULL, cb, arg);
 }
 
-void sf_store_claim(sf_store *st, const char *s, size_t slen, const char *id, size_t idlen,
-                    const char *owner, uint32_t claim_ttl_ms, sf_store_cb cb, void *arg)
+void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
+                    size_t idlen, const char *owner, uint32_t claim_ttl_ms, sf_store_cb cb,
+                    void *arg)
 {
     keys k;
-    make_keys(&k, s, slen, NULL, id, idlen);
+    make_keys(&k, s, slen, f, id, idlen);
     char ttl[16];
     snprintf(ttl, sizeof(ttl), "%u", claim_ttl_ms);
     const char *a[] = {owner, ttl};
     size_t l[] = {strlen(owner), strlen(ttl)};
-    eval(st, K_CLAIM, LUA_CLAIM, &k, NULL, 2, a, l, cb, arg);
+    eval(st, K_CLAIM, LUA_CLAIM, &k, f, 2, a, l, cb, arg);
 }
 
 void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,

@@ -92,10 +92,12 @@ void sf_store_list_programs(sf_store *st, const char *s, size_t slen, sf_store_c
  * Effectively once. Claims request `id` of session `s` for `owner` for
  * claim_ttl_ms (long enough to run it): claim 0 = ours to run; 1 = it was
  * answered before, the reply bytes are in state/state_len; 2 = another
- * owner is running it (its name in state).
+ * owner is running it ("owner@epoch" in state). With a fence, a claim made
+ * under an older epoch of the partition is taken over (its owner lost it).
  */
-void sf_store_claim(sf_store *st, const char *s, size_t slen, const char *id, size_t idlen,
-                    const char *owner, uint32_t claim_ttl_ms, sf_store_cb cb, void *arg);
+void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
+                    size_t idlen, const char *owner, uint32_t claim_ttl_ms, sf_store_cb cb,
+                    void *arg);
 /*
  * Remembers the reply of request `id` for dedupe_ttl_s and, when `state` is
  * not NULL, writes the session's new state — atomically, fenced by f.
