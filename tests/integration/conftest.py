@@ -33,6 +33,15 @@ from typing import Any
 
 import msgpack
 import pytest
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupState,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -45,27 +54,15 @@ DLQ_TOPIC = "snakefleet.dlq"
 TELEMETRY_TOPIC = "snakefleet.telemetry"
 RECORD_SPEC = {"kind": "callable", "entry": "snakefleet.examples:record"}
 
-if not (KAFKA and REDIS and SUPERVISOR):
-    pytest.skip(
-        "integration tests need SNAKEFLEET_IT_KAFKA, SNAKEFLEET_IT_REDIS and "
-        "SNAKEFLEET_IT_SUPERVISOR (run tests/integration/run.sh)",
-        allow_module_level=True,
-    )
-
-from confluent_kafka import (  # imported after the skip above
-    OFFSET_BEGINNING,
-    Consumer,
-    ConsumerGroupState,
-    KafkaException,
-    Producer,
-    TopicPartition,
+ENV_MISSING = (
+    ""
+    if KAFKA and REDIS and SUPERVISOR
+    else "integration tests need SNAKEFLEET_IT_KAFKA, SNAKEFLEET_IT_REDIS and "
+    "SNAKEFLEET_IT_SUPERVISOR (run tests/integration/run.sh)"
 )
-from confluent_kafka.admin import AdminClient, NewTopic
 
 
-def wait_until(
-    pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.1
-) -> Any:
+def wait_until(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
     """Polls pred() until it returns something truthy; fails the test after timeout s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -168,9 +165,8 @@ class Supervisor:
         return out
 
     def has_event(self, event: str) -> bool:
-        return (
-            f"event={event} " in self.log_text()
-            or self.log_text().rstrip().endswith(f"event={event}")
+        return f"event={event} " in self.log_text() or self.log_text().rstrip().endswith(
+            f"event={event}"
         )
 
     def wait_event(self, event: str, timeout: float = 30.0, count: int = 1) -> None:
@@ -199,14 +195,10 @@ class Supervisor:
         return owned
 
     def worker_pids(self) -> set[int]:
-        return {
-            int(kv["pid"]) for kv in self.events("pool.worker_ready") if "pid" in kv
-        }
+        return {int(kv["pid"]) for kv in self.events("pool.worker_ready") if "pid" in kv}
 
     def tail(self, n: int = 60) -> str:
-        lines = [
-            ln for ln in self.log_text().splitlines() if "event=kafka.log" not in ln
-        ]
+        lines = [ln for ln in self.log_text().splitlines() if "event=kafka.log" not in ln]
         return "\n".join(lines[-n:])
 
     # -- stopping
@@ -257,11 +249,7 @@ class Supervisor:
 
 
 def decode(value: bytes | None) -> Any:
-    return (
-        msgpack.unpackb(value, raw=False, strict_map_key=False)
-        if value is not None
-        else None
-    )
+    return msgpack.unpackb(value, raw=False, strict_map_key=False) if value is not None else None
 
 
 @dataclass
@@ -308,9 +296,7 @@ class TopicReader:
         tps = []
         for p in parts:
             if from_end:
-                _, hi = self.c.get_watermark_offsets(
-                    TopicPartition(topic, p), timeout=10
-                )
+                _, hi = self.c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
                 tps.append(TopicPartition(topic, p, hi))
             else:
                 tps.append(TopicPartition(topic, p, OFFSET_BEGINNING))
@@ -321,9 +307,7 @@ class TopicReader:
         n = 0
         deadline = time.monotonic() + seconds
         while True:
-            msgs = self.c.consume(
-                num_messages=1000, timeout=max(0.0, deadline - time.monotonic())
-            )
+            msgs = self.c.consume(num_messages=1000, timeout=max(0.0, deadline - time.monotonic()))
             for m in msgs:
                 if m.error():
                     continue
@@ -332,18 +316,14 @@ class TopicReader:
             if not msgs or time.monotonic() >= deadline:
                 return n
 
-    def wait_for(
-        self, pred: Callable[[list[Record]], Any], timeout: float, what: str
-    ) -> Any:
+    def wait_for(self, pred: Callable[[list[Record]], Any], timeout: float, what: str) -> Any:
         deadline = time.monotonic() + timeout
         while True:
             v = pred(self.records)
             if v:
                 return v
             if time.monotonic() > deadline:
-                pytest.fail(
-                    f"timed out after {timeout:.0f} s waiting for {what} on {self.topic}"
-                )
+                pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} on {self.topic}")
             self.poll(0.3)
 
     def close(self) -> None:
@@ -448,9 +428,7 @@ class KafkaEnv:
     def session(self, i: int | str) -> str:
         return f"{self.prefix}-s{i}"
 
-    def request(
-        self, rid: str, session: str | None, op: str, **kw: Any
-    ) -> dict[str, Any]:
+    def request(self, rid: str, session: str | None, op: str, **kw: Any) -> dict[str, Any]:
         kw.setdefault("reply_to", self.replies_topic)
         return make_request(rid, session, op, **kw)
 
@@ -486,9 +464,7 @@ class KafkaEnv:
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
             raise KafkaException(err)
-        self.delivered.append(
-            (msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
-        )
+        self.delivered.append((msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value()))
 
     def flush(self) -> None:
         left = self.producer.flush(30)
@@ -515,9 +491,7 @@ class KafkaEnv:
             }
         )
         try:
-            tps = c.committed(
-                [TopicPartition(self.requests, p) for p in partitions], timeout=10
-            )
+            tps = c.committed([TopicPartition(self.requests, p) for p in partitions], timeout=10)
             return {tp.partition: tp.offset for tp in tps}
         finally:
             c.close()
@@ -525,9 +499,7 @@ class KafkaEnv:
     def group_members(self) -> list[Any]:
         """The members of the test's group if it is Stable, else []."""
         try:
-            fut = self.admin.describe_consumer_groups([self.group], request_timeout=10)[
-                self.group
-            ]
+            fut = self.admin.describe_consumer_groups([self.group], request_timeout=10)[self.group]
             g = fut.result(timeout=15)
         except (KafkaException, TimeoutError, ValueError):
             return []
@@ -547,6 +519,8 @@ class KafkaEnv:
 
 @pytest.fixture
 def kafka(request: pytest.FixtureRequest) -> Iterator[KafkaEnv]:
+    if ENV_MISSING:
+        pytest.skip(ENV_MISSING)
     name = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name)[:60].strip("-")
     prefix = f"it-{name}-{uuid.uuid4().hex[:8]}"
     # log_level 4: no "Purging unserved events" notice when it is garbage-collected
@@ -649,9 +623,7 @@ class Fleet:
             sup.wait_event("kafka.assigned", timeout=60)
         return sup
 
-    def wait_stable(
-        self, sups: list[Supervisor], partitions: int = 8, timeout: float = 60
-    ) -> None:
+    def wait_stable(self, sups: list[Supervisor], partitions: int = 8, timeout: float = 60) -> None:
         """Waits until the group is Stable with exactly `sups` as members, each
         has processed its assignment (its log agrees with the broker), and the
         assignments cover every partition of the request topic once."""
@@ -666,9 +638,7 @@ class Fleet:
                 m = by_client.get(s.id)
                 if m is None or m.assignment is None:
                     return False
-                broker = {
-                    (tp.topic, tp.partition) for tp in m.assignment.topic_partitions
-                }
+                broker = {(tp.topic, tp.partition) for tp in m.assignment.topic_partitions}
                 if not broker or s.assigned() != broker:
                     return False
                 union.extend(broker)
@@ -707,9 +677,7 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet(
-    kafka: KafkaEnv, request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Fleet]:
+def fleet(kafka: KafkaEnv, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleet]:
     f = Fleet(kafka, tmp_path)
     orphans: set[int] = set()
     try:
@@ -719,9 +687,7 @@ def fleet(
         rep = getattr(request.node, "rep_call", None)
         if rep is None or rep.failed:
             for s in f.all:
-                print(
-                    f"\n---- log tail of {s.id} (exit {s.returncode}, full log {s.log_path})"
-                )
+                print(f"\n---- log tail of {s.id} (exit {s.returncode}, full log {s.log_path})")
                 print(s.tail())
     assert not orphans, f"worker processes outlived their supervisor: {sorted(orphans)}"
     assert not f.unclean, f"supervisors that did not exit 0 after SIGTERM: {f.unclean}"

@@ -14,3 +14,13 @@ def slow_record(ctx: Any, op: Any, seconds: float = 1.0) -> int:
     seq = ctx.state.setdefault("seq", [])
     seq.append(op)
     return len(seq)
+
+
+def slow_counter(ctx: Any, by: int = 1, seconds: float = 0.01) -> int:
+    """Sleeps, then adds `by` to state["n"] (like snakefleet.examples:counter):
+    keeps a worker busy long enough that a supervisor killed mid-load is
+    sure to hold claimed, unfinished requests."""
+    time.sleep(seconds)
+    n = int(ctx.state.get("n", 0)) + by
+    ctx.state["n"] = n
+    return n
