@@ -647,7 +647,10 @@ static bool store_failed(sf_daemon *d, job *j, const sf_store_reply *r)
         return true;
     }
     if (r->status == SF_STORE_UNAVAILABLE) {
-        reply_error_nocache(d, j, "unavailable", NULL, "session store unavailable: %s", r->error);
+        if (!retry_unavailable(d, j))
+            reply_error_nocache(d, j, "unavailable", NULL,
+                                "session store unavailable for %u ms: %s", d->cfg->redis_retry_ms,
+                                r->error);
         return true;
     }
     if (r->status == SF_STORE_NOT_FOUND) {
@@ -934,14 +937,20 @@ static void on_claim_retry(evutil_socket_t fd, short what, void *arg)
  * previous owner's claim not yet expired) is retried until claim_wait, then
  * answered duplicate_in_progress.
  */
+static void done_execute_read(void *arg, const sf_store_reply *r);
+
 static void on_claimed(void *arg, const sf_store_reply *r)
 {
     job *j = arg;
     sf_daemon *d = j->d;
     if (r->status == SF_STORE_UNAVAILABLE) {
-        reply_error_nocache(d, j, "unavailable", NULL, "session store unavailable: %s", r->error);
+        if (!retry_unavailable(d, j))
+            reply_error_nocache(d, j, "unavailable", NULL,
+                                "session store unavailable for %u ms: %s", d->cfg->redis_retry_ms,
+                                r->error);
         return;
     }
+    j->unavailable_since_us = 0;
     if (r->claim == 1) {
         d->deduplicated++;
         sf_info("request.duplicate", "session=%s id=%.*s action=cached_reply", j->session_key,
@@ -962,7 +971,15 @@ static void on_claimed(void *arg, const sf_store_reply *r)
         evtimer_add(j->ev_retry, &tv);
         return;
     }
+    /* 0: ours (also a rerun of our own claim after Redis failed us mid-way) */
     j->claimed = true;
+    if (j->req.op == SF_OP_EXECUTE_PROGRAM) {
+        /* the claim read the state and the spec too: one round trip */
+        sf_store_reply rd = *r;
+        rd.status = r->state ? SF_STORE_OK : SF_STORE_NOT_FOUND;
+        done_execute_read(j, &rd);
+        return;
+    }
     run_op(d, j);
 }
 
@@ -971,8 +988,10 @@ static void claim_job(sf_daemon *d, job *j)
     sf_debug("request.claim", "session=%s id=%.*s offset=%lld", j->session_key,
              SF_STR_ARG(j->req.id), (long long)j->offset);
     sf_fence f = job_fence(j);
+    bool exec = j->req.op == SF_OP_EXECUTE_PROGRAM;
     sf_store_claim(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
-                   j->req.id.len, d->cfg->id, d->claim_ttl_ms, on_claimed, j);
+                   j->req.id.len, d->cfg->id, d->claim_ttl_ms, exec ? j->req.program.ptr : NULL,
+                   exec ? j->req.program.len : 0, on_claimed, j);
 }
 
 static void restart_job(sf_daemon *d, job *j)

@@ -225,11 +225,20 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     } else {
         switch (q->kind) {
         case K_CLAIM:
-            if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+            if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 2 &&
                 rep->element[0]->type == REDIS_REPLY_INTEGER) {
                 out.claim = (int)rep->element[0]->integer;
                 out.state = rep->element[1]->str; /* the cached reply, or the owner */
                 out.state_len = rep->element[1]->len;
+                if (rep->elements == 4) { /* claimed with a read: state and spec */
+                    out.state =
+                        rep->element[2]->type == REDIS_REPLY_STRING ? rep->element[2]->str : NULL;
+                    out.state_len = out.state ? rep->element[2]->len : 0;
+                    if (rep->element[3]->type == REDIS_REPLY_STRING) {
+                        out.spec = rep->element[3]->str;
+                        out.spec_len = rep->element[3]->len;
+                    }
+                }
             } else {
                 out.status = SF_STORE_UNAVAILABLE;
                 out.error = "unexpected claim reply";
@@ -372,12 +381,17 @@ static const char LUA_LIST[] = "if redis.call('EXISTS', KEYS[1]) == 0 then retur
 static const char LUA_CLAIM[] =
     "local v = redis.call('GET', KEYS[4]) "
     "local mine = 'P' .. ARGV[3] .. '@' .. ARGV[1] "
-    "if not v then redis.call('SET', KEYS[4], mine, 'PX', ARGV[4]) return {0, ''} end "
+    "if v then "
     "if string.sub(v, 1, 1) == 'R' then return {1, string.sub(v, 2)} end "
     "local e = tonumber(string.match(v, '@(%d+)$') or '0') "
-    "if ARGV[1] ~= '0' and e < tonumber(ARGV[1]) then "
-    "redis.call('SET', KEYS[4], mine, 'PX', ARGV[4]) return {0, ''} end "
-    "return {2, string.sub(v, 2)}";
+    "if v ~= mine and (ARGV[1] == '0' or e >= tonumber(ARGV[1])) then "
+    "return {2, string.sub(v, 2)} end end "
+    "redis.call('SET', KEYS[4], mine, 'PX', ARGV[4]) "
+    "if ARGV[5] == '' then return {0, ''} end "
+    /* claimed for an execute: read the session's state and the program's spec too */
+    "local s = redis.call('GET', KEYS[1]) if not s then return {0, '', false, false} end "
+    "redis.call('EXPIRE', KEYS[1], ARGV[2]) redis.call('EXPIRE', KEYS[2], ARGV[2]) "
+    "return {0, '', s, redis.call('HGET', KEYS[2], ARGV[5])}";
 /* The reply is remembered for the dedupe window; with a state, both in one step. */
 static const char LUA_COMMIT[] =
     FENCE "if ARGV[5] ~= '' then "
@@ -482,16 +496,16 @@ void sf_store_list_programs(sf_store *st, const char *s, size_t slen, sf_store_c
 }
 
 void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
-                    size_t idlen, const char *owner, uint32_t claim_ttl_ms, sf_store_cb cb,
-                    void *arg)
+                    size_t idlen, const char *owner, uint32_t claim_ttl_ms, const char *program,
+                    size_t plen, sf_store_cb cb, void *arg)
 {
     keys k;
     make_keys(&k, s, slen, f, id, idlen);
     char ttl[16];
     snprintf(ttl, sizeof(ttl), "%u", claim_ttl_ms);
-    const char *a[] = {owner, ttl};
-    size_t l[] = {strlen(owner), strlen(ttl)};
-    eval(st, K_CLAIM, LUA_CLAIM, &k, f, 2, a, l, cb, arg);
+    const char *a[] = {owner, ttl, program ? program : ""};
+    size_t l[] = {strlen(owner), strlen(ttl), program ? plen : 0};
+    eval(st, K_CLAIM, LUA_CLAIM, &k, f, 3, a, l, cb, arg);
 }
 
 void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,

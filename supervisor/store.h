@@ -93,11 +93,15 @@ void sf_store_list_programs(sf_store *st, const char *s, size_t slen, sf_store_c
  * claim_ttl_ms (long enough to run it): claim 0 = ours to run; 1 = it was
  * answered before, the reply bytes are in state/state_len; 2 = another
  * owner is running it ("owner@epoch" in state). With a fence, a claim made
- * under an older epoch of the partition is taken over (its owner lost it).
+ * under an older epoch of the partition is taken over (its owner lost it),
+ * and our own earlier claim (a rerun) is ours again. With `program`, a
+ * successful claim also reads the session's state (state; NULL: no such
+ * session) and that program's spec (spec; NULL: no such program) — an
+ * execute needs one round trip before it runs.
  */
 void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
-                    size_t idlen, const char *owner, uint32_t claim_ttl_ms, sf_store_cb cb,
-                    void *arg);
+                    size_t idlen, const char *owner, uint32_t claim_ttl_ms, const char *program,
+                    size_t plen, sf_store_cb cb, void *arg);
 /*
  * Remembers the reply of request `id` for dedupe_ttl_s and, when `state` is
  * not NULL, writes the session's new state — atomically, fenced by f.

@@ -192,11 +192,11 @@ Test(store, a_request_runs_once_and_its_reply_is_remembered)
     sf_store_create_session(st, NULL, S("s"), S("\x81\xa1n\x09"), on_got, &g);
     wait_done(&g);
     g = (got){0};
-    sf_store_claim(st, NULL, S("s"), S("req-1"), "sup-a", 10000, on_got, &g);
+    sf_store_claim(st, NULL, S("s"), S("req-1"), "sup-a", 10000, NULL, 0, on_got, &g);
     wait_done(&g);
     cr_expect_eq(g.claim, 0, "the first claim must win");
     g = (got){0};
-    sf_store_claim(st, NULL, S("s"), S("req-1"), "sup-b", 10000, on_got, &g);
+    sf_store_claim(st, NULL, S("s"), S("req-1"), "sup-b", 10000, NULL, 0, on_got, &g);
     wait_done(&g);
     cr_expect_eq(g.claim, 2, "a second claimer must see it running");
     cr_expect(g.len == 7 && memcmp(g.value, "sup-a@0", 7) == 0, "%.*s", (int)g.len, g.value);
@@ -206,7 +206,7 @@ Test(store, a_request_runs_once_and_its_reply_is_remembered)
     wait_done(&g);
     cr_expect_eq(g.status, SF_STORE_OK);
     g = (got){0};
-    sf_store_claim(st, NULL, S("s"), S("req-1"), "sup-b", 10000, on_got, &g);
+    sf_store_claim(st, NULL, S("s"), S("req-1"), "sup-b", 10000, NULL, 0, on_got, &g);
     wait_done(&g);
     cr_expect_eq(g.claim, 1, "a redelivery must get the cached reply");
     cr_expect(g.len == 11 && memcmp(g.value, "REPLY-BYTES", 11) == 0);
@@ -220,12 +220,12 @@ Test(store, a_request_runs_once_and_its_reply_is_remembered)
 Test(store, a_claim_of_a_dead_owner_expires)
 {
     got g = {0};
-    sf_store_claim(st, NULL, S("s"), S("req-2"), "dead", 200, on_got, &g);
+    sf_store_claim(st, NULL, S("s"), S("req-2"), "dead", 200, NULL, 0, on_got, &g);
     wait_done(&g);
     cr_expect_eq(g.claim, 0);
     usleep(300000);
     g = (got){0};
-    sf_store_claim(st, NULL, S("s"), S("req-2"), "next", 200, on_got, &g);
+    sf_store_claim(st, NULL, S("s"), S("req-2"), "next", 200, NULL, 0, on_got, &g);
     wait_done(&g);
     cr_expect_eq(g.claim, 0, "the next owner may run it once the claim expired");
 }
@@ -238,7 +238,7 @@ Test(store, a_new_lease_takes_over_an_old_owners_claim)
     wait_done(&g);
     sf_fence old = {key, (uint64_t)g.count};
     g = (got){0};
-    sf_store_claim(st, &old, S("s"), S("req-3"), "killed", 60000, on_got, &g);
+    sf_store_claim(st, &old, S("s"), S("req-3"), "killed", 60000, NULL, 0, on_got, &g);
     wait_done(&g);
     cr_expect_eq(g.claim, 0);
     g = (got){0};
@@ -246,11 +246,11 @@ Test(store, a_new_lease_takes_over_an_old_owners_claim)
     wait_done(&g);
     sf_fence now = {key, (uint64_t)g.count};
     g = (got){0};
-    sf_store_claim(st, &now, S("s"), S("req-3"), "new-owner", 60000, on_got, &g);
+    sf_store_claim(st, &now, S("s"), S("req-3"), "new-owner", 60000, NULL, 0, on_got, &g);
     wait_done(&g);
     cr_expect_eq(g.claim, 0, "the new owner must not wait for a dead owner's claim");
     g = (got){0};
-    sf_store_claim(st, &old, S("s"), S("req-3"), "killed", 60000, on_got, &g);
+    sf_store_claim(st, &old, S("s"), S("req-3"), "killed", 60000, NULL, 0, on_got, &g);
     wait_done(&g);
     cr_expect_eq(g.claim, 2, "the old owner cannot take it back");
 }
