@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # bench/run.sh pool — the pool benchmark and its baselines (see bench/README.md).
+# bench/run.sh e2e  — end to end on a real Kafka and Redis: see bench/e2e.sh.
 #
 # Installs what is missing (deploy/setup.sh, dspy into the venv), builds the
 # release tree, then measures, all in one run so that every ratio compares
@@ -19,8 +20,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 what="${1:-pool}"
+if [[ "$what" == "e2e" ]]; then
+  # The end-to-end benchmark on a real Kafka and Redis: bench/e2e.sh.
+  exec bash "$ROOT/bench/e2e.sh" "${@:2}"
+fi
 if [[ "$what" != "pool" ]]; then
-  echo "usage: bench/run.sh pool" >&2
+  echo "usage: bench/run.sh pool|e2e" >&2
   exit 2
 fi
 
