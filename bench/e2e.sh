@@ -11,8 +11,9 @@
 #          every session's counter checked against its executes at the end
 # All four services are started once, each on its own topics and group, and
 # stay up; the load generator (bench/e2e_load.c) then measures them in turns:
-#   1. peak: closed loop, E2E_INFLIGHT outstanding over E2E_SESSIONS sessions,
-#      rounds of echo, py, e2e, state, interleaved (BENCH_REPS rounds)
+#   1. peak: closed loop over E2E_SESSIONS sessions at each number of
+#      outstanding requests in E2E_INFLIGHT; rounds of echo, py, e2e, state,
+#      interleaved (BENCH_REPS rounds). A system's peak is its best median.
 #   2. latency: open loop at half of e2e's median peak, e2e and echo in turn
 # Starts its own Kafka (fresh dir, free port) and redis-server (free port),
 # stops everything it started on exit (trap). Prints the tables and, as its
@@ -21,9 +22,10 @@
 # Environment (defaults in brackets):
 #   BENCH_REPS [3]            peak rounds
 #   E2E_LAT_REPS [3]          open-loop (latency) runs of e2e and of echo
-#   BENCH_SECONDS [4]         measured seconds per run (after E2E_WARMUP [1.5])
+#   BENCH_SECONDS [3]         measured seconds per run (after E2E_WARMUP [1.5])
 #   E2E_SESSIONS [256]        sessions per run (fresh ones each run)
-#   E2E_INFLIGHT [2000]       outstanding requests in the closed loop
+#   E2E_INFLIGHT ["1000 4000"] outstanding requests in the closed loop: each
+#                             system runs at each; its peak is the best median
 #   E2E_DEPTH [8]             --pool.pipeline_depth of the supervisor
 #   E2E_POOL_SIZE [2]         --pool.pool_size (and the py baseline's processes)
 #   E2E_KAFKA ["linger.ms=5 socket.nagle.disable=true"]
@@ -36,10 +38,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 REPS="${BENCH_REPS:-3}"
 LAT_REPS="${E2E_LAT_REPS:-3}"
-SECS="${BENCH_SECONDS:-4}"
+SECS="${BENCH_SECONDS:-3}"
 WARMUP="${E2E_WARMUP:-1.5}"
 SESSIONS="${E2E_SESSIONS:-256}"
-INFLIGHT="${E2E_INFLIGHT:-2000}"
+INFLIGHTS="${E2E_INFLIGHT:-1000 4000}"
 DEPTH="${E2E_DEPTH:-8}"
 POOL_SIZE="${E2E_POOL_SIZE:-2}"
 KAFKA_SETTINGS="${E2E_KAFKA:-linger.ms=5 socket.nagle.disable=true}"
@@ -185,32 +187,53 @@ say "warm-up (not recorded)"
 for system in echo py e2e; do
   timeout 150 "$LOAD" --bootstrap "$KAFKA_BOOTSTRAP" --topic "$T.$system.requests" \
     --reply-topic "$T.$system.replies" --system "$system" --sessions "$SESSIONS" \
-    --warmup-s 0 --duration-s 2 --inflight "$INFLIGHT" $([[ $system == e2e ]] && echo --setup) \
+    --warmup-s 0 --duration-s 2 --inflight 2000 $([[ $system == e2e ]] && echo --setup) \
     "${kafka_flags[@]}" >>"$LOG" 2>&1 || die "warm-up of $system failed (see $LOG)"
 done
 
 # ---------------------------------------------------------------- peak
 {
   printf '{"bench": "settings", "sessions": %s, "inflight": %s, "pool_size": %s, "pipeline_depth": %s,' \
-    "$SESSIONS" "$INFLIGHT" "$POOL_SIZE" "$DEPTH"
+    "$SESSIONS" "[${INFLIGHTS// /, }]" "$POOL_SIZE" "$DEPTH"
   printf ' "kafka": "%s", "warmup_s": %s, "seconds": %s, "reps": %s, "nproc": %s, "loadavg": "%s",' \
     "$KAFKA_SETTINGS" "$WARMUP" "$SECS" "$REPS" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
   printf ' "partitions": {"requests": 8, "replies": 4}, "redis": "%s", "librdkafka": "%s"}\n' \
     "$(redis-server --version | grep -o 'v=[0-9.]*')" "$(pkg-config --modversion rdkafka)"
 } >>"$RESULTS"
 for ((rep = 1; rep <= REPS; rep++)); do
-  say "peak, round $rep/$REPS (closed loop, $INFLIGHT outstanding, $SESSIONS sessions)"
+  say "peak, round $rep/$REPS (closed loop, $SESSIONS sessions, outstanding: $INFLIGHTS)"
   for system in echo py e2e state; do
-    measure "$system" closed --inflight "$INFLIGHT"
+    for inflight in $INFLIGHTS; do
+      measure "$system" closed --inflight "$inflight"
+    done
   done
 done
+
+# Redis after each phase: its size (every execute leaves a dedupe record for
+# redis.dedupe_ttl) and its AOF rewrites (each forks redis-server), which show
+# in the latency tail.
+redis_info() { # PHASE
+  redis-cli -p "$REDIS_PORT" info all 2>/dev/null | "$PY" -c '
+import json, sys
+kv = dict(l.strip().split(":", 1) for l in sys.stdin if ":" in l and not l.startswith("#"))
+keys = sum(int(v.split(",")[0].split("=")[1]) for k, v in kv.items() if k.startswith("db"))
+print(json.dumps({"bench": "redis", "phase": sys.argv[1], "keys": keys,
+                  "used_memory_mb": round(int(kv["used_memory"]) / 2**20, 1),
+                  "aof_rewrites": int(kv.get("aof_rewrites", 0)),
+                  "latest_fork_ms": round(int(kv.get("latest_fork_usec", 0)) / 1000, 1),
+                  "aof_delayed_fsync": int(kv.get("aof_delayed_fsync", 0))}))' "$1" >>"$RESULTS" || true
+}
+redis_info peak
 
 # ---------------------------------------------------------------- latency at half of peak
 half="$("$PY" - "$RESULTS" <<'EOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-e2e = [r["req_per_s"] for r in rows if r.get("system") == "e2e" and r.get("mode") == "closed"]
-print(round(statistics.median(e2e) / 2))
+by = {}
+for r in rows:
+    if r.get("system") == "e2e" and r.get("mode") == "closed":
+        by.setdefault(r["inflight"], []).append(r["req_per_s"])
+print(round(max(statistics.median(v) for v in by.values()) / 2))
 EOF
 )"
 say "latency at half of e2e's peak: open loop at $half req/s"
@@ -219,6 +242,7 @@ for ((rep = 1; rep <= LAT_REPS; rep++)); do
   measure echo open --rate "$half" --inflight 1000000
 done
 
+redis_info latency
 say "measured in $((SECONDS - T_START)) s; raw results in $RESULTS"
 echo
 echo "snakefleet bench e2e — $(nproc) cores, $(uname -r), $STAMP, load average now: $(cut -d" " -f1-3 /proc/loadavg)"

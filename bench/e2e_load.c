@@ -248,7 +248,8 @@ static int create_topics(const opts *o)
     const char *names[64];
     int n = 0;
     char *spec = strdup(o->create_topics), *save = NULL;
-    for (char *tok = strtok_r(spec, ", ", &save); tok && n < 64; tok = strtok_r(NULL, ", ", &save)) {
+    for (char *tok = strtok_r(spec, ", ", &save); tok && n < 64;
+         tok = strtok_r(NULL, ", ", &save)) {
         char *colon = strchr(tok, ':');
         int parts = 1;
         if (colon) {
@@ -294,8 +295,7 @@ static int create_topics(const opts *o)
             for (int i = 0; i < n; i++) {
                 for (int t = 0; t < md->topic_cnt; t++) {
                     const rd_kafka_metadata_topic_t *mt = &md->topics[t];
-                    if (strcmp(mt->topic, names[i]) || mt->err ||
-                        mt->partition_cnt == 0)
+                    if (strcmp(mt->topic, names[i]) || mt->err || mt->partition_cnt == 0)
                         continue;
                     bool led = true;
                     for (int k = 0; k < mt->partition_cnt; k++)
@@ -476,9 +476,8 @@ static void on_reply(gen *g, const rd_kafka_message_t *m)
         break;
     case K_VERIFY: {
         g->verify_checked++;
-        const msgpack_object *n = result && result->type == MSGPACK_OBJECT_MAP
-                                      ? sf_mp_get(result, "n")
-                                      : NULL;
+        const msgpack_object *n =
+            result && result->type == MSGPACK_OBJECT_MAP ? sf_mp_get(result, "n") : NULL;
         long have = -1;
         if (n && n->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
             have = (long)n->via.u64;
@@ -569,13 +568,12 @@ static void parse_watch(opts *o, const char *spec)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: e2e_load --bootstrap B --topic T --reply-topic R [--sessions 256]\n"
-            "       [--mode closed|open] [--inflight 2000] [--rate R] [--warmup-s 1.5]\n"
-            "       [--duration-s 4] [--setup] [--program-entry snakefleet.examples:noop]\n"
-            "       [--args JSON] [--verify-counter] [--session-prefix P] [--label L]\n"
-            "       [--system NAME] [--watch NAME=PID,...] [--kafka.KEY=VALUE ...]\n"
-            "   or: e2e_load --bootstrap B --create-topics name:parts,...\n");
+    fprintf(stderr, "usage: e2e_load --bootstrap B --topic T --reply-topic R [--sessions 256]\n"
+                    "       [--mode closed|open] [--inflight 2000] [--rate R] [--warmup-s 1.5]\n"
+                    "       [--duration-s 4] [--setup] [--program-entry snakefleet.examples:noop]\n"
+                    "       [--args JSON] [--verify-counter] [--session-prefix P] [--label L]\n"
+                    "       [--system NAME] [--watch NAME=PID,...] [--kafka.KEY=VALUE ...]\n"
+                    "   or: e2e_load --bootstrap B --create-topics name:parts,...\n");
     exit(2);
 }
 
@@ -660,7 +658,8 @@ int main(int argc, char **argv)
 
     static gen g;
     g.o = &o;
-    snprintf(g.runid, sizeof(g.runid), "%08x", (unsigned)(bench_now_us() ^ (uint64_t)getpid() << 20));
+    snprintf(g.runid, sizeof(g.runid), "%08x",
+             (unsigned)(bench_now_us() ^ (uint64_t)getpid() << 20));
     char prefix[64];
     snprintf(prefix, sizeof(prefix), "%s", o.prefix ? o.prefix : g.runid);
     g.names = calloc((size_t)o.sessions, sizeof(*g.names));
@@ -797,9 +796,9 @@ int main(int argc, char **argv)
                         json_real(g.m_replies ? (double)(cpu1 - cpu0) / (double)g.m_replies : 0));
     json_t *cpu = json_object();
     for (int i = 0; i < o.nwatch; i++)
-        json_object_set_new(cpu, o.watches[i].name,
-                            json_real(g.m_replies ? (double)o.watches[i].cpu_us / (double)g.m_replies
-                                                  : 0));
+        json_object_set_new(
+            cpu, o.watches[i].name,
+            json_real(g.m_replies ? (double)o.watches[i].cpu_us / (double)g.m_replies : 0));
     json_object_set_new(out, "cpu_us_per_req", cpu);
     json_t *cores = json_object();
     for (int i = 0; i < o.nwatch; i++)

@@ -65,7 +65,8 @@ static void set(rd_kafka_conf_t *c, const char *k, const char *v, bool must)
 /* The request's partition and offset ride in the message opaque (no allocation). */
 static void *pack_pos(int32_t partition, int64_t offset)
 {
-    return (void *)(uintptr_t)(((uint64_t)(uint32_t)partition << 48) | ((uint64_t)offset & 0xffffffffffffull));
+    return (void *)(uintptr_t)(((uint64_t)(uint32_t)partition << 48) |
+                               ((uint64_t)offset & 0xffffffffffffull));
 }
 
 static void on_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -125,7 +126,8 @@ int main(int argc, char **argv)
         }
     }
     if (!bootstrap || !g_topic || !group || !reply) {
-        fprintf(stderr, "kafka_echo: --bootstrap, --topic, --group and --reply-topic are required\n");
+        fprintf(stderr,
+                "kafka_echo: --bootstrap, --topic, --group and --reply-topic are required\n");
         return 2;
     }
     signal(SIGTERM, on_sig);
@@ -187,12 +189,10 @@ int main(int argc, char **argv)
                 continue;
             }
             for (;;) {
-                err = rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(reply),
-                                        RD_KAFKA_V_KEY(m->key, m->key_len),
-                                        RD_KAFKA_V_VALUE(m->payload, m->len),
-                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                        RD_KAFKA_V_OPAQUE(pack_pos(m->partition, m->offset)),
-                                        RD_KAFKA_V_END);
+                err = rd_kafka_producev(
+                    prod, RD_KAFKA_V_TOPIC(reply), RD_KAFKA_V_KEY(m->key, m->key_len),
+                    RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                    RD_KAFKA_V_OPAQUE(pack_pos(m->partition, m->offset)), RD_KAFKA_V_END);
                 if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                     break;
                 rd_kafka_poll(prod, 10);

@@ -33,9 +33,8 @@ import sys
 import time
 from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]  # ships no type information
 from confluent_kafka import Consumer, KafkaException, Producer
-
 from snakefleet.examples import noop as _noop
 
 noop: Any = _noop
@@ -46,11 +45,21 @@ def handle(value: bytes) -> tuple[str | None, bytes]:
     req = msgpack.unpackb(value, raw=False)
     try:
         result = noop(None, **(req.get("args") or {}))
-        reply = {"v": 1, "id": req.get("id", ""), "session": req.get("session", ""), "ok": True,
-                 "result": result}
+        reply = {
+            "v": 1,
+            "id": req.get("id", ""),
+            "session": req.get("session", ""),
+            "ok": True,
+            "result": result,
+        }
     except Exception as e:  # noqa: BLE001 - a user program may raise anything
-        reply = {"v": 1, "id": req.get("id", ""), "session": req.get("session", ""), "ok": False,
-                 "error": {"type": "program_error", "message": str(e)}}
+        reply = {
+            "v": 1,
+            "id": req.get("id", ""),
+            "session": req.get("session", ""),
+            "ok": False,
+            "error": {"type": "program_error", "message": str(e)},
+        }
     return req.get("reply_to"), msgpack.packb(reply)
 
 
@@ -66,23 +75,50 @@ def main() -> int:
     for a in rest:
         if not a.startswith("--kafka.") or "=" not in a:
             ap.error(f"unknown argument {a}")
-        k, v = a[len("--kafka."):].split("=", 1)
+        k, v = a[len("--kafka.") :].split("=", 1)
         kafka[k] = v
 
     # The same pass-through the other two get; keys that belong to the other
     # client type only are left out (confluent-kafka warns about them).
-    producer_only = {"linger.ms", "queue.buffering.max.ms", "batch.num.messages", "batch.size",
-                     "compression.type", "acks", "enable.idempotence"}
-    consumer_only = {"fetch.wait.max.ms", "fetch.min.bytes", "fetch.max.bytes",
-                     "auto.offset.reset", "queued.min.messages", "enable.auto.commit",
-                     "auto.commit.interval.ms", "session.timeout.ms", "heartbeat.interval.ms",
-                     "max.poll.interval.ms", "partition.assignment.strategy"}
-    cconf = {k: v for k, v in kafka.items() if k not in producer_only}
-    pconf = {k: v for k, v in kafka.items() if k not in consumer_only}
-    cconf.update({"bootstrap.servers": args.bootstrap, "group.id": args.group,
-                  "client.id": "py-consumer", "enable.partition.eof": False})
-    pconf.update({"bootstrap.servers": args.bootstrap, "client.id": "py-consumer",
-                  "partitioner": "murmur2_random"})
+    producer_only = {
+        "linger.ms",
+        "queue.buffering.max.ms",
+        "batch.num.messages",
+        "batch.size",
+        "compression.type",
+        "acks",
+        "enable.idempotence",
+    }
+    consumer_only = {
+        "fetch.wait.max.ms",
+        "fetch.min.bytes",
+        "fetch.max.bytes",
+        "auto.offset.reset",
+        "queued.min.messages",
+        "enable.auto.commit",
+        "auto.commit.interval.ms",
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "max.poll.interval.ms",
+        "partition.assignment.strategy",
+    }
+    cconf: dict[str, Any] = {k: v for k, v in kafka.items() if k not in producer_only}
+    pconf: dict[str, Any] = {k: v for k, v in kafka.items() if k not in consumer_only}
+    cconf.update(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "group.id": args.group,
+            "client.id": "py-consumer",
+            "enable.partition.eof": False,
+        }
+    )
+    pconf.update(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "client.id": "py-consumer",
+            "partitioner": "murmur2_random",
+        }
+    )
 
     pool = multiprocessing.get_context("fork").Pool(processes=args.workers)
     producer = Producer(pconf)
@@ -127,16 +163,28 @@ def main() -> int:
         for m in msgs:
             if m.error():
                 continue
-            pool.apply_async(handle, (m.value(),), callback=make_callback(m.key()),
-                             error_callback=on_error)
+            pool.apply_async(
+                handle,
+                (m.value(),),
+                callback=make_callback(m.key()),
+                error_callback=on_error,
+            )
         producer.poll(0)
     consumer.close()
     pool.close()
     pool.join()
     producer.flush(5)
-    print(json.dumps({"bench": "py_consumer", "replied": state["replied"],
-                      "failed": state["failed"], "parent_cpu_s": time.process_time() - t0,
-                      "pid": os.getpid()}))
+    print(
+        json.dumps(
+            {
+                "bench": "py_consumer",
+                "replied": state["replied"],
+                "failed": state["failed"],
+                "parent_cpu_s": time.process_time() - t0,
+                "pid": os.getpid(),
+            }
+        )
+    )
     return 0
 
 

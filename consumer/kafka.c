@@ -29,6 +29,7 @@ struct sf_kafka {
     rd_kafka_queue_t *cq, *pq;
     int cpipe[2], ppipe[2];
     struct event *ev_c, *ev_p;
+    struct event *ev_keepalive; /* polls a quiet consumer: max.poll.interval.ms */
     bool closing;
 };
 
@@ -131,6 +132,20 @@ static void on_consumer_ready(evutil_socket_t fd, short what, void *arg)
         k->h.on_message(k->h.ctx, m);
     }
     event_active(k->ev_c, EV_READ, 0); /* more may be queued: continue next turn */
+}
+
+/*
+ * librdkafka evicts a group member whose application has not called
+ * rd_kafka_consumer_poll() for max.poll.interval.ms (default 5 min), and the
+ * queue pipe only wakes us when there is something to consume: an idle
+ * supervisor left its group every 5 minutes (MAXPOLL), a rebalance each time.
+ * A poll that finds nothing is cheap; once a second keeps the member alive.
+ */
+static void on_keepalive(evutil_socket_t fd, short what, void *arg)
+{
+    sf_kafka *k = arg;
+    if (!k->closing)
+        event_active(k->ev_c, EV_READ, 0);
 }
 
 static void on_producer_ready(evutil_socket_t fd, short what, void *arg)
@@ -243,6 +258,9 @@ sf_kafka *sf_kafka_new(struct event_base *base, const sf_config *cfg, const char
     if (wire_queue(k, k->cq, k->cpipe, &k->ev_c, on_consumer_ready, err, errlen) < 0 ||
         wire_queue(k, k->pq, k->ppipe, &k->ev_p, on_producer_ready, err, errlen) < 0)
         goto fail;
+    k->ev_keepalive = event_new(base, -1, EV_PERSIST, on_keepalive, k);
+    struct timeval second = {1, 0};
+    event_add(k->ev_keepalive, &second);
     return k;
 fail:
     sf_kafka_free(k);
@@ -257,6 +275,8 @@ void sf_kafka_free(sf_kafka *k)
         event_free(k->ev_c);
     if (k->ev_p)
         event_free(k->ev_p);
+    if (k->ev_keepalive)
+        event_free(k->ev_keepalive);
     if (k->cq)
         rd_kafka_queue_destroy(k->cq);
     if (k->pq)

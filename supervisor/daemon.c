@@ -826,6 +826,24 @@ static void done_execute_pool(void *arg, const sf_pool_result *r)
     msgpack_sbuffer_destroy(&st);
 }
 
+/* Stored msgpack is exactly one map (what sf_mp_unpack_map accepts), without unpacking it. */
+static bool stored_map_ok(const char *data, size_t len, sf_err *err)
+{
+    const unsigned char *b = (const unsigned char *)data;
+    if (len == 0 || !((b[0] & 0xf0) == 0x80 || b[0] == 0xde || b[0] == 0xdf)) {
+        snprintf(err->message, sizeof(err->message), "not a msgpack map");
+        return false;
+    }
+    long n = sf_mp_prescan(b, len, err);
+    if (n != (long)len) {
+        if (n >= 0)
+            snprintf(err->message, sizeof(err->message), "%zu bytes after the map",
+                     len - (size_t)n);
+        return false;
+    }
+    return true;
+}
+
 /* The session's state and the program's spec are read: run the call on the pool. */
 static void done_execute_read(void *arg, const sf_store_reply *r)
 {
@@ -839,25 +857,22 @@ static void done_execute_read(void *arg, const sf_store_reply *r)
                     SF_STR_ARG(j->req.program), SF_STR_ARG(j->req.session));
         return;
     }
-    msgpack_unpacked us, up;
-    msgpack_unpacked_init(&us);
-    msgpack_unpacked_init(&up);
+    /* The stored bytes go to the worker as they are: checked (one map, nothing after it,
+     * no container claiming more items than it has bytes), not unpacked and packed again. */
     sf_err err;
-    if (sf_mp_unpack_map(&us, r->state, r->state_len, &err) < 0 ||
-        sf_mp_unpack_map(&up, r->spec, r->spec_len, &err) < 0) {
+    if (!stored_map_ok(r->state, r->state_len, &err) ||
+        !stored_map_ok(r->spec, r->spec_len, &err)) {
         reply_error(d, j, "internal", NULL, "stored session data is corrupt: %s", err.message);
-    } else {
-        sf_pool_call c = {.op = "execute_program",
-                          .session = j->req.session,
-                          .program = j->req.program,
-                          .args = j->req.args,
-                          .spec = &up.data,
-                          .state = &us.data};
-        if (sf_pool_submit(d->pool, &c, done_execute_pool, j) < 0)
-            reply_error_nocache(d, j, "unavailable", NULL, "the worker pool is shutting down");
+        return;
     }
-    msgpack_unpacked_destroy(&us);
-    msgpack_unpacked_destroy(&up);
+    sf_pool_call c = {.op = "execute_program",
+                      .session = j->req.session,
+                      .program = j->req.program,
+                      .args = j->req.args,
+                      .spec_raw = {r->spec, (uint32_t)r->spec_len},
+                      .state_raw = {r->state, (uint32_t)r->state_len}};
+    if (sf_pool_submit(d->pool, &c, done_execute_pool, j) < 0)
+        reply_error_nocache(d, j, "unavailable", NULL, "the worker pool is shutting down");
 }
 
 static void run_op(sf_daemon *d, job *j)

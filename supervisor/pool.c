@@ -110,6 +110,8 @@ struct sf_pool {
     uint64_t next_seq, next_worker_no, scan_no;
     pid_t pgid;
     struct event *ev_sigchld, *ev_maint, *ev_health, *ev_defer;
+    struct event *ev_flush; /* one write per worker per loop turn for submits from outside */
+    bool flush_pending;
     bool started, stopping, stopped, in_dispatch, dispatch_again;
     int hold_flush; /* >0: inside a read callback; one flush at its end */
     void (*stop_done)(void *);
@@ -578,8 +580,19 @@ static void pool_dispatch(sf_pool *p)
             pool_grow_for_demand(p, waiting);
     } while (p->dispatch_again);
     p->in_dispatch = false;
-    if (p->hold_flush == 0)
-        pool_flush(p);
+    if (p->hold_flush == 0 && !p->flush_pending) {
+        /* A submit from outside a pool callback (a Redis reply, a Kafka batch): the other
+         * submits of this loop turn come next; write them all with one writev. */
+        p->flush_pending = true;
+        event_active(p->ev_flush, EV_TIMEOUT, 0);
+    }
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    sf_pool *p = arg;
+    p->flush_pending = false;
+    pool_flush(p);
 }
 
 /* ---------------------------------------------------------------- results */
@@ -1178,6 +1191,7 @@ sf_pool *sf_pool_new(struct event_base *base, const sf_pool_config *cfg, char *e
     p->ev_maint = event_new(base, -1, EV_PERSIST, on_maint, p);
     p->ev_health = event_new(base, -1, EV_PERSIST, on_health, p);
     p->ev_defer = event_new(base, -1, 0, on_defer, p);
+    p->ev_flush = event_new(base, -1, 0, on_flush, p);
     return p;
 }
 
@@ -1251,7 +1265,9 @@ int sf_pool_submit(sf_pool *p, const sf_pool_call *call, sf_pool_done_fn done, v
                   .program = call->program,
                   .args = call->args,
                   .spec = call->spec,
-                  .state = call->state};
+                  .state = call->state,
+                  .spec_raw = call->spec_raw,
+                  .state_raw = call->state_raw};
     sf_frame_pack_call(&c->frame, &fc);
     if (sf_smap_count(p->sessions) >= SESSION_HINTS_MAX)
         sf_smap_sweep(p->sessions, sess_forget_idle, NULL);
@@ -1370,6 +1386,7 @@ void sf_pool_free(sf_pool *p)
     event_free(p->ev_maint);
     event_free(p->ev_health);
     event_free(p->ev_defer);
+    event_free(p->ev_flush);
     sf_smap_free(p->sessions);
     for (int i = 0; p->exec_env[i]; i++)
         free(p->exec_env[i]); /* env's strings, plus the preload entry */

@@ -76,6 +76,8 @@ typedef struct sf_pool_call {
     const msgpack_object *args;
     const msgpack_object *spec;
     const msgpack_object *state;
+    /* Or already-encoded msgpack maps, sent as they are (spec / state NULL). */
+    sf_str spec_raw, state_raw;
 } sf_pool_call;
 
 /* The outcome handed to the callback; valid only during the callback. */

@@ -4,8 +4,12 @@
  * The connection is one hiredis async context attached to the loop. When it
  * drops, every command still waiting is answered UNAVAILABLE by hiredis, new
  * commands are answered UNAVAILABLE at once, and a timer reconnects with
- * backoff. Scripts are sent with EVAL: Redis caches them by SHA, and the
- * text is a few hundred bytes.
+ * backoff. Scripts are loaded once per connection (SCRIPT LOAD, queued right
+ * after connecting, so they precede every other command on it) and then sent
+ * with EVALSHA: Redis no longer receives, parses and hashes (SHA1) a few
+ * hundred bytes of script text on every call. Until a script's SHA is known
+ * the call goes out as EVAL; a NOSCRIPT answer (SCRIPT FLUSH) loads the script
+ * again and resends the same call once.
  */
 #include "store.h"
 
@@ -17,6 +21,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "request.h"
 
 struct sf_store {
     struct event_base *base;
@@ -32,6 +37,7 @@ struct sf_store {
     uint32_t backoff_ms;
     struct event *ev_reconnect;
     bool freeing;
+    char sha[16][41]; /* each script's SHA1 as Redis loaded it; "" until known */
 };
 
 typedef struct req {
@@ -39,6 +45,10 @@ typedef struct req {
     sf_store_cb cb;
     void *arg;
     int kind;
+    int script; /* index in SCRIPTS, -1: not a script */
+    char *cmd;  /* the formatted EVALSHA call, kept for one NOSCRIPT retry */
+    size_t cmdlen;
+    bool retried;
 } req;
 
 enum {
@@ -56,6 +66,9 @@ enum {
 };
 
 static void store_connect(sf_store *st);
+static void load_scripts(sf_store *st);
+static void load_script(sf_store *st, int i);
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
 
 static void on_reconnect(evutil_socket_t fd, short what, void *arg)
 {
@@ -84,6 +97,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     }
     st->connected = true;
     st->backoff_ms = 50;
+    load_scripts(st);
     if (st->on_health)
         st->on_health(st->health_arg, true);
     sf_info("store.connected", "host=%s port=%d db=%d", st->host, st->port, st->db);
@@ -207,8 +221,17 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     req *q = privdata;
     sf_store *st = q->st;
-    st->pending--;
     redisReply *rep = r;
+    if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && q->cmd &&
+        !q->retried && st->ac) {
+        /* The script cache was flushed: load the script again, then resend (in order). */
+        q->retried = true;
+        st->sha[q->script][0] = '\0';
+        load_script(st, q->script);
+        if (redisAsyncFormattedCommand(st->ac, on_reply, q, q->cmd, q->cmdlen) == REDIS_OK)
+            return;
+    }
+    st->pending--;
     sf_store_reply out = {.status = SF_STORE_OK};
     const char *keys[1024];
     size_t lens[1024];
@@ -303,6 +326,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
     if (q->cb)
         q->cb(q->arg, &out);
+    if (q->cmd)
+        redisFreeCommand(q->cmd);
     free(q);
 }
 
@@ -311,7 +336,7 @@ static void send_cmd(sf_store *st, int kind, int argc, const char **argv, const 
                      sf_store_cb cb, void *arg)
 {
     req *q = malloc(sizeof(*q));
-    *q = (req){st, cb, arg, kind};
+    *q = (req){st, cb, arg, kind, -1, NULL, 0, false};
     if (!st->connected || st->ac == NULL ||
         redisAsyncCommandArgv(st->ac, on_reply, q, argc, argv, lens) != REDIS_OK) {
         sf_store_reply out = {.status = SF_STORE_UNAVAILABLE, .error = "Redis is not connected"};
@@ -319,6 +344,34 @@ static void send_cmd(sf_store *st, int kind, int argc, const char **argv, const 
             cb(arg, &out);
         free(q);
         return;
+    }
+    st->pending++;
+}
+
+/* Sends a script call (EVALSHA sha or EVAL text), keeping an EVALSHA's bytes for a retry. */
+static void send_script(sf_store *st, int kind, int script, int argc, const char **argv,
+                        const size_t *lens, sf_store_cb cb, void *arg)
+{
+    req *q = malloc(sizeof(*q));
+    *q = (req){st, cb, arg, kind, script, NULL, 0, false};
+    char *cmd = NULL;
+    int len = -1;
+    if (st->connected && st->ac)
+        len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+    if (len < 0 || redisAsyncFormattedCommand(st->ac, on_reply, q, cmd, (size_t)len) != REDIS_OK) {
+        sf_store_reply out = {.status = SF_STORE_UNAVAILABLE, .error = "Redis is not connected"};
+        if (cmd)
+            redisFreeCommand(cmd);
+        if (cb)
+            cb(arg, &out);
+        free(q);
+        return;
+    }
+    if (lens[0] == 7) { /* EVALSHA */
+        q->cmd = cmd;
+        q->cmdlen = (size_t)len;
+    } else {
+        redisFreeCommand(cmd);
     }
     st->pending++;
 }
@@ -334,15 +387,34 @@ typedef struct keys {
     size_t state_len, programs_len, epoch_len, request_len;
 } keys;
 
+/* dst = a b c (truncated to cap - 1, NUL-terminated); returns the length. */
+static size_t cat3(char *dst, size_t cap, const char *a, size_t al, const char *b, size_t bl,
+                   const char *c, size_t cl)
+{
+    size_t n = 0;
+    const char *parts[3] = {a, b, c};
+    size_t lens[3] = {al, bl, cl};
+    for (int i = 0; i < 3; i++) {
+        size_t m = lens[i] < cap - 1 - n ? lens[i] : cap - 1 - n;
+        memcpy(dst + n, parts[i], m);
+        n += m;
+    }
+    dst[n] = '\0';
+    return n;
+}
+
+/* memcpy, not snprintf: this runs for every Redis command (four keys each). */
 static void make_keys(keys *k, const char *s, size_t slen, const sf_fence *f, const char *id,
                       size_t idlen)
 {
-    k->state_len = (size_t)snprintf(k->state, sizeof(k->state), "sf:{%.*s}:state", (int)slen, s);
-    k->programs_len =
-        (size_t)snprintf(k->programs, sizeof(k->programs), "sf:{%.*s}:programs", (int)slen, s);
-    k->epoch_len = (size_t)snprintf(k->epoch, sizeof(k->epoch), "%s", f ? f->key : "sf:epoch:-");
-    k->request_len = (size_t)snprintf(k->request, sizeof(k->request), "sf:{%.*s}:req:%.*s",
-                                      (int)slen, s, (int)idlen, id ? id : "");
+    k->state_len = cat3(k->state, sizeof(k->state), "sf:{", 4, s, slen, "}:state", 7);
+    k->programs_len = cat3(k->programs, sizeof(k->programs), "sf:{", 4, s, slen, "}:programs", 10);
+    const char *ek = f ? f->key : "sf:epoch:-";
+    k->epoch_len = cat3(k->epoch, sizeof(k->epoch), ek, strlen(ek), "", 0, "", 0);
+    char prefix[SF_MAX_SESSION_BYTES + 16];
+    size_t rl = cat3(prefix, sizeof(prefix), "sf:{", 4, s, slen, "}:req:", 6);
+    k->request_len =
+        cat3(k->request, sizeof(k->request), prefix, rl, id ? id : "", id ? idlen : 0, "", 0);
 }
 
 /* Refuses a write from a supervisor whose partition lease is no longer current. */
@@ -399,27 +471,93 @@ static const char LUA_COMMIT[] =
           "redis.call('EXPIRE', KEYS[2], ARGV[2]) end "
           "redis.call('SET', KEYS[4], 'R' .. ARGV[3], 'EX', ARGV[4]) return 1";
 
-static void eval(sf_store *st, int kind, const char *script, const keys *k, const sf_fence *f,
-                 int nargs, const char **args, const size_t *arglens, sf_store_cb cb, void *arg)
+enum {
+    S_CREATE,
+    S_GET,
+    S_SET,
+    S_END,
+    S_PUT_PROGRAM,
+    S_GET_PROGRAM,
+    S_DEL_PROGRAM,
+    S_LIST,
+    S_CLAIM,
+    S_COMMIT,
+    S__COUNT
+};
+static const char *const SCRIPTS[S__COUNT] = {[S_CREATE] = LUA_CREATE,
+                                              [S_GET] = LUA_GET,
+                                              [S_SET] = LUA_SET,
+                                              [S_END] = LUA_END,
+                                              [S_PUT_PROGRAM] = LUA_PUT_PROGRAM,
+                                              [S_GET_PROGRAM] = LUA_GET_PROGRAM,
+                                              [S_DEL_PROGRAM] = LUA_DEL_PROGRAM,
+                                              [S_LIST] = LUA_LIST,
+                                              [S_CLAIM] = LUA_CLAIM,
+                                              [S_COMMIT] = LUA_COMMIT};
+
+typedef struct load_ctx {
+    sf_store *st;
+    redisAsyncContext *ac;
+    int script;
+} load_ctx;
+
+static void on_script_loaded(redisAsyncContext *ac, void *r, void *privdata)
+{
+    load_ctx *x = privdata;
+    redisReply *rep = r;
+    if (rep && rep->type == REDIS_REPLY_STRING && rep->len == 40 && x->st->ac == ac) {
+        memcpy(x->st->sha[x->script], rep->str, 40);
+        x->st->sha[x->script][40] = '\0';
+    } else if (rep && rep->type == REDIS_REPLY_ERROR) {
+        sf_warn("store.script_load_failed", "script=%d error=\"%s\" action=eval", x->script,
+                rep->str);
+    }
+    free(x);
+}
+
+static void load_script(sf_store *st, int i)
+{
+    load_ctx *x = malloc(sizeof(*x));
+    *x = (load_ctx){st, st->ac, i};
+    const char *argv[] = {"SCRIPT", "LOAD", SCRIPTS[i]};
+    size_t lens[] = {6, 4, strlen(SCRIPTS[i])};
+    if (redisAsyncCommandArgv(st->ac, on_script_loaded, x, 3, argv, lens) != REDIS_OK)
+        free(x);
+}
+
+/* On every (re)connection, before any other command; the SHAs come with the replies. */
+static void load_scripts(sf_store *st)
+{
+    for (int i = 0; i < S__COUNT; i++) {
+        st->sha[i][0] = '\0';
+        load_script(st, i);
+    }
+}
+
+static void eval(sf_store *st, int kind, int script, const keys *k, const sf_fence *f, int nargs,
+                 const char **args, const size_t *arglens, sf_store_cb cb, void *arg)
 {
     char epoch[24];
     snprintf(epoch, sizeof(epoch), "%llu", f ? (unsigned long long)f->epoch : 0ull);
-    const char *argv[16] = {"EVAL",   script,     "4",   k->state, k->programs,
-                            k->epoch, k->request, epoch, st->ttl};
-    size_t lens[16] = {4,
-                       strlen(script),
-                       1,
-                       k->state_len,
-                       k->programs_len,
-                       k->epoch_len,
-                       k->request_len,
-                       strlen(epoch),
-                       strlen(st->ttl)};
+    bool sha = st->sha[script][0] != '\0';
+    const char *text = sha ? st->sha[script] : SCRIPTS[script];
+    const char *argv[16] = {sha ? "EVALSHA" : "EVAL",
+                            text,
+                            "4",
+                            k->state,
+                            k->programs,
+                            k->epoch,
+                            k->request,
+                            epoch,
+                            st->ttl};
+    size_t lens[16] = {sha ? 7 : 4,    sha ? 40 : strlen(text), 1,
+                       k->state_len,   k->programs_len,         k->epoch_len,
+                       k->request_len, strlen(epoch),           strlen(st->ttl)};
     for (int i = 0; i < nargs; i++) {
         argv[9 + i] = args[i];
         lens[9 + i] = arglens[i];
     }
-    send_cmd(st, kind, 9 + nargs, argv, lens, cb, arg);
+    send_script(st, kind, script, 9 + nargs, argv, lens, cb, arg);
 }
 
 void sf_store_create_session(sf_store *st, const sf_fence *f, const char *s, size_t slen,
@@ -429,7 +567,7 @@ void sf_store_create_session(sf_store *st, const sf_fence *f, const char *s, siz
     make_keys(&k, s, slen, f, NULL, 0);
     const char *a[] = {state};
     size_t l[] = {len};
-    eval(st, K_PUT_PROGRAM, LUA_CREATE, &k, f, 1, a, l, cb, arg);
+    eval(st, K_PUT_PROGRAM, S_CREATE, &k, f, 1, a, l, cb, arg);
 }
 
 void sf_store_end_session(sf_store *st, const sf_fence *f, const char *s, size_t slen,
@@ -437,14 +575,14 @@ void sf_store_end_session(sf_store *st, const sf_fence *f, const char *s, size_t
 {
     keys k;
     make_keys(&k, s, slen, f, NULL, 0);
-    eval(st, K_END, LUA_END, &k, f, 0, NULL, NULL, cb, arg);
+    eval(st, K_END, S_END, &k, f, 0, NULL, NULL, cb, arg);
 }
 
 void sf_store_get_state(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg)
 {
     keys k;
     make_keys(&k, s, slen, NULL, NULL, 0);
-    eval(st, K_GET_STATE, LUA_GET, &k, NULL, 0, NULL, NULL, cb, arg);
+    eval(st, K_GET_STATE, S_GET, &k, NULL, 0, NULL, NULL, cb, arg);
 }
 
 void sf_store_set_state(sf_store *st, const sf_fence *f, const char *s, size_t slen,
@@ -454,7 +592,7 @@ void sf_store_set_state(sf_store *st, const sf_fence *f, const char *s, size_t s
     make_keys(&k, s, slen, f, NULL, 0);
     const char *a[] = {state};
     size_t l[] = {len};
-    eval(st, K_SET_STATE, LUA_SET, &k, f, 1, a, l, cb, arg);
+    eval(st, K_SET_STATE, S_SET, &k, f, 1, a, l, cb, arg);
 }
 
 void sf_store_put_program(sf_store *st, const sf_fence *f, const char *s, size_t slen,
@@ -465,7 +603,7 @@ void sf_store_put_program(sf_store *st, const sf_fence *f, const char *s, size_t
     make_keys(&k, s, slen, f, NULL, 0);
     const char *a[] = {p, spec};
     size_t l[] = {plen, len};
-    eval(st, K_PUT_PROGRAM, LUA_PUT_PROGRAM, &k, f, 2, a, l, cb, arg);
+    eval(st, K_PUT_PROGRAM, S_PUT_PROGRAM, &k, f, 2, a, l, cb, arg);
 }
 
 void sf_store_get_program(sf_store *st, const char *s, size_t slen, const char *p, size_t plen,
@@ -475,7 +613,7 @@ void sf_store_get_program(sf_store *st, const char *s, size_t slen, const char *
     make_keys(&k, s, slen, NULL, NULL, 0);
     const char *a[] = {p};
     size_t l[] = {plen};
-    eval(st, K_GET_PROGRAM, LUA_GET_PROGRAM, &k, NULL, 1, a, l, cb, arg);
+    eval(st, K_GET_PROGRAM, S_GET_PROGRAM, &k, NULL, 1, a, l, cb, arg);
 }
 
 void sf_store_delete_program(sf_store *st, const sf_fence *f, const char *s, size_t slen,
@@ -485,14 +623,14 @@ void sf_store_delete_program(sf_store *st, const sf_fence *f, const char *s, siz
     make_keys(&k, s, slen, f, NULL, 0);
     const char *a[] = {p};
     size_t l[] = {plen};
-    eval(st, K_DEL_PROGRAM, LUA_DEL_PROGRAM, &k, f, 1, a, l, cb, arg);
+    eval(st, K_DEL_PROGRAM, S_DEL_PROGRAM, &k, f, 1, a, l, cb, arg);
 }
 
 void sf_store_list_programs(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg)
 {
     keys k;
     make_keys(&k, s, slen, NULL, NULL, 0);
-    eval(st, K_LIST, LUA_LIST, &k, NULL, 0, NULL, NULL, cb, arg);
+    eval(st, K_LIST, S_LIST, &k, NULL, 0, NULL, NULL, cb, arg);
 }
 
 void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
@@ -505,7 +643,7 @@ void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen,
     snprintf(ttl, sizeof(ttl), "%u", claim_ttl_ms);
     const char *a[] = {owner, ttl, program ? program : ""};
     size_t l[] = {strlen(owner), strlen(ttl), program ? plen : 0};
-    eval(st, K_CLAIM, LUA_CLAIM, &k, f, 3, a, l, cb, arg);
+    eval(st, K_CLAIM, S_CLAIM, &k, f, 3, a, l, cb, arg);
 }
 
 void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
@@ -518,7 +656,7 @@ void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen
     snprintf(ttl, sizeof(ttl), "%u", dedupe_ttl_s);
     const char *a[] = {reply, ttl, state ? state : ""};
     size_t l[] = {reply_len, strlen(ttl), state ? state_len : 0};
-    eval(st, K_COMMIT, LUA_COMMIT, &k, f, 3, a, l, cb, arg);
+    eval(st, K_COMMIT, S_COMMIT, &k, f, 3, a, l, cb, arg);
 }
 
 void sf_store_bump_epoch(sf_store *st, const char *epoch_key, sf_store_cb cb, void *arg)

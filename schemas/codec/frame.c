@@ -171,8 +171,9 @@ void sf_frame_pack_call(msgpack_sbuffer *sb, const sf_call *c)
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     size_t start = sf_frame_begin(sb);
-    size_t n =
-        5 + (c->program.len > 0) + (c->args != NULL) + (c->spec != NULL) + (c->state != NULL);
+    bool spec = c->spec != NULL || c->spec_raw.len > 0;
+    bool state = c->state != NULL || c->state_raw.len > 0;
+    size_t n = 5 + (c->program.len > 0) + (c->args != NULL) + spec + state;
     pack_head(&pk, n, "call");
     sf_mp_pack_cstr(&pk, "seq");
     msgpack_pack_uint64(&pk, c->seq);
@@ -188,13 +189,19 @@ void sf_frame_pack_call(msgpack_sbuffer *sb, const sf_call *c)
         sf_mp_pack_cstr(&pk, "args");
         msgpack_pack_object(&pk, *c->args);
     }
-    if (c->spec) {
+    if (spec) {
         sf_mp_pack_cstr(&pk, "spec");
-        msgpack_pack_object(&pk, *c->spec);
+        if (c->spec)
+            msgpack_pack_object(&pk, *c->spec);
+        else
+            msgpack_sbuffer_write(sb, c->spec_raw.ptr, c->spec_raw.len);
     }
-    if (c->state) {
+    if (state) {
         sf_mp_pack_cstr(&pk, "state");
-        msgpack_pack_object(&pk, *c->state);
+        if (c->state)
+            msgpack_pack_object(&pk, *c->state);
+        else
+            msgpack_sbuffer_write(sb, c->state_raw.ptr, c->state_raw.len);
     }
     sf_frame_end(sb, start);
 }

@@ -75,6 +75,9 @@ typedef struct sf_call {
     const msgpack_object *args;  /* NULL: omitted */
     const msgpack_object *spec;  /* NULL: omitted */
     const msgpack_object *state; /* NULL: omitted */
+    /* Already-encoded msgpack (e.g. as stored in Redis), copied into the frame
+     * as is when spec / state are NULL; len 0: omitted. */
+    sf_str spec_raw, state_raw;
 } sf_call;
 
 void sf_frame_pack_call(msgpack_sbuffer *sb, const sf_call *c);
