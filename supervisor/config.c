@@ -78,7 +78,7 @@ static const opt OPTS[] = {
     {"redis", "url", T_STR, S(redis_url), "redis://127.0.0.1:6379", 0, 0, "session store"},
     {"redis", "session_ttl", T_U32, N(session_ttl_s), "86400", 1, MAX_U32,
      "seconds a session lives after its last use"},
-    {"redis", "dedupe_ttl", T_U32, N(dedupe_ttl_s), "3600", 1, MAX_U32,
+    {"redis", "dedupe_ttl", T_U32, N(dedupe_ttl_s), "600", 1, MAX_U32,
      "seconds a request id and its reply are remembered"},
     {"redis", "max_sessions", T_U32, N(max_sessions), "1000000", 1, MAX_U32,
      "sessions allowed at once"},
