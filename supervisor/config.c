@@ -80,8 +80,6 @@ static const opt OPTS[] = {
      "seconds a session lives after its last use"},
     {"redis", "dedupe_ttl", T_U32, N(dedupe_ttl_s), "600", 1, MAX_U32,
      "seconds a request id and its reply are remembered"},
-    {"redis", "max_sessions", T_U32, N(max_sessions), "1000000", 1, MAX_U32,
-     "sessions allowed at once"},
     {"redis", "retry_timeout", T_U32, N(redis_retry_ms), "10000", 0, MAX_U32,
      "ms a request waits for Redis to come back before an unavailable reply"},
     {"pool", "pool_size", T_INT, PN(pool_size), DEF_CORES2, 0, 64, "long-lived workers"},

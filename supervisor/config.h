@@ -50,7 +50,6 @@ typedef struct sf_config {
     char redis_url[256];
     uint32_t session_ttl_s;
     uint32_t dedupe_ttl_s;
-    uint32_t max_sessions;
     uint32_t redis_retry_ms;
     /* [pool] and [python] */
     sf_pool_config pool;
