@@ -85,10 +85,12 @@ def produce_load(env: KafkaEnv, sessions: list[str], nops: int) -> list[str]:
     return ids
 
 
-def produce_setup(env: KafkaEnv, sessions: list[str]) -> list[str]:
+def produce_setup(
+    env: KafkaEnv, sessions: list[str], spec: dict[str, Any] | None = None
+) -> list[str]:
     ids = []
     for s in sessions:
-        for r in setup_requests(env, s):
+        for r in setup_requests(env, s, spec=spec):
             env.send(r)
             ids.append(r["id"])
     return ids
@@ -101,12 +103,13 @@ def disrupt_mid_burst(
     victim: Any,
     warm: int,
     burst: int,
+    spec: dict[str, Any] | None = None,
 ) -> tuple[list[str], int]:
     """Sets the sessions up and runs ops [0, warm) to completion, then produces
     ops [warm, burst) at once and returns as soon as `victim` has answered one
     of them: the victim then holds consumed, unfinished work. Returns the ids
     produced and the number of replies seen at that point."""
-    ids = produce_setup(env, sessions)
+    ids = produce_setup(env, sessions, spec)
     for k in range(warm):
         ids += produce_round(env, sessions, k)
     env.flush()
@@ -648,13 +651,16 @@ def test_sigterm_under_load_drains_and_loses_nothing(kafka: KafkaEnv, fleet: Fle
     other supervisor answers the rest; no worker process survives."""
     nsess, nops, warm, burst = 100, 40, 5, 30
     shutdown_s = 20
-    a, b = fleet.start(), fleet.start()
+    a = fleet.start(python__path=PROGRAMS_DIR)
+    b = fleet.start(python__path=PROGRAMS_DIR)
     fleet.wait_stable([a, b])
     replies = kafka.replies()
     sessions = [kafka.session(i) for i in range(nsess)]
     workers = a.worker_pids()
-    # SIGTERM in the middle of a burst of 2500 requests: `a` holds work to drain.
-    ids, answered_before = disrupt_mid_burst(kafka, replies, sessions, a, warm, burst)
+    # SIGTERM in the middle of a burst of 2500 requests of 3 ms each: `a` holds
+    # work to drain (about a second of it), however fast the machine is.
+    paced = {"kind": "callable", "entry": "it_programs:paced_record"}
+    ids, answered_before = disrupt_mid_burst(kafka, replies, sessions, a, warm, burst, paced)
     t0 = time.monotonic()
     a.signal(signal.SIGTERM)
     # the rest of the ops go out while `a` drains: its partitions are paused,

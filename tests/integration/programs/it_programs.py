@@ -24,3 +24,13 @@ def slow_counter(ctx: Any, by: int = 1, seconds: float = 0.01) -> int:
     n = int(ctx.state.get("n", 0)) + by
     ctx.state["n"] = n
     return n
+
+
+def paced_record(ctx: Any, op: Any, seconds: float = 0.003) -> int:
+    """snakefleet.examples:record taking a few milliseconds: a burst then keeps
+    a supervisor busy long enough that a signal sent mid-burst finds work in
+    hand, however fast the machine."""
+    time.sleep(seconds)
+    seq = ctx.state.setdefault("seq", [])
+    seq.append(op)
+    return len(seq)
