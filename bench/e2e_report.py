@@ -249,7 +249,7 @@ def main() -> int:
     if REDIS:
         print()
         print(
-            "Redis after each phase (dedupe records live redis.dedupe_ttl = 3600 s; an AOF"
+            "Redis after each phase (dedupe records live redis.dedupe_ttl, 600 s by default; an AOF"
         )
         print("rewrite forks redis-server):")
         prev = 0
