@@ -257,11 +257,17 @@ static void job_free(sf_daemon *d, job *j)
 static void revoke_check(sf_daemon *d);
 static void backpressure_check(sf_daemon *d);
 
-/* Every record the job produced is acknowledged: finish its offset. */
-static void job_done(sf_daemon *d, job *j)
+/*
+ * The job is over. `finished`: every record it produced was acknowledged, so
+ * its offset joins the finished prefix; otherwise (a record lost, a fenced
+ * write) the offset stays open and the request is consumed again later. Either
+ * way it no longer counts as held, which may resume partitions or complete a
+ * revocation.
+ */
+static void job_end(sf_daemon *d, job *j, bool finished)
 {
     part *p = j->p;
-    if (!p->revoking) {
+    if (finished && !p->revoking) {
         int64_t next = sf_offsets_done(p->offsets, j->offset);
         if (next > 0)
             sf_kafka_store_offset(d->kafka, p->topic, p->partition, next);
@@ -319,16 +325,8 @@ static void on_delivery(void *ctx, void *opaque, rd_kafka_resp_err_t err)
         sf_error("reply.lost", "session=%s offset=%lld error=%s", j->session_key,
                  (long long)j->offset, rd_kafka_err2str(err));
     }
-    if (--j->producing == 0 && j->replied) {
-        if (j->lost) {
-            job_free(d, j); /* the offset stays open: consumed again later */
-            backpressure_check(d);
-            if (d->revoking)
-                revoke_check(d);
-            return;
-        }
-        job_done(d, j);
-    }
+    if (--j->producing == 0 && j->replied)
+        job_end(d, j, !j->lost);
 }
 
 static void produce(sf_daemon *d, job *j, const char *topic, const msgpack_sbuffer *sb,
@@ -353,7 +351,8 @@ static void produce(sf_daemon *d, job *j, const char *topic, const msgpack_sbuff
 static void sessq_run(sf_daemon *d, sessq *q);
 
 /* The job's reply is produced: let its session move on; free it once acknowledged. */
-static void job_replied(sf_daemon *d, job *j)
+/* The job has its answer (or none will come): its session may run the next one. */
+static void session_next(sf_daemon *d, job *j)
 {
     j->replied = true;
     sessq *q = j->q;
@@ -362,14 +361,15 @@ static void job_replied(sf_daemon *d, job *j)
         j->q = NULL;
         sessq_run(d, q);
     }
-    if (j->producing == 0) {
-        /* Nothing could be queued for Kafka (logged by produce()): finish the offset
-         * anyway, or one unanswerable request would stall its partition for good. */
-        if (j->p->revoking)
-            job_free(d, j);
-        else
-            job_done(d, j);
-    }
+}
+
+static void job_replied(sf_daemon *d, job *j)
+{
+    session_next(d, j);
+    /* Nothing could be queued for Kafka (logged by produce()): finish the offset
+     * anyway, or one unanswerable request would stall its partition for good. */
+    if (j->producing == 0)
+        job_end(d, j, true);
 }
 
 typedef struct reply_parts {
@@ -457,37 +457,16 @@ static void job_fenced(sf_daemon *d, job *j, const char *why)
     d->fenced++;
     sf_warn("store.fenced", "session=%s id=%.*s partition=%d reason=\"%s\"", j->session_key,
             SF_STR_ARG(j->req.id), (int)j->p->partition, why);
-    j->replied = true;
-    sessq *q = j->q;
-    if (q) {
-        q->running = false;
-        j->q = NULL;
-        sessq_run(d, q);
-    }
+    session_next(d, j);
     if (j->producing == 0)
-        job_free(d, j); /* its offset stays open: the new owner has it */
+        job_end(d, j, false); /* its offset stays open: the new owner has it */
 }
 
 static void send_reply_state(sf_daemon *d, job *j, const reply_parts *rp,
                              const msgpack_sbuffer *state);
 
-static void reply_error_nocache(sf_daemon *d, job *j, const char *type, const char *field,
-                                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void reply_error_nocache(sf_daemon *d, job *j, const char *type, const char *field,
-                                const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    reply_parts rp = {.ok = false, .type = type, .message = sf_cstr(msg), .field = field};
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    pack_reply(d, j, &rp, &sb);
-    emit_reply(d, j, sb.data, sb.size, false);
-    msgpack_sbuffer_destroy(&sb);
-}
+static void reply_error(sf_daemon *d, job *j, bool remember, const char *type, const char *field,
+                        const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
 typedef struct commit_ctx {
     job *j;
@@ -508,19 +487,19 @@ static void on_committed(void *arg, const sf_store_reply *r)
         job_fenced(d, j, r->error);
         break;
     case SF_STORE_NOT_FOUND:
-        reply_error_nocache(d, j, "session_not_found", "session",
-                            "Session not found: '%s' ended while the call ran; its new state "
-                            "was not saved",
-                            j->session_key);
+        reply_error(d, j, false, "session_not_found", "session",
+                    "Session not found: '%s' ended while the call ran; its new state "
+                    "was not saved",
+                    j->session_key);
         break;
     case SF_STORE_UNAVAILABLE:
         if (retry_unavailable(d, j))
             break;
         if (x->with_state)
-            reply_error_nocache(d, j, "unavailable", NULL,
-                                "session store unavailable; the call's new state was not "
-                                "saved: %s",
-                                r->error);
+            reply_error(d, j, false, "unavailable", NULL,
+                        "session store unavailable; the call's new state was not "
+                        "saved: %s",
+                        r->error);
         else /* nothing to save but the dedupe record: answer anyway */
             emit_reply(d, j, x->reply.data, x->reply.size, x->ok);
         break;
@@ -565,10 +544,16 @@ static void send_reply(sf_daemon *d, job *j, const reply_parts *rp)
     send_reply_state(d, j, rp, NULL);
 }
 
-static void reply_error(sf_daemon *d, job *j, const char *type, const char *field, const char *fmt,
-                        ...) __attribute__((format(printf, 5, 6)));
-static void reply_error(sf_daemon *d, job *j, const char *type, const char *field, const char *fmt,
-                        ...)
+/*
+ * An error reply. `remember`: like any answer of a claimed request, it is
+ * cached for redeliveries; not for answers that only describe this moment
+ * (Redis unavailable, a duplicate still running elsewhere), which a
+ * redelivery should not get again.
+ */
+static void reply_error(sf_daemon *d, job *j, bool remember, const char *type, const char *field,
+                        const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static void reply_error(sf_daemon *d, job *j, bool remember, const char *type, const char *field,
+                        const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -576,7 +561,15 @@ static void reply_error(sf_daemon *d, job *j, const char *type, const char *fiel
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     reply_parts rp = {.ok = false, .type = type, .message = sf_cstr(msg), .field = field};
-    send_reply(d, j, &rp);
+    if (remember) {
+        send_reply(d, j, &rp);
+        return;
+    }
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    pack_reply(d, j, &rp, &sb);
+    emit_reply(d, j, sb.data, sb.size, false);
+    msgpack_sbuffer_destroy(&sb);
 }
 
 static void reply_ok_raw(sf_daemon *d, job *j, const msgpack_sbuffer *result)
@@ -648,13 +641,12 @@ static bool store_failed(sf_daemon *d, job *j, const sf_store_reply *r)
     }
     if (r->status == SF_STORE_UNAVAILABLE) {
         if (!retry_unavailable(d, j))
-            reply_error_nocache(d, j, "unavailable", NULL,
-                                "session store unavailable for %u ms: %s", d->cfg->redis_retry_ms,
-                                r->error);
+            reply_error(d, j, false, "unavailable", NULL, "session store unavailable for %u ms: %s",
+                        d->cfg->redis_retry_ms, r->error);
         return true;
     }
     if (r->status == SF_STORE_NOT_FOUND) {
-        reply_error(d, j, "session_not_found", "session",
+        reply_error(d, j, true, "session_not_found", "session",
                     "Session not found: '%.*s' (create it with create_session first)",
                     SF_STR_ARG(j->req.session));
         return true;
@@ -714,7 +706,7 @@ static void done_delete_program(void *arg, const sf_store_reply *r)
     if (store_failed(j->d, j, r))
         return;
     if (r->count == 0) {
-        reply_error(j->d, j, "program_not_found", "program", "program '%.*s' not found",
+        reply_error(j->d, j, true, "program_not_found", "program", "program '%.*s' not found",
                     SF_STR_ARG(j->req.program));
         return;
     }
@@ -753,7 +745,7 @@ static bool pool_failed(sf_daemon *d, job *j, const sf_pool_result *r)
                  j->crashes, SF_STR_ARG(r->err_message));
         d->poison++;
         send_dlq(d, j, "poison_pill", reason);
-        reply_error(d, j, "poison_pill", NULL, "%s", reason);
+        reply_error(d, j, true, "poison_pill", NULL, "%s", reason);
         return true;
     }
     reply_parts rp = {.ok = false,
@@ -852,7 +844,7 @@ static void done_execute_read(void *arg, const sf_store_reply *r)
     if (store_failed(d, j, r))
         return;
     if (r->spec == NULL) {
-        reply_error(d, j, "program_not_found", "program",
+        reply_error(d, j, true, "program_not_found", "program",
                     "program '%.*s' not found in session '%.*s' (create it with create_program)",
                     SF_STR_ARG(j->req.program), SF_STR_ARG(j->req.session));
         return;
@@ -862,7 +854,8 @@ static void done_execute_read(void *arg, const sf_store_reply *r)
     sf_err err;
     if (!stored_map_ok(r->state, r->state_len, &err) ||
         !stored_map_ok(r->spec, r->spec_len, &err)) {
-        reply_error(d, j, "internal", NULL, "stored session data is corrupt: %s", err.message);
+        reply_error(d, j, true, "internal", NULL, "stored session data is corrupt: %s",
+                    err.message);
         return;
     }
     sf_pool_call c = {.op = "execute_program",
@@ -872,7 +865,7 @@ static void done_execute_read(void *arg, const sf_store_reply *r)
                       .spec_raw = {r->spec, (uint32_t)r->spec_len},
                       .state_raw = {r->state, (uint32_t)r->state_len}};
     if (sf_pool_submit(d->pool, &c, done_execute_pool, j) < 0)
-        reply_error_nocache(d, j, "unavailable", NULL, "the worker pool is shutting down");
+        reply_error(d, j, false, "unavailable", NULL, "the worker pool is shutting down");
 }
 
 static void run_op(sf_daemon *d, job *j)
@@ -915,7 +908,7 @@ static void run_op(sf_daemon *d, job *j)
                           .program = rq->program,
                           .spec = sf_mp_get(rq->args, "spec")};
         if (sf_pool_submit(d->pool, &c, done_create_program_pool, j) < 0)
-            reply_error_nocache(d, j, "unavailable", NULL, "the worker pool is shutting down");
+            reply_error(d, j, false, "unavailable", NULL, "the worker pool is shutting down");
         break;
     }
     case SF_OP_EXECUTE_PROGRAM:
@@ -930,7 +923,7 @@ static void run_op(sf_daemon *d, job *j)
         sf_store_list_programs(d->store, s, sl, done_list, j);
         break;
     case SF_OP__COUNT:
-        reply_error(d, j, "internal", "op", "unhandled op");
+        reply_error(d, j, true, "internal", "op", "unhandled op");
         break;
     }
     msgpack_sbuffer_destroy(&sb);
@@ -960,9 +953,8 @@ static void on_claimed(void *arg, const sf_store_reply *r)
     sf_daemon *d = j->d;
     if (r->status == SF_STORE_UNAVAILABLE) {
         if (!retry_unavailable(d, j))
-            reply_error_nocache(d, j, "unavailable", NULL,
-                                "session store unavailable for %u ms: %s", d->cfg->redis_retry_ms,
-                                r->error);
+            reply_error(d, j, false, "unavailable", NULL, "session store unavailable for %u ms: %s",
+                        d->cfg->redis_retry_ms, r->error);
         return;
     }
     j->unavailable_since_us = 0;
@@ -976,9 +968,9 @@ static void on_claimed(void *arg, const sf_store_reply *r)
     if (r->claim == 2) {
         uint64_t waited = now_us() - j->started_us;
         if (waited >= (uint64_t)d->claim_wait_ms * 1000) {
-            reply_error_nocache(d, j, "duplicate_in_progress", "id",
-                                "request '%.*s' is still running on %.*s", SF_STR_ARG(j->req.id),
-                                (int)r->state_len, r->state);
+            reply_error(d, j, false, "duplicate_in_progress", "id",
+                        "request '%.*s' is still running on %.*s", SF_STR_ARG(j->req.id),
+                        (int)r->state_len, r->state);
             return;
         }
         struct timeval tv = {0, 100000};
@@ -1009,10 +1001,15 @@ static void claim_job(sf_daemon *d, job *j)
                    exec ? j->req.program.len : 0, on_claimed, j);
 }
 
+/* Reads change nothing, so running one twice is harmless: they need no claim. */
+static bool op_is_read(sf_op op)
+{
+    return op == SF_OP_PING || op == SF_OP_GET_SESSION_STATE || op == SF_OP_LIST_PROGRAMS;
+}
+
 static void restart_job(sf_daemon *d, job *j)
 {
-    if (j->req.op == SF_OP_PING || j->req.op == SF_OP_GET_SESSION_STATE ||
-        j->req.op == SF_OP_LIST_PROGRAMS)
+    if (op_is_read(j->req.op))
         run_op(d, j);
     else
         claim_job(d, j);
@@ -1021,11 +1018,7 @@ static void restart_job(sf_daemon *d, job *j)
 static void run_job(sf_daemon *d, job *j)
 {
     j->started_us = now_us();
-    if (j->req.op == SF_OP_PING || j->req.op == SF_OP_GET_SESSION_STATE ||
-        j->req.op == SF_OP_LIST_PROGRAMS)
-        run_op(d, j); /* reads: running twice changes nothing */
-    else
-        claim_job(d, j);
+    restart_job(d, j);
 }
 
 /* ---------------------------------------------------------------- sessions */
@@ -1045,7 +1038,7 @@ static void sessq_run(sf_daemon *d, sessq *q)
         }
         if (j->req.deadline_ms && wall_ms() > j->req.deadline_ms) {
             d->deadline_exceeded++;
-            reply_error(d, j, "deadline_exceeded", "deadline_ms",
+            reply_error(d, j, true, "deadline_exceeded", "deadline_ms",
                         "the request's deadline passed %llu ms before it could run",
                         (unsigned long long)(wall_ms() - j->req.deadline_ms));
             continue;
@@ -1183,7 +1176,7 @@ static void on_message(void *ctx, rd_kafka_message_t *m)
     if (m->key &&
         (m->key_len != j->req.session.len || memcmp(m->key, j->req.session.ptr, m->key_len) != 0)) {
         d->invalid++;
-        reply_error(d, j, "invalid_request", "session",
+        reply_error(d, j, true, "invalid_request", "session",
                     "field 'session' ('%.*s') does not match the message key ('%.*s')",
                     SF_STR_ARG(j->req.session), (int)m->key_len, (const char *)m->key);
         backpressure_check(d);
