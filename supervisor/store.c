@@ -51,17 +51,16 @@ typedef struct req {
     bool retried;
 } req;
 
+/* How to read a command's reply: by the shape of the reply, not by the command. */
 enum {
     K_CLAIM,
     K_COMMIT,
     K_BUMP,
-    K_PLAIN,
     K_GET_STATE,
     K_SET_STATE,
-    K_END,
-    K_PUT_PROGRAM,
+    K_COUNT,  /* an integer; 0: the session was not there (create, end, put_program) */
+    K_DELETE, /* an integer; -1: no session, 0: no such program (delete_program) */
     K_GET_PROGRAM,
-    K_DEL_PROGRAM,
     K_LIST
 };
 
@@ -285,13 +284,10 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
         case K_SET_STATE:
             out.status = rep->type == REDIS_REPLY_NIL ? SF_STORE_NOT_FOUND : SF_STORE_OK;
             break;
-        case K_END:
-        case K_PUT_PROGRAM:
-        case K_DEL_PROGRAM:
+        case K_COUNT:
+        case K_DELETE:
             out.count = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
-            if (q->kind != K_DEL_PROGRAM && out.count == 0)
-                out.status = SF_STORE_NOT_FOUND;
-            if (q->kind == K_DEL_PROGRAM && out.count < 0) /* -1: no session */
+            if (out.count < (q->kind == K_DELETE ? 0 : 1))
                 out.status = SF_STORE_NOT_FOUND;
             break;
         case K_GET_PROGRAM:
@@ -567,7 +563,7 @@ void sf_store_create_session(sf_store *st, const sf_fence *f, const char *s, siz
     make_keys(&k, s, slen, f, NULL, 0);
     const char *a[] = {state};
     size_t l[] = {len};
-    eval(st, K_PUT_PROGRAM, S_CREATE, &k, f, 1, a, l, cb, arg);
+    eval(st, K_COUNT, S_CREATE, &k, f, 1, a, l, cb, arg);
 }
 
 void sf_store_end_session(sf_store *st, const sf_fence *f, const char *s, size_t slen,
@@ -575,7 +571,7 @@ void sf_store_end_session(sf_store *st, const sf_fence *f, const char *s, size_t
 {
     keys k;
     make_keys(&k, s, slen, f, NULL, 0);
-    eval(st, K_END, S_END, &k, f, 0, NULL, NULL, cb, arg);
+    eval(st, K_COUNT, S_END, &k, f, 0, NULL, NULL, cb, arg);
 }
 
 void sf_store_get_state(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg)
@@ -603,7 +599,7 @@ void sf_store_put_program(sf_store *st, const sf_fence *f, const char *s, size_t
     make_keys(&k, s, slen, f, NULL, 0);
     const char *a[] = {p, spec};
     size_t l[] = {plen, len};
-    eval(st, K_PUT_PROGRAM, S_PUT_PROGRAM, &k, f, 2, a, l, cb, arg);
+    eval(st, K_COUNT, S_PUT_PROGRAM, &k, f, 2, a, l, cb, arg);
 }
 
 void sf_store_get_program(sf_store *st, const char *s, size_t slen, const char *p, size_t plen,
@@ -623,7 +619,7 @@ void sf_store_delete_program(sf_store *st, const sf_fence *f, const char *s, siz
     make_keys(&k, s, slen, f, NULL, 0);
     const char *a[] = {p};
     size_t l[] = {plen};
-    eval(st, K_DEL_PROGRAM, S_DEL_PROGRAM, &k, f, 1, a, l, cb, arg);
+    eval(st, K_DELETE, S_DEL_PROGRAM, &k, f, 1, a, l, cb, arg);
 }
 
 void sf_store_list_programs(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg)
