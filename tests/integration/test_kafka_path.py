@@ -996,3 +996,26 @@ def test_environment() -> None:
 
     assert os.access(SUPERVISOR, os.X_OK), SUPERVISOR
     print(f"supervisor binary: {SUPERVISOR}")
+
+
+# ---------------------------------------------------------------- an idle member stays in its group
+
+
+@pytest.mark.timeout(120)
+def test_idle_supervisor_keeps_its_partitions(kafka: KafkaEnv, fleet: Fleet) -> None:
+    """A supervisor with nothing to do must still poll its consumer: otherwise
+    librdkafka leaves the group after max.poll.interval.ms, every partition
+    is revoked and reassigned, and requests wait out a rebalance. With the
+    interval at 6 s, 9 idle seconds would show such a rejoin."""
+    sup = fleet.start(kafka__session__timeout__ms=6000, kafka__max__poll__interval__ms=6000)
+    fleet.wait_stable([sup])
+    assigned = len(sup.events("kafka.assigned"))
+    time.sleep(9)
+    replies = kafka.replies()
+    rid = f"{kafka.session(0)}/after-idle"
+    kafka.send(kafka.request(rid, kafka.session(0), "ping"))
+    kafka.flush()
+    byid = replies.wait_ids([rid], 30)
+    assert_all_ok(byid)
+    assert not sup.has_event("kafka.revoking"), "the idle supervisor lost its partitions"
+    assert len(sup.events("kafka.assigned")) == assigned, "the idle supervisor rejoined"

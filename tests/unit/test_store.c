@@ -365,3 +365,23 @@ Test(store, reconnects_after_redis_restarts_and_keeps_acknowledged_state)
     cr_expect(g.len == 4 && memcmp(g.value, "\x81\xa1n\x07", 4) == 0,
               "acknowledged state lost across a restart (appendonly)");
 }
+
+Test(store, scripts_flushed_from_redis_are_sent_again)
+{
+    got g = {0};
+    sf_store_create_session(st, NULL, S("flush"), S("\x81\xa1n\x03"), on_got, &g);
+    wait_done(&g);
+    cr_assert_eq(g.status, SF_STORE_OK);
+    /* Scripts are called by SHA; SCRIPT FLUSH makes Redis forget them (NOSCRIPT). */
+    char cmd[96];
+    snprintf(cmd, sizeof(cmd), "redis-cli -p %d SCRIPT FLUSH >/dev/null", redis_port);
+    cr_assert_eq(system(cmd), 0);
+    g = (got){0};
+    sf_store_set_state(st, NULL, S("flush"), S("\x81\xa1n\x04"), on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_OK, "a NOSCRIPT answer must load the script and retry");
+    g = (got){0};
+    sf_store_get_state(st, S("flush"), on_got, &g);
+    wait_done(&g);
+    cr_expect(g.len == 4 && memcmp(g.value, "\x81\xa1n\x04", 4) == 0);
+}
