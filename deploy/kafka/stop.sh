@@ -26,12 +26,8 @@ if [[ ! -d "$dir" ]]; then
 fi
 dir="$(cd "$dir" && pwd)"
 
-# alive PID: the process exists and is not a zombie waiting to be reaped.
-alive() {
-  local state
-  state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 1
-  [[ -n "$state" && "$state" != Z ]]
-}
+# shellcheck source=deploy/lib/proc.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/proc.sh"
 # ours PID: its command line is `java ... kafka.Kafka DIR/server.properties`,
 # so a recycled pid of an unrelated process is never signalled.
 ours() {
@@ -45,15 +41,7 @@ if [[ -f "$dir/kafka.pid" ]]; then
   [[ "$pid" =~ ^[0-9]+$ ]] || die "bad pid file $dir/kafka.pid: '$pid'"
   if alive "$pid" && ours "$pid"; then
     start_s=$SECONDS
-    kill -TERM "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + stop_timeout))
-    while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
-    if alive "$pid"; then
-      note "broker pid $pid still running ${stop_timeout} s after SIGTERM; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
-      alive "$pid" && die "broker pid $pid survived SIGKILL"
-    fi
+    stop_pid "$pid" "$stop_timeout" broker
     note "stopped broker pid $pid in $((SECONDS - start_s)) s"
   elif alive "$pid"; then
     note "pid $pid from $dir/kafka.pid is not this dir's broker; not signalling it"

@@ -27,12 +27,8 @@ if [[ ! -d "$dir" ]]; then
 fi
 dir="$(cd "$dir" && pwd)"
 
-# alive PID: the process exists and is not a zombie waiting to be reaped.
-alive() {
-  local state
-  state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 1
-  [[ -n "$state" && "$state" != Z ]]
-}
+# shellcheck source=deploy/lib/proc.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/proc.sh"
 # ours PID PORT: a redis-server serving 127.0.0.1:PORT (redis-server sets its
 # process title to "redis-server 127.0.0.1:PORT"; Debian's binary is a link to
 # redis-check-rdb, so /proc/PID/exe does not tell), so a recycled pid of an
@@ -41,11 +37,6 @@ ours() {
   local cmdline
   cmdline="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)" || return 1
   [[ "$cmdline" == redis-server*"127.0.0.1:$2"* ]]
-}
-wait_gone() { # PID SECONDS
-  local deadline=$((SECONDS + $2))
-  while alive "$1" && ((SECONDS < deadline)); do sleep 0.05; done
-  ! alive "$1"
 }
 
 port=""
@@ -59,13 +50,8 @@ if [[ -f "$dir/redis.pid" && -n "$port" ]]; then
   if alive "$pid" && ours "$pid" "$port"; then
     timeout 5 redis-cli -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
     if ! wait_gone "$pid" "$stop_timeout"; then
-      note "redis-server pid $pid still running ${stop_timeout} s after SHUTDOWN; sending SIGTERM"
-      kill -TERM "$pid" 2>/dev/null || true
-      if ! wait_gone "$pid" 5; then
-        note "sending SIGKILL to redis-server pid $pid"
-        kill -KILL "$pid" 2>/dev/null || true
-        wait_gone "$pid" 5 || die "redis-server pid $pid survived SIGKILL"
-      fi
+      note "redis-server pid $pid still running ${stop_timeout} s after SHUTDOWN"
+      stop_pid "$pid" 5 redis-server
     fi
     note "stopped redis-server pid $pid (port $port)"
   elif alive "$pid"; then
