@@ -364,6 +364,22 @@ def frame_cases() -> None:
         ok_stream(name, [value])
     ok_stream("stream_of_all", frames)
     ok_stream("call_minimal", [{"t": "call", "v": 1, "seq": 1, "op": "ping", "session": ""}])
+    ok_stream(
+        "call_cached",
+        [
+            {
+                "t": "call",
+                "v": 1,
+                "seq": 9,
+                "op": "execute_program",
+                "session": "user_42",
+                "program": "counter",
+                "args": {"by": 1},
+                "spec_ver": 0x7EDCBA9876543210,
+                "state_ver": 8,
+            }
+        ],
+    )
 
     bad("frame", "unknown_type", frame({"t": "dance", "v": 1}), "unknown_frame", "t")
     bad("frame", "missing_type", frame({"v": 1, "seq": 1}), "missing_field", "t")
@@ -372,6 +388,13 @@ def frame_cases() -> None:
     bad("frame", "result_missing_seq", frame({"t": "result", "v": 1, "ok": True}), "missing_field", "seq")
     bad("frame", "result_wrong_ok", frame({"t": "result", "v": 1, "seq": 1, "ok": 1}), "wrong_type", "ok")
     bad("frame", "call_missing_op", frame({"t": "call", "v": 1, "seq": 1, "session": "s"}), "missing_field", "op")
+    bad(
+        "frame",
+        "call_state_ver_not_int",
+        frame({"t": "call", "v": 1, "seq": 1, "op": "ping", "session": "s", "state_ver": "8"}),
+        "wrong_type",
+        "state_ver",
+    )
     bad("frame", "ready_missing_pid", frame({"t": "ready", "v": 1, "worker_id": "w"}), "missing_field", "pid")
     bad("frame", "not_map", frame([1, 2]), "not_map")
     bad("frame", "truncated_header", b"\x00\x00", "truncated")

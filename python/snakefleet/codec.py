@@ -478,6 +478,8 @@ def _frame_call(obj: Message) -> None:
     if spec is not _MISSING:
         _check_spec(spec, "spec.")
     _field(obj, "state", _is_map, False)
+    _field(obj, "spec_ver", _is_int, False)
+    _field(obj, "state_ver", _is_int, False)
 
 
 def _frame_result(obj: Message) -> None:

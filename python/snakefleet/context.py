@@ -7,9 +7,10 @@ assign a new dict to it; `state_delta()` tells the worker whether the state
 changed and must travel back in `result.state`.
 
 Change detection favours correctness over cleverness: when a state was sent,
-its msgpack encoding is taken before the call and compared with the encoding
-after it, so in-place mutation of nested values (`ctx.state["seq"].append(x)`)
-is caught as surely as reassignment. Without a sent state the baseline is the
+its msgpack encoding is taken before the call (or handed in, when the state
+comes from the worker's cache as bytes) and compared with the encoding after
+it, so in-place mutation of nested values (`ctx.state["seq"].append(x)`) is
+caught as surely as reassignment. Without a sent state the baseline is the
 empty map, and only a non-empty state counts as a change.
 """
 
@@ -31,7 +32,7 @@ class StateError(ValueError):
 
 
 class SessionContext:
-    __slots__ = ("_baseline", "program_id", "session_id", "state", "worker_id")
+    __slots__ = ("_baseline", "encoded", "program_id", "session_id", "state", "worker_id")
 
     def __init__(
         self,
@@ -39,6 +40,7 @@ class SessionContext:
         worker_id: str,
         program_id: str,
         state: State | None = None,
+        baseline: bytes | None = None,
     ) -> None:
         self.session_id = session_id
         self.worker_id = worker_id
@@ -48,7 +50,14 @@ class SessionContext:
             self._baseline: bytes | None = None
         else:
             self.state = state
-            self._baseline = encode(state)
+            self._baseline = encode(state) if baseline is None else baseline
+        # The state's encoding after the call, once state_delta() found it changed.
+        self.encoded: bytes | None = None
+
+    @property
+    def baseline(self) -> bytes | None:
+        """The encoding of the state the call started from (None: none was sent)."""
+        return self._baseline
 
     def __repr__(self) -> str:
         return (
@@ -75,4 +84,5 @@ class SessionContext:
         for key in state:
             if type(key) is not str:
                 raise StateError(f"session state keys must be strings, got {key!r}")
+        self.encoded = after
         return state

@@ -85,6 +85,12 @@ def fail(ctx: SessionContext, message: str = "boom") -> None:
     raise ValueError(message)
 
 
+def mutate_then_fail(ctx: SessionContext, key: str = "n") -> None:
+    """Changes the state, then raises: a failed call changes no state."""
+    ctx.state[key] = "changed"
+    raise RuntimeError("failed after changing the state")
+
+
 def sleep(ctx: SessionContext, seconds: float = 1.0) -> float:
     """Sleeps, then returns the seconds slept (timeout and SIGTERM tests)."""
     time.sleep(seconds)

@@ -46,6 +46,9 @@ PROGRAM_NOT_FOUND = "program_not_found"
 PROGRAM_ERROR = "program_error"
 INVALID_REQUEST = "invalid_request"
 INTERNAL = "internal"
+# The call named a spec or state version this worker no longer holds; the
+# supervisor sends the call again with the spec and state themselves.
+STALE_CACHE = "stale_cache"
 
 
 class ProgramError(Exception):
@@ -76,12 +79,14 @@ class ProgramError(Exception):
 class Program:
     """A built program. Subclasses implement `run`."""
 
-    __slots__ = ("kind", "program_id", "spec")
+    __slots__ = ("kind", "program_id", "spec", "spec_ver")
 
     def __init__(self, program_id: str, spec: Spec) -> None:
         self.program_id = program_id
         self.kind: str = spec["kind"]
         self.spec = dict(spec)
+        # The supervisor's version of the spec (a hash of its stored bytes), when it sent one.
+        self.spec_ver: int | None = None
 
     def run(self, ctx: SessionContext, inputs: dict[str, Any]) -> Any:
         raise NotImplementedError
@@ -241,11 +246,12 @@ register_kind("dspy", build_dspy, requires="dspy")
 class ProgramRegistry:
     """Built programs of every session this worker serves."""
 
-    __slots__ = ("_kinds", "_sessions")
+    __slots__ = ("_kinds", "_sessions", "builds")
 
     def __init__(self, kinds: Mapping[str, Kind] | None = None) -> None:
         self._kinds = KINDS if kinds is None else kinds
         self._sessions: dict[str, dict[str, Program]] = {}
+        self.builds = 0  # programs built from a spec, for `stats`
 
     def __len__(self) -> int:
         return sum(len(programs) for programs in self._sessions.values())
@@ -266,9 +272,13 @@ class ProgramRegistry:
             )
         return kind.build(program_id, spec)
 
-    def create(self, session: str, program_id: str, spec: Spec) -> Program:
+    def create(
+        self, session: str, program_id: str, spec: Spec, spec_ver: int | None = None
+    ) -> Program:
         """Build from `spec` and cache, replacing any program of that id."""
         program = self.build(program_id, spec)
+        self.builds += 1
+        program.spec_ver = spec_ver
         self._sessions.setdefault(session, {})[program_id] = program
         return program
 
@@ -276,10 +286,27 @@ class ProgramRegistry:
         programs = self._sessions.get(session)
         return None if programs is None else programs.get(program_id)
 
-    def ensure(self, session: str, program_id: str, spec: Spec | None) -> Program:
-        """The program to execute: the cached one, rebuilt first when the call
-        carries a spec that differs from the cached spec (or nothing is cached)."""
+    def ensure(
+        self, session: str, program_id: str, spec: Spec | None, spec_ver: int | None = None
+    ) -> Program:
+        """The program to execute, by (session, program, spec version).
+
+        With a version: the cached program if it was built from that version,
+        else one built from `spec`; without `spec` that is a cache miss
+        (STALE_CACHE: the supervisor sends the spec). Without a version: the
+        cached program, rebuilt first when `spec` differs from its spec."""
         program = self.get(session, program_id)
+        if spec_ver is not None:
+            if program is not None and program.spec_ver == spec_ver:
+                return program
+            if spec is None:
+                raise ProgramError(
+                    STALE_CACHE,
+                    f"program '{program_id}' of session '{session}' at spec version "
+                    f"{spec_ver} is not cached here",
+                    field="spec_ver",
+                )
+            return self.create(session, program_id, spec, spec_ver)
         if spec is not None and (program is None or program.spec != spec):
             return self.create(session, program_id, spec)
         if program is None:

@@ -43,6 +43,7 @@ from snakefleet.codec import (
     FrameReader,
     FrameTooLarge,
     decode_value,
+    encode,
     encode_frame,
     validate_frame,
 )
@@ -52,6 +53,7 @@ from snakefleet.programs import (
     INTERNAL,
     INVALID_REQUEST,
     PROGRAM_ERROR,
+    STALE_CACHE,
     ProgramError,
     ProgramRegistry,
     available_kinds,
@@ -75,6 +77,9 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_BROKEN_STREAM = 3
 EXIT_INTERRUPTED = 130
+# Sessions whose state a worker keeps between calls (least recently used go
+# first); SNAKEFLEET_STATE_CACHE_MAX overrides it.
+STATE_CACHE_MAX = 4096
 
 PYTHON_VERSION = "{}.{}.{}".format(*sys.version_info[:3])
 
@@ -126,6 +131,15 @@ def claim_stdio() -> tuple[int, int]:
     return in_fd, out_fd
 
 
+def env_int(name: str, default: int) -> int:
+    """A positive int from the environment, else `default`."""
+    try:
+        value = int(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
 class Worker:
     """Protocol state of one worker: its reader, programs and counters."""
 
@@ -147,6 +161,13 @@ class Worker:
         self.calls = 0
         self.errors = 0
         self.terminating = False
+        # session -> (version, msgpack bytes) of the state this worker last saw or
+        # produced for it. A version is the seq of the call that delivered or
+        # produced the state; a call naming it (`state_ver`) comes without the state.
+        self.states: dict[str, tuple[int, bytes]] = {}
+        self.state_cache_max = env_int("SNAKEFLEET_STATE_CACHE_MAX", STATE_CACHE_MAX)
+        self.state_hits = 0
+        self._produced: tuple[str, int, bytes] | None = None
 
     # ------------------------------------------------------------ the loop
 
@@ -266,6 +287,7 @@ class Worker:
         seq = call["seq"]
         started = time.perf_counter_ns()
         state = None
+        self._produced = None
         try:
             value, state = self.dispatch(call)
             reply: dict[str, Any] = {
@@ -293,6 +315,9 @@ class Worker:
         except (EncodeError, DecodeError) as e:
             error = ProgramError(PROGRAM_ERROR, f"the result is not serializable: {e}")
             data = self.encode_error_result(call, error, started)
+        else:
+            if state is not None and self._produced is not None:
+                self.cache_state(*self._produced)  # the state went out: it is the new version
         return data
 
     def encode_error_result(self, call: Message, error: ProgramError, started: int) -> bytes:
@@ -337,13 +362,14 @@ class Worker:
         if op == "execute_program":
             return self.execute(call)
         if op == "create_program":
-            program = registry.create(session, call["program"], call["spec"])
+            program = registry.create(session, call["program"], call["spec"], call.get("spec_ver"))
             return {"program": program.program_id, "kind": program.kind}, None
         if op == "delete_program":
             return registry.delete(session, call["program"]), None
         if op == "list_programs":
             return registry.ids(session), None
         if op == "cleanup_session":
+            self.states.pop(session, None)
             return registry.cleanup(session), None
         if op == "ping":
             return "pong", None
@@ -352,6 +378,8 @@ class Worker:
         raise ProgramError(INVALID_REQUEST, f"unknown op '{op}'", field="op")  # validated before
 
     def execute(self, call: Message) -> tuple[Any, dict[str, Any] | None]:
+        session = call["session"]
+        state, baseline = self.call_state(call)
         inputs = call.get("args")
         if inputs is None:
             inputs = {}
@@ -361,15 +389,48 @@ class Worker:
                 f"execute_program args must be a map of inputs, got {type(inputs).__name__}",
                 field="args",
             )
-        session = call["session"]
         program_id = call["program"]
-        program = self.registry.ensure(session, program_id, call.get("spec"))
-        ctx = SessionContext(session, self.worker_id, program_id, call.get("state"))
+        program = self.registry.ensure(session, program_id, call.get("spec"), call.get("spec_ver"))
+        ctx = SessionContext(session, self.worker_id, program_id, state, baseline)
         value = run_program(program, ctx, inputs)
         try:
-            return value, ctx.state_delta()
+            delta = ctx.state_delta()
         except StateError as e:
             raise ProgramError(PROGRAM_ERROR, str(e)) from None
+        if delta is not None and baseline is not None and ctx.encoded is not None:
+            self._produced = (session, call["seq"], ctx.encoded)
+        return value, delta
+
+    def call_state(self, call: Message) -> tuple[dict[str, Any] | None, bytes | None]:
+        """The session state a call runs with, and its encoding: the one it
+        carries (cached under the call's seq), or the cached one its
+        `state_ver` names; (None, None) when it has neither."""
+        session = call["session"]
+        state = call.get("state")
+        if state is not None:
+            baseline = encode(state)
+            self.cache_state(session, call["seq"], baseline)
+            return state, baseline
+        version = call.get("state_ver")
+        if version is None:
+            return None, None
+        entry = self.states.get(session)
+        if entry is None or entry[0] != version:
+            raise ProgramError(
+                STALE_CACHE,
+                f"the state of session '{session}' at version {version} is not cached here",
+                field="state_ver",
+            )
+        self.cache_state(session, version, entry[1])  # most recently used now
+        self.state_hits += 1
+        return decode_value(entry[1]), entry[1]
+
+    def cache_state(self, session: str, version: int, data: bytes) -> None:
+        states = self.states
+        states.pop(session, None)
+        states[session] = (version, data)
+        if len(states) > self.state_cache_max:
+            del states[next(iter(states))]
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -379,6 +440,9 @@ class Worker:
             "errors": self.errors,
             "programs": len(self.registry),
             "sessions": self.registry.session_count,
+            "builds": self.registry.builds,
+            "cached_states": len(self.states),
+            "state_hits": self.state_hits,
             "rss_kb": rss_kb(),
             "python": PYTHON_VERSION,
         }

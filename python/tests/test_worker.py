@@ -170,6 +170,88 @@ def test_stats(worker: WorkerProc) -> None:
     assert stats["python"] == "{}.{}.{}".format(*sys.version_info[:3])
 
 
+# ---------------------------------------------------------------- caches
+
+
+def test_spec_sent_once_per_version(worker: WorkerProc) -> None:
+    """A program is built once per (session, program, spec version); a call
+    naming a version the worker holds needs no spec."""
+    r = worker.call("execute_program", program="c", spec=spec("counter"), spec_ver=7)
+    assert r["ok"] is True
+    for _ in range(3):
+        r = worker.call("execute_program", program="c", spec_ver=7)
+        assert r["ok"] is True, r
+    assert worker.call("stats")["value"]["builds"] == 1
+    # A new version without its spec is a miss, answered stale_cache ...
+    r = worker.call("execute_program", program="c", spec_ver=8)
+    assert r["ok"] is False and r["error"]["type"] == "stale_cache"
+    assert r["error"]["field"] == "spec_ver"
+    # ... and so is the same version in another session (programs are per session).
+    r = worker.call("execute_program", session="t", program="c", spec_ver=7)
+    assert r["error"]["type"] == "stale_cache"
+    # With its spec the new version is built and replaces the old one.
+    r = worker.call("execute_program", program="c", spec=spec("echo"), spec_ver=8, args={"a": 1})
+    assert r["value"] == {"a": 1}
+    r = worker.call("execute_program", program="c", spec_ver=7)
+    assert r["error"]["type"] == "stale_cache"
+    assert worker.call("stats")["value"]["builds"] == 2
+
+
+def test_create_program_caches_its_version(worker: WorkerProc) -> None:
+    worker.call("create_program", program="e", spec=spec("echo"), spec_ver=42)
+    r = worker.call("execute_program", program="e", spec_ver=42, args={"x": 1})
+    assert r["ok"] is True and r["value"] == {"x": 1}
+
+
+def test_state_by_version(worker: WorkerProc) -> None:
+    """A state the worker received or produced is named by the seq of that
+    call; a call carrying only `state_ver` runs on the cached copy."""
+    first = worker.call_frame("execute_program", program="c", spec=spec("counter"), state={"n": 1})
+    worker.send(first)
+    r = worker.recv()
+    assert r["state"] == {"n": 2}
+    produced = first["seq"]  # the new state's version
+    r = worker.call("execute_program", program="c", spec=spec("counter"), state_ver=produced)
+    assert r["ok"] is True and r["state"] == {"n": 3}, r
+    # That call produced version (its seq); the older version is gone.
+    r = worker.call("execute_program", program="c", spec=spec("counter"), state_ver=produced)
+    assert r["error"]["type"] == "stale_cache" and r["error"]["field"] == "state_ver"
+    stats = worker.call("stats")["value"]
+    assert stats["state_hits"] == 1 and stats["cached_states"] == 1
+
+
+def test_unchanged_state_keeps_its_version(worker: WorkerProc) -> None:
+    sent = worker.call_frame("execute_program", program="g", spec=spec("get_state"), state={"k": 1})
+    worker.send(sent)
+    assert worker.recv()["value"] == {"k": 1}
+    for _ in range(2):
+        r = worker.call(
+            "execute_program", program="g", spec=spec("get_state"), state_ver=sent["seq"]
+        )
+        assert r["ok"] is True and r["value"] == {"k": 1} and "state" not in r
+
+
+def test_failed_call_leaves_the_delivered_state_cached(worker: WorkerProc) -> None:
+    """A call that fails after its state arrived (even mutating it first)
+    leaves the delivered state, unmutated, under that call's seq."""
+    sent = worker.call_frame(
+        "execute_program", program="f", spec=spec("mutate_then_fail"), state={"n": 5}
+    )
+    worker.send(sent)
+    assert worker.recv()["ok"] is False
+    r = worker.call("execute_program", program="g", spec=spec("get_state"), state_ver=sent["seq"])
+    assert r["ok"] is True and r["value"] == {"n": 5}
+
+
+def test_cleanup_session_drops_cached_state(worker: WorkerProc) -> None:
+    sent = worker.call_frame("execute_program", program="g", spec=spec("get_state"), state={"a": 1})
+    worker.send(sent)
+    worker.recv()
+    worker.call("cleanup_session")
+    r = worker.call("execute_program", program="g", spec=spec("get_state"), state_ver=sent["seq"])
+    assert r["error"]["type"] == "stale_cache"
+
+
 def test_allocate_grows_rss(worker: WorkerProc) -> None:
     before = worker.call("stats")["value"]["rss_kb"]
     assert worker.execute("allocate", args={"mb": 32})["value"] == 32

@@ -40,7 +40,9 @@ static int validate_call(sf_frame *f, const msgpack_object *m, sf_err *err)
         sf_mp_field_str(m, "program", "program", false, 0, UINT32_MAX, &f->program, err) < 0 ||
         sf_mp_field_any(m, "args", "args", false, &f->args, err) < 0 ||
         sf_mp_field_map(m, "spec", "spec", false, &f->spec, err) < 0 ||
-        sf_mp_field_map(m, "state", "state", false, &f->state, err) < 0)
+        sf_mp_field_map(m, "state", "state", false, &f->state, err) < 0 ||
+        sf_mp_field_uint(m, "spec_ver", "spec_ver", false, &f->spec_ver, err) < 0 ||
+        sf_mp_field_uint(m, "state_ver", "state_ver", false, &f->state_ver, err) < 0)
         return -1;
     f->has_seq = true;
     return 0;
@@ -166,44 +168,81 @@ static void pack_head(msgpack_packer *pk, size_t entries, const char *type)
     msgpack_pack_int(pk, SF_SCHEMA_VERSION);
 }
 
-void sf_frame_pack_call(msgpack_sbuffer *sb, const sf_call *c)
+size_t sf_frame_open_call(msgpack_sbuffer *sb, const sf_call *c)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    size_t start = sf_frame_begin(sb);
-    bool spec = c->spec != NULL || c->spec_raw.len > 0;
-    bool state = c->state != NULL || c->state_raw.len > 0;
-    size_t n = 5 + (c->program.len > 0) + (c->args != NULL) + spec + state;
-    pack_head(&pk, n, "call");
+    sf_frame_begin(sb);
+    static const char map16[3] = {(char)0xde, 0, 0};
+    msgpack_sbuffer_write(sb, map16, sizeof(map16));
+    sf_mp_pack_cstr(&pk, "t");
+    sf_mp_pack_cstr(&pk, "call");
+    sf_mp_pack_cstr(&pk, "v");
+    msgpack_pack_int(&pk, SF_SCHEMA_VERSION);
     sf_mp_pack_cstr(&pk, "seq");
     msgpack_pack_uint64(&pk, c->seq);
     sf_mp_pack_cstr(&pk, "op");
     sf_mp_pack_cstr(&pk, c->op);
     sf_mp_pack_cstr(&pk, "session");
     sf_mp_pack_str(&pk, c->session);
+    size_t n = 5;
     if (c->program.len) {
         sf_mp_pack_cstr(&pk, "program");
         sf_mp_pack_str(&pk, c->program);
+        n++;
     }
     if (c->args) {
         sf_mp_pack_cstr(&pk, "args");
         msgpack_pack_object(&pk, *c->args);
+        n++;
     }
-    if (spec) {
+    return n;
+}
+
+void sf_frame_patch_call(char *frame, uint32_t body_len, uint16_t fields)
+{
+    unsigned char *h = (unsigned char *)frame;
+    h[0] = (unsigned char)(body_len >> 24);
+    h[1] = (unsigned char)(body_len >> 16);
+    h[2] = (unsigned char)(body_len >> 8);
+    h[3] = (unsigned char)body_len;
+    h[5] = (unsigned char)(fields >> 8);
+    h[6] = (unsigned char)fields;
+}
+
+void sf_frame_pack_call(msgpack_sbuffer *sb, const sf_call *c)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    size_t start = sb->size;
+    size_t n = sf_frame_open_call(sb, c);
+    if (c->spec_ver) {
+        sf_mp_pack_cstr(&pk, "spec_ver");
+        msgpack_pack_uint64(&pk, c->spec_ver);
+        n++;
+    }
+    if (c->spec != NULL || c->spec_raw.len > 0) {
         sf_mp_pack_cstr(&pk, "spec");
         if (c->spec)
             msgpack_pack_object(&pk, *c->spec);
         else
             msgpack_sbuffer_write(sb, c->spec_raw.ptr, c->spec_raw.len);
+        n++;
     }
-    if (state) {
+    if (c->state_ver) {
+        sf_mp_pack_cstr(&pk, "state_ver");
+        msgpack_pack_uint64(&pk, c->state_ver);
+        n++;
+    }
+    if (c->state != NULL || c->state_raw.len > 0) {
         sf_mp_pack_cstr(&pk, "state");
         if (c->state)
             msgpack_pack_object(&pk, *c->state);
         else
             msgpack_sbuffer_write(sb, c->state_raw.ptr, c->state_raw.len);
+        n++;
     }
-    sf_frame_end(sb, start);
+    sf_frame_patch_call(sb->data + start, (uint32_t)(sb->size - start - 4), (uint16_t)n);
 }
 
 void sf_frame_pack_ping(msgpack_sbuffer *sb, uint64_t seq)

@@ -42,6 +42,7 @@ typedef struct sf_frame {
     sf_str session;
     sf_str program;
     const msgpack_object *args, *spec; /* spec: map or NULL */
+    uint64_t spec_ver, state_ver;      /* 0: absent */
     /* result */
     bool ok;
     const msgpack_object *value; /* ok: the value (NULL if absent) */
@@ -78,9 +79,22 @@ typedef struct sf_call {
     /* Already-encoded msgpack (e.g. as stored in Redis), copied into the frame
      * as is when spec / state are NULL; len 0: omitted. */
     sf_str spec_raw, state_raw;
+    /* Versions the worker caches by (schemas/README.md, "Worker caches"); 0: omitted. */
+    uint64_t spec_ver, state_ver;
 } sf_call;
 
 void sf_frame_pack_call(msgpack_sbuffer *sb, const sf_call *c);
+
+/*
+ * A call frame in two steps, for a sender that decides per worker whether the
+ * spec and state travel (the pool): sf_frame_open_call() packs the length
+ * prefix and a map16 header, both to be patched, and every field of c but
+ * spec, state and their versions; it returns the number of fields packed.
+ * sf_frame_patch_call() writes the final body length and field count once
+ * the sender knows what follows.
+ */
+size_t sf_frame_open_call(msgpack_sbuffer *sb, const sf_call *c);
+void sf_frame_patch_call(char *frame, uint32_t body_len, uint16_t fields);
 void sf_frame_pack_ping(msgpack_sbuffer *sb, uint64_t seq);
 void sf_frame_pack_shutdown(msgpack_sbuffer *sb);
 
