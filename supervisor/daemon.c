@@ -811,11 +811,9 @@ static void done_execute_pool(void *arg, const sf_pool_result *r)
         send_reply(d, j, &rp);
         return;
     }
-    msgpack_sbuffer st;
-    msgpack_sbuffer_init(&st);
-    pack_state_or_empty(&st, r->state);
+    /* The very bytes the pool hashed as the state's version: what Redis gets. */
+    msgpack_sbuffer st = {.size = r->state_raw.len, .data = (char *)r->state_raw.ptr};
     send_reply_state(d, j, &rp, &st);
-    msgpack_sbuffer_destroy(&st);
 }
 
 /* Stored msgpack is exactly one map (what sf_mp_unpack_map accepts), without unpacking it. */

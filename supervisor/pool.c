@@ -31,6 +31,7 @@
 #include "frame_reader.h"
 #include "log.h"
 #include "proc.h"
+#include "hash.h"
 #include "smap.h"
 #include "zygote.h"
 
@@ -38,6 +39,7 @@
 #define RSS_CHECK_US      50000
 #define MAX_SLOTS         64
 #define SESSION_HINTS_MAX 200000
+#define SPECS_KNOWN       4
 
 typedef struct sess {
     int bound;     /* slot with this session's calls in flight, or -1 */
@@ -46,6 +48,22 @@ typedef struct sess {
     int last_slot; /* the worker that last ran it (hint), -1 = none */
     uint32_t last_gen;
     uint64_t blocked_scan; /* dispatch pass in which an earlier call had to wait */
+    /*
+     * What worker (last_slot, last_gen) caches for this session, as far as
+     * its answers tell (schemas/README.md, "Worker caches"): the state it
+     * holds — version (the seq of the call that delivered or produced it)
+     * and the hash of its bytes — and the specs (hashes of program id and
+     * spec bytes) it built. A call whose spec or state the worker holds is
+     * sent without them; a worker that no longer holds them answers
+     * stale_cache and the call goes again in full.
+     */
+    bool state_known;
+    bool compact_inflight; /* a call sent without its spec or state awaits its answer */
+    uint8_t nspecs, spec_next;
+    uint64_t state_ver, state_hash;
+    struct {
+        uint64_t prog, spec;
+    } specs[SPECS_KNOWN];
 } sess;
 
 typedef struct pcall {
@@ -54,7 +72,18 @@ typedef struct pcall {
     char *session;
     uint32_t session_len;
     sess *s;
+    /* The frame without spec and state (sf_frame_open_call), completed per worker at send. */
     msgpack_sbuffer frame;
+    uint16_t nfields;
+    /* The spec's bytes, then the state's (one owned buffer), or NULL. */
+    char *payload;
+    uint32_t spec_len, state_len;
+    bool has_spec, has_state;
+    bool sent_spec, sent_state; /* in full, in the last send */
+    bool compact;               /* the last send named a cached spec or state instead */
+    bool force_full;            /* the worker answered stale_cache: send everything */
+    bool drops_cache;           /* cleanup_session / delete_program */
+    uint64_t prog_hash, spec_hash, state_hash;
     sf_pool_done_fn done;
     void *arg;
     uint64_t submit_us, deadline_us, sent_us;
@@ -125,6 +154,7 @@ struct sf_pool {
     /* counters */
     uint64_t total_commands, total_errors, restarts, recycles, crashes, timeouts, checkout_timeouts,
         spawned;
+    uint64_t stale_retries;   /* calls sent again in full after a stale_cache answer */
     uint64_t active_sessions; /* sessions with a call queued or in flight */
     sf_hist queue_wait, exec;
 };
@@ -203,8 +233,18 @@ void sf_pool_config_defaults(sf_pool_config *c)
 static void pcall_free(pcall *c)
 {
     msgpack_sbuffer_destroy(&c->frame);
+    free(c->payload);
     free(c->session);
     free(c);
+}
+
+static void queue_push_front(sf_pool *p, pcall *c)
+{
+    c->next = p->qhead;
+    p->qhead = c;
+    if (p->qtail == NULL)
+        p->qtail = c;
+    p->queued++;
 }
 
 static void queue_push_back(sf_pool *p, pcall *c)
@@ -235,6 +275,8 @@ static void queue_unlink(sf_pool *p, pcall *prev, pcall *c)
 static void sess_release(sf_pool *p, pcall *c)
 {
     sess *s = c->s;
+    if (c->compact)
+        s->compact_inflight = false; /* however the call ended (a crash, a timeout) */
     if (s->inflight == 0)
         s->bound = -1;
     if (s->inflight == 0 && s->queued == 0)
@@ -334,6 +376,95 @@ static void pool_flush(sf_pool *p)
     }
 }
 
+static bool sess_knows_spec(const sess *s, uint64_t prog, uint64_t spec)
+{
+    for (int i = 0; i < s->nspecs; i++)
+        if (s->specs[i].prog == prog && s->specs[i].spec == spec)
+            return true;
+    return false;
+}
+
+static void sess_learn_spec(sess *s, uint64_t prog, uint64_t spec)
+{
+    for (int i = 0; i < s->nspecs; i++) {
+        if (s->specs[i].prog == prog) {
+            s->specs[i].spec = spec;
+            return;
+        }
+    }
+    int i = s->nspecs < SPECS_KNOWN ? s->nspecs++ : s->spec_next++ % SPECS_KNOWN;
+    s->specs[i].prog = prog;
+    s->specs[i].spec = spec;
+}
+
+static void sess_forget_caches(sess *s)
+{
+    s->state_known = false;
+    s->nspecs = 0;
+}
+
+/* A msgpack fixstr key, then a uint64 when with_value; returns the bytes written. */
+static size_t put_key(unsigned char *b, const char *key, bool with_value, uint64_t v)
+{
+    size_t kl = strlen(key), n = 0;
+    b[n++] = (unsigned char)(0xa0 | kl);
+    memcpy(b + n, key, kl);
+    n += kl;
+    if (with_value) {
+        b[n++] = 0xcf;
+        for (int i = 7; i >= 0; i--)
+            b[n++] = (unsigned char)(v >> (8 * i));
+    }
+    return n;
+}
+
+/*
+ * Completes c's frame for worker w: the spec and the state travel only when
+ * w is not known to hold them (then only their versions do).
+ */
+static void worker_write_call(worker *w, pcall *c)
+{
+    sess *s = c->s;
+    bool same =
+        s->last_slot == w->slot && s->last_gen == w->gen && s->inflight == 0 && !c->force_full;
+    bool spec_cached = c->has_spec && same && sess_knows_spec(s, c->prog_hash, c->spec_hash);
+    bool state_cached = c->has_state && same && s->state_known && s->state_hash == c->state_hash;
+    c->sent_spec = c->has_spec && !spec_cached;
+    c->sent_state = c->has_state && !state_cached;
+    c->compact = spec_cached || state_cached;
+    if (c->compact)
+        s->compact_inflight = true;
+
+    unsigned char a[32], b[32];
+    size_t an = 0, bn = 0;
+    uint16_t n = c->nfields;
+    if (c->has_spec) {
+        an += put_key(a, "spec_ver", true, c->spec_hash);
+        n++;
+        if (c->sent_spec) {
+            an += put_key(a + an, "spec", false, 0);
+            n++;
+        }
+    }
+    if (c->has_state) {
+        bn = state_cached ? put_key(b, "state_ver", true, s->state_ver)
+                          : put_key(b, "state", false, 0);
+        n++;
+    }
+    size_t body = c->frame.size - 4 + an + bn + (c->sent_spec ? c->spec_len : 0) +
+                  (c->sent_state ? c->state_len : 0);
+    sf_frame_patch_call(c->frame.data, (uint32_t)body, n);
+    evbuffer_add(w->out, c->frame.data, c->frame.size);
+    if (an)
+        evbuffer_add(w->out, a, an);
+    if (c->sent_spec)
+        evbuffer_add(w->out, c->payload, c->spec_len);
+    if (bn)
+        evbuffer_add(w->out, b, bn);
+    if (c->sent_state)
+        evbuffer_add(w->out, c->payload + c->spec_len, c->state_len);
+}
+
 static void worker_send(worker *w, pcall *c)
 {
     sf_pool *p = w->pool;
@@ -350,11 +481,11 @@ static void worker_send(worker *w, pcall *c)
         if (p->cfg.request_timeout_ms)
             worker_arm_timer(w, t + (uint64_t)p->cfg.request_timeout_ms * 1000);
     }
+    worker_write_call(w, c);
     c->s->queued--;
     c->s->inflight++;
     c->s->bound = w->slot;
     sf_hist_record(&p->queue_wait, t - c->submit_us);
-    evbuffer_add(w->out, c->frame.data, c->frame.size);
     w->dirty = true;
 }
 
@@ -492,8 +623,8 @@ static int slot_fill(sf_pool *p, worker *w)
 static worker *choose_worker(sf_pool *p, pcall *c)
 {
     sess *s = c->s;
-    if (s->blocked_scan == p->scan_no)
-        return NULL; /* an earlier call of this session is waiting */
+    if (s->blocked_scan == p->scan_no || s->compact_inflight)
+        return NULL; /* an earlier call of this session is waiting, or may have to go again */
     if (s->inflight > 0) {
         worker *b = &p->slots[s->bound];
         return worker_capacity(b) > 0 ? b : NULL;
@@ -599,18 +730,80 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 
 static void worker_after_call(worker *w);
 
+/* The head call is off the worker: restart the request timer for the next one, or go idle. */
+static void worker_head_done(worker *w, uint64_t t)
+{
+    sf_pool *p = w->pool;
+    if (w->inflight > 0) {
+        w->head_start_us = t;
+        if (p->cfg.request_timeout_ms)
+            worker_arm_timer(w, t + (uint64_t)p->cfg.request_timeout_ms * 1000);
+    } else {
+        w->idle_since_us = t;
+        evtimer_del(w->ev_timer);
+    }
+}
+
+/*
+ * The worker no longer holds what c named instead of sending it (its caches
+ * are bounded): forget what we believed and queue c again, first, to go in
+ * full. Nothing of its session was sent after it (compact_inflight).
+ */
+static void worker_retry_full(worker *w, pcall *c)
+{
+    sf_pool *p = w->pool;
+    w->head = c->next;
+    if (w->head == NULL)
+        w->tail = NULL;
+    w->inflight--;
+    worker_head_done(w, now_us());
+    sess *s = c->s;
+    s->inflight--;
+    if (s->inflight == 0)
+        s->bound = -1;
+    s->compact_inflight = false;
+    sess_forget_caches(s);
+    s->queued++;
+    c->force_full = true;
+    p->stale_retries++;
+    queue_push_front(p, c);
+    worker_after_call(w);
+}
+
 static void worker_complete_head(worker *w, const sf_frame *f)
 {
     sf_pool *p = w->pool;
     pcall *c = w->head;
+    if (!f->ok && c->compact && sf_str_eq(f->err_type, "stale_cache")) {
+        worker_retry_full(w, c);
+        return;
+    }
     w->head = c->next;
     if (w->head == NULL)
         w->tail = NULL;
     w->inflight--;
     uint64_t t = now_us();
-    c->s->inflight--;
-    c->s->last_slot = w->slot;
-    c->s->last_gen = w->gen;
+    sess *s = c->s;
+    s->inflight--;
+    s->compact_inflight = false;
+    if (s->last_slot != w->slot || s->last_gen != w->gen || c->drops_cache)
+        sess_forget_caches(s);
+    s->last_slot = w->slot;
+    s->last_gen = w->gen;
+    /* The new state as bytes: hashed here, written to Redis as they are by the caller. */
+    msgpack_sbuffer st = {0};
+    if (f->state) {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &st, msgpack_sbuffer_write);
+        msgpack_pack_object(&pk, *f->state);
+    }
+    if (c->has_state && (f->state || c->sent_state)) {
+        s->state_known = true;
+        s->state_ver = c->seq;
+        s->state_hash = f->state ? sf_hash64(st.data, st.size) : c->state_hash;
+    }
+    if (c->sent_spec && f->ok)
+        sess_learn_spec(s, c->prog_hash, c->spec_hash);
     w->calls++;
     if (!f->ok)
         w->errors++;
@@ -621,6 +814,7 @@ static void worker_complete_head(worker *w, const sf_frame *f)
     sf_pool_result r = {.ok = f->ok,
                         .value = f->value,
                         .state = f->state,
+                        .state_raw = {st.data, (uint32_t)st.size},
                         .err_type = f->err_type,
                         .err_message = f->err_message,
                         .err_traceback = f->err_traceback,
@@ -628,15 +822,9 @@ static void worker_complete_head(worker *w, const sf_frame *f)
                         .queued_us = c->sent_us - c->submit_us,
                         .exec_us = exec,
                         .total_us = t - c->submit_us};
-    if (w->inflight > 0) {
-        w->head_start_us = t;
-        if (p->cfg.request_timeout_ms)
-            worker_arm_timer(w, t + (uint64_t)p->cfg.request_timeout_ms * 1000);
-    } else {
-        w->idle_since_us = t;
-        evtimer_del(w->ev_timer);
-    }
+    worker_head_done(w, t);
     call_finish(p, c, &r);
+    msgpack_sbuffer_destroy(&st);
     worker_after_call(w);
 }
 
@@ -1263,12 +1451,35 @@ int sf_pool_submit(sf_pool *p, const sf_pool_call *call, sf_pool_done_fn done, v
                   .op = call->op,
                   .session = call->session,
                   .program = call->program,
-                  .args = call->args,
-                  .spec = call->spec,
-                  .state = call->state,
-                  .spec_raw = call->spec_raw,
-                  .state_raw = call->state_raw};
-    sf_frame_pack_call(&c->frame, &fc);
+                  .args = call->args};
+    c->nfields = (uint16_t)sf_frame_open_call(&c->frame, &fc);
+    c->drops_cache =
+        strcmp(call->op, "cleanup_session") == 0 || strcmp(call->op, "delete_program") == 0;
+    c->has_spec = call->spec != NULL || call->spec_raw.len > 0;
+    c->has_state = call->state != NULL || call->state_raw.len > 0;
+    if (c->has_spec || c->has_state) {
+        msgpack_sbuffer pl;
+        msgpack_sbuffer_init(&pl);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &pl, msgpack_sbuffer_write);
+        if (call->spec)
+            msgpack_pack_object(&pk, *call->spec);
+        else if (call->spec_raw.len)
+            msgpack_sbuffer_write(&pl, call->spec_raw.ptr, call->spec_raw.len);
+        c->spec_len = (uint32_t)pl.size;
+        if (call->state)
+            msgpack_pack_object(&pk, *call->state);
+        else if (call->state_raw.len)
+            msgpack_sbuffer_write(&pl, call->state_raw.ptr, call->state_raw.len);
+        c->state_len = (uint32_t)pl.size - c->spec_len;
+        c->payload = msgpack_sbuffer_release(&pl);
+        if (c->has_spec) {
+            c->spec_hash = sf_hash64(c->payload, c->spec_len);
+            c->prog_hash = sf_hash64(call->program.ptr, call->program.len);
+        }
+        if (c->has_state)
+            c->state_hash = sf_hash64(c->payload + c->spec_len, c->state_len);
+    }
     if (sf_smap_count(p->sessions) >= SESSION_HINTS_MAX)
         sf_smap_sweep(p->sessions, sess_forget_idle, NULL);
     int created;
@@ -1278,16 +1489,18 @@ int sf_pool_submit(sf_pool *p, const sf_pool_call *call, sf_pool_done_fn done, v
         return -1;
     }
     if (created) {
+        memset(c->s, 0, sizeof(*c->s));
         c->s->bound = -1;
         c->s->last_slot = -1;
     }
     if (c->s->queued == 0 && c->s->inflight == 0)
         p->active_sessions++;
     c->s->queued++;
-    if (c->frame.size - 4 > p->cfg.max_frame_bytes) {
+    size_t frame_size = c->frame.size + 64 + c->spec_len + c->state_len;
+    if (frame_size - 4 > p->cfg.max_frame_bytes) {
         c->s->queued--;
         call_fail_deferred(p, c, "invalid_request", "the call is %zu bytes, over max_frame_bytes",
-                           c->frame.size);
+                           frame_size);
         return 0;
     }
     queue_push_back(p, c);
@@ -1415,6 +1628,7 @@ void sf_pool_get_stats(const sf_pool *p, sf_pool_stats *s)
     s->timeouts = p->timeouts;
     s->checkout_timeouts = p->checkout_timeouts;
     s->spawned = p->spawned;
+    s->stale_retries = p->stale_retries;
     s->queue_wait = p->queue_wait;
     s->exec = p->exec;
     s->active_sessions = 0;
@@ -1492,6 +1706,7 @@ json_t *sf_pool_stats_json(const sf_pool_stats *s)
     json_object_set_new(j, "timeouts", json_integer((json_int_t)s->timeouts));
     json_object_set_new(j, "checkout_timeouts", json_integer((json_int_t)s->checkout_timeouts));
     json_object_set_new(j, "spawned", json_integer((json_int_t)s->spawned));
+    json_object_set_new(j, "stale_retries", json_integer((json_int_t)s->stale_retries));
     json_object_set_new(j, "queue_wait", hist_json(&s->queue_wait));
     json_object_set_new(j, "exec", hist_json(&s->exec));
     json_object_set_new(j, "per_worker", workers);

@@ -76,7 +76,9 @@ typedef struct sf_pool_call {
     const msgpack_object *args;
     const msgpack_object *spec;
     const msgpack_object *state;
-    /* Or already-encoded msgpack maps, sent as they are (spec / state NULL). */
+    /* Or already-encoded msgpack maps, sent as they are (spec / state NULL).
+     * Either way a worker known to hold this spec or state (it built or
+     * returned it) is sent only its version. */
     sf_str spec_raw, state_raw;
 } sf_pool_call;
 
@@ -85,6 +87,7 @@ typedef struct sf_pool_result {
     bool ok;
     const msgpack_object *value; /* ok: the value (may be NULL) */
     const msgpack_object *state; /* the session state the program left, or NULL */
+    sf_str state_raw;            /* that state as msgpack bytes (len 0 when NULL) */
     sf_str err_type, err_message, err_traceback;
     const char *worker_id; /* "" when no worker ran it */
     uint64_t queued_us, exec_us, total_us;
@@ -141,6 +144,7 @@ typedef struct sf_pool_stats {
     bool degraded;
     uint64_t total_commands, total_errors, restarts, recycles, crashes, timeouts, checkout_timeouts,
         spawned;
+    uint64_t stale_retries;   /* calls sent again in full: the worker's cache had lost them */
     uint64_t active_sessions; /* sessions with a call queued or in flight */
     sf_hist queue_wait, exec;
     int nworkers;

@@ -372,3 +372,127 @@ Test(pool, unresponsive_worker_fails_health_check_and_is_replaced)
     cr_expect(o.ok);
     h_outcome_clear(&o);
 }
+
+/* ---------------------------------------------------------------- worker caches */
+
+#define COUNTER_SPEC "{\"kind\":\"callable\",\"entry\":\"snakefleet.examples:counter\"}"
+
+/* The worker's own counters (the `stats` op), as JSON. */
+static json_t *worker_stats(const char *session)
+{
+    outcome o;
+    h_submit(&o, session, "stats", "", NULL, NULL, NULL);
+    h_wait(&o, 10000);
+    cr_assert(o.ok, "%s: %s", o.type, o.message);
+    json_t *v = json_incref(o.value);
+    h_outcome_clear(&o);
+    return v;
+}
+
+/* One counter increment of `session`, sent its state the way the daemon does. */
+static long long count_once(const char *session, long long n)
+{
+    char state[64];
+    snprintf(state, sizeof(state), "{\"n\": %lld}", n);
+    outcome o;
+    h_submit(&o, session, "execute_program", "counter", "{}", COUNTER_SPEC, state);
+    h_wait(&o, 10000);
+    cr_assert(o.ok, "%s: %s", o.type, o.message);
+    long long got = json_integer_value(json_object_get(o.state, "n"));
+    h_outcome_clear(&o);
+    return got;
+}
+
+Test(pool, spec_and_state_travel_only_when_the_worker_lacks_them)
+{
+    sf_pool_config c;
+    h_config(&c);
+    c.pool_size = 1;
+    h_start(&c);
+    long long n = 0;
+    for (int i = 0; i < 50; i++)
+        n = count_once("s", n);
+    cr_expect_eq(n, 50);
+    json_t *st = worker_stats("s");
+    /* Built once; from the second call on, the state came from the worker's cache. */
+    cr_expect_eq(json_integer_value(json_object_get(st, "builds")), 1);
+    cr_expect_eq(json_integer_value(json_object_get(st, "state_hits")), 49);
+    json_decref(st);
+    cr_expect_eq(h_stats()->stale_retries, 0);
+}
+
+Test(pool, a_state_changed_elsewhere_is_sent_in_full)
+{
+    sf_pool_config c;
+    h_config(&c);
+    c.pool_size = 1;
+    h_start(&c);
+    cr_expect_eq(count_once("s", 1), 2);
+    /* The stored state is not what the worker returned (set_session_state ran). */
+    cr_expect_eq(count_once("s", 10), 11);
+    cr_expect_eq(count_once("s", 11), 12);
+    json_t *st = worker_stats("s");
+    cr_expect_eq(json_integer_value(json_object_get(st, "state_hits")), 1);
+    json_decref(st);
+}
+
+Test(pool, a_worker_that_lost_its_cache_gets_the_call_again_in_full)
+{
+    static const char *const env[] = {"SNAKEFLEET_STATE_CACHE_MAX=2", NULL};
+    sf_pool_config c;
+    h_config(&c);
+    c.pool_size = 1;
+    c.extra_env = env;
+    h_start(&c);
+    cr_expect_eq(count_once("a", 0), 1);
+    /* Two more sessions push a's state out of the worker's two-entry cache. */
+    cr_expect_eq(count_once("b", 0), 1);
+    cr_expect_eq(count_once("c", 0), 1);
+    /* The pool believes the worker holds a's state and names it; the worker
+     * answers stale_cache; the call goes again with the state and succeeds. */
+    cr_expect_eq(count_once("a", 1), 2);
+    cr_expect_eq(h_stats()->stale_retries, 1);
+    cr_expect_eq(count_once("a", 2), 3);
+    cr_expect_eq(h_stats()->stale_retries, 1);
+    cr_expect_eq(h_stats()->total_errors, 0);
+}
+
+Test(pool, a_new_spec_version_is_built_once)
+{
+    sf_pool_config c;
+    h_config(&c);
+    c.pool_size = 1;
+    h_start(&c);
+    const char *specs[] = {COUNTER_SPEC,
+                           "{\"kind\":\"callable\",\"entry\":\"snakefleet.examples:echo\"}"};
+    for (int v = 0; v < 2; v++) {
+        for (int i = 0; i < 3; i++) {
+            outcome o;
+            h_submit(&o, "s", "execute_program", "p", "{}", specs[v], NULL);
+            h_wait(&o, 10000);
+            cr_assert(o.ok, "%s: %s", o.type, o.message);
+            h_outcome_clear(&o);
+        }
+    }
+    json_t *st = worker_stats("s");
+    cr_expect_eq(json_integer_value(json_object_get(st, "builds")), 2);
+    json_decref(st);
+}
+
+Test(pool, a_session_moves_on_after_a_cached_call_crashes_its_worker)
+{
+    sf_pool_config c;
+    h_config(&c);
+    c.pool_size = 1;
+    h_start(&c);
+    cr_expect_eq(count_once("s", 0), 1);
+    /* Same worker, same state: this call goes without its state, then kills the worker. */
+    outcome o;
+    h_submit(&o, "s", "execute_program", "crash", "{\"how\": \"exit\"}",
+             "{\"kind\":\"callable\",\"entry\":\"snakefleet.examples:crash\"}", "{\"n\": 1}");
+    h_wait(&o, 10000);
+    cr_expect_not(o.ok);
+    cr_expect_str_eq(o.type, "worker_crashed");
+    h_outcome_clear(&o);
+    cr_expect_eq(count_once("s", 1), 2);
+}
