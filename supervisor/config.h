@@ -51,6 +51,8 @@ typedef struct sf_config {
     uint32_t session_ttl_s;
     uint32_t dedupe_ttl_s;
     uint32_t redis_retry_ms;
+    uint32_t max_sessions;          /* 0: no limit */
+    uint32_t max_sessions_warn_pct; /* warn when this share of max_sessions is stored */
     /* [pool] and [python] */
     sf_pool_config pool;
     char python[512];

@@ -96,7 +96,9 @@ struct sf_daemon {
     uint64_t shutdown_deadline_us;
     /* counters */
     uint64_t total_requests, total_errors, dlq_count, invalid, deadline_exceeded, poison,
-        deduplicated, fenced;
+        deduplicated, fenced, session_limit_refusals;
+    uint64_t stored_sessions;   /* fleet-wide, as the last create_session here saw it */
+    uint64_t session_warned_us; /* last near-the-limit warning */
     uint32_t claim_ttl_ms, claim_wait_ms;
     uint32_t part_gen;
     struct event *ev_lease_retry;
@@ -492,6 +494,7 @@ static void on_committed(void *arg, const sf_store_reply *r)
                     "was not saved",
                     j->session_key);
         break;
+    case SF_STORE_LIMIT: /* not an answer a commit gets */
     case SF_STORE_UNAVAILABLE:
         if (retry_unavailable(d, j))
             break;
@@ -671,6 +674,39 @@ static void done_simple(void *arg, const sf_store_reply *r)
     sf_mp_pack_cstr(&pk, sf_op_name(j->req.op));
     reply_ok_raw(d, j, &sb);
     msgpack_sbuffer_destroy(&sb);
+}
+
+/*
+ * The session limit: a refusal is a typed error; near the limit (the fleet's
+ * count, as the create saw it) a warning, at most every 10 s per supervisor.
+ */
+static void done_create_session(void *arg, const sf_store_reply *r)
+{
+    job *j = arg;
+    sf_daemon *d = j->d;
+    uint32_t max = d->cfg->max_sessions;
+    if (r->status == SF_STORE_OK || r->status == SF_STORE_LIMIT)
+        d->stored_sessions = (uint64_t)r->count;
+    if (r->status == SF_STORE_LIMIT) {
+        d->session_limit_refusals++;
+        sf_warn("session.limit_reached", "session=%s sessions=%lld max_sessions=%u", j->session_key,
+                (long long)r->count, max);
+        reply_error(d, j, true, "session_limit", "session",
+                    "max_sessions reached: %lld sessions are stored (redis.max_sessions = %u); "
+                    "end a session or let one expire first",
+                    (long long)r->count, max);
+        return;
+    }
+    if (r->status == SF_STORE_OK && max > 0 &&
+        (uint64_t)r->count * 100 >= (uint64_t)max * d->cfg->max_sessions_warn_pct) {
+        uint64_t t = now_us();
+        if (t - d->session_warned_us >= 10000000u || d->session_warned_us == 0) {
+            d->session_warned_us = t;
+            sf_warn("session.near_limit", "sessions=%lld max_sessions=%u warn_pct=%u",
+                    (long long)r->count, max, d->cfg->max_sessions_warn_pct);
+        }
+    }
+    done_simple(arg, r);
 }
 
 static void done_get_state(void *arg, const sf_store_reply *r)
@@ -888,7 +924,8 @@ static void run_op(sf_daemon *d, job *j)
     }
     case SF_OP_CREATE_SESSION:
         pack_state_or_empty(&sb, sf_mp_get(rq->args, "state"));
-        sf_store_create_session(d->store, &f, s, sl, sb.data, sb.size, done_simple, j);
+        sf_store_create_session(d->store, &f, s, sl, sb.data, sb.size, d->cfg->max_sessions,
+                                done_create_session, j);
         break;
     case SF_OP_END_SESSION:
         sf_store_end_session(d->store, &f, s, sl, done_simple, j);
@@ -1361,7 +1398,7 @@ static void on_telemetry(evutil_socket_t fd, short what, void *arg)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 25);
+    msgpack_pack_map(&pk, 28);
     kv_u64(&pk, "v", SF_SCHEMA_VERSION);
     sf_mp_pack_cstr(&pk, "supervisor");
     sf_mp_pack_cstr(&pk, d->cfg->id);
@@ -1391,6 +1428,9 @@ static void on_telemetry(evutil_socket_t fd, short what, void *arg)
     kv_u64(&pk, "fenced", d->fenced);
     kv_u64(&pk, "invalid", d->invalid);
     kv_u64(&pk, "poison", d->poison);
+    kv_u64(&pk, "stored_sessions", d->stored_sessions);
+    kv_u64(&pk, "max_sessions", d->cfg->max_sessions);
+    kv_u64(&pk, "session_limit_refusals", d->session_limit_refusals);
     sf_mp_pack_cstr(&pk, "lag");
     msgpack_pack_map(&pk, (size_t)d->nparts);
     for (int i = 0; i < d->nparts; i++) {

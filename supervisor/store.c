@@ -58,7 +58,8 @@ enum {
     K_BUMP,
     K_GET_STATE,
     K_SET_STATE,
-    K_COUNT,  /* an integer; 0: the session was not there (create, end, put_program) */
+    K_COUNT,  /* an integer; 0: the session was not there (end, put_program) */
+    K_CREATE, /* {1 created | 0 refused, sessions stored} */
     K_DELETE, /* an integer; -1: no session, 0: no such program (delete_program) */
     K_GET_PROGRAM,
     K_LIST
@@ -266,6 +267,18 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
                 out.error = "unexpected claim reply";
             }
             break;
+        case K_CREATE:
+            if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+                rep->element[0]->type == REDIS_REPLY_INTEGER &&
+                rep->element[1]->type == REDIS_REPLY_INTEGER) {
+                out.count = rep->element[1]->integer;
+                if (rep->element[0]->integer != 1)
+                    out.status = SF_STORE_LIMIT;
+            } else {
+                out.status = SF_STORE_UNAVAILABLE;
+                out.error = "unexpected create_session reply";
+            }
+            break;
         case K_COMMIT:
             out.status = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1 ? SF_STORE_OK
                                                                                : SF_STORE_NOT_FOUND;
@@ -418,15 +431,41 @@ static void make_keys(keys *k, const char *s, size_t slen, const sf_fence *f, co
     "if ARGV[1] ~= '0' and redis.call('GET', KEYS[3]) ~= ARGV[1] then "                            \
     "return redis.error_reply('FENCED stale partition epoch') end "
 
-static const char LUA_CREATE[] = FENCE "redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2]) "
-                                       "redis.call('DEL', KEYS[2]) return 1";
+/*
+ * create_session and end_session see the session index (sf:sessions, a
+ * sorted set: session id -> when it expires, in ms) as KEYS[4]. A create
+ * first prunes the index: an entry past its time whose state key still lives
+ * (it was used since) gets its real expiry, the others go. It refuses a new
+ * session when max_sessions (ARGV[4], 0: no limit) are stored. Pruning is
+ * bounded per call (100 entries, up to 10 rounds when at the limit), so a
+ * create costs O(expired) amortized and nothing else pays for the index.
+ * Returns {1, sessions} or {0, sessions} (refused).
+ */
+static const char LUA_CREATE[] =
+    FENCE "local t = redis.call('TIME') "
+          "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+          "local max = tonumber(ARGV[4]) local rounds = 0 local n "
+          "repeat rounds = rounds + 1 "
+          "local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 100) "
+          "for _, m in ipairs(due) do "
+          "local left = redis.call('PTTL', 'sf:{' .. m .. '}:state') "
+          "if left > 0 then redis.call('ZADD', KEYS[4], now + left, m) "
+          "else redis.call('ZREM', KEYS[4], m) end end "
+          "n = redis.call('ZCARD', KEYS[4]) "
+          "until #due < 100 or max == 0 or n < max or rounds >= 10 "
+          "if max > 0 and n >= max and not redis.call('ZSCORE', KEYS[4], ARGV[5]) then "
+          "return {0, n} end "
+          "redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2]) redis.call('DEL', KEYS[2]) "
+          "redis.call('ZADD', KEYS[4], now + tonumber(ARGV[2]) * 1000, ARGV[5]) "
+          "return {1, redis.call('ZCARD', KEYS[4])}";
 static const char LUA_GET[] = "local v = redis.call('GET', KEYS[1]) "
                               "if v then redis.call('EXPIRE', KEYS[1], ARGV[2]) "
                               "redis.call('EXPIRE', KEYS[2], ARGV[2]) end return v";
 static const char LUA_SET[] =
     FENCE "local ok = redis.call('SET', KEYS[1], ARGV[3], 'XX', 'EX', ARGV[2]) "
           "if ok then redis.call('EXPIRE', KEYS[2], ARGV[2]) end return ok";
-static const char LUA_END[] = FENCE "return redis.call('DEL', KEYS[1], KEYS[2])";
+static const char LUA_END[] = FENCE "redis.call('ZREM', KEYS[4], ARGV[3]) "
+                                    "return redis.call('DEL', KEYS[1], KEYS[2])";
 static const char LUA_PUT_PROGRAM[] =
     FENCE "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
           "redis.call('HSET', KEYS[2], ARGV[3], ARGV[4]) redis.call('EXPIRE', KEYS[1], ARGV[2]) "
@@ -556,22 +595,35 @@ static void eval(sf_store *st, int kind, int script, const keys *k, const sf_fen
     send_script(st, kind, script, 9 + nargs, argv, lens, cb, arg);
 }
 
+/* The keys of create/end: the session index in place of a request key. */
+static void make_index_keys(keys *k, const char *s, size_t slen, const sf_fence *f)
+{
+    make_keys(k, s, slen, f, NULL, 0);
+    k->request_len = cat3(k->request, sizeof(k->request), SF_STORE_INDEX_KEY,
+                          strlen(SF_STORE_INDEX_KEY), "", 0, "", 0);
+}
+
 void sf_store_create_session(sf_store *st, const sf_fence *f, const char *s, size_t slen,
-                             const void *state, size_t len, sf_store_cb cb, void *arg)
+                             const void *state, size_t len, uint64_t max_sessions, sf_store_cb cb,
+                             void *arg)
 {
     keys k;
-    make_keys(&k, s, slen, f, NULL, 0);
-    const char *a[] = {state};
-    size_t l[] = {len};
-    eval(st, K_COUNT, S_CREATE, &k, f, 1, a, l, cb, arg);
+    make_index_keys(&k, s, slen, f);
+    char max[24];
+    snprintf(max, sizeof(max), "%llu", (unsigned long long)max_sessions);
+    const char *a[] = {state, max, s};
+    size_t l[] = {len, strlen(max), slen};
+    eval(st, K_CREATE, S_CREATE, &k, f, 3, a, l, cb, arg);
 }
 
 void sf_store_end_session(sf_store *st, const sf_fence *f, const char *s, size_t slen,
                           sf_store_cb cb, void *arg)
 {
     keys k;
-    make_keys(&k, s, slen, f, NULL, 0);
-    eval(st, K_COUNT, S_END, &k, f, 0, NULL, NULL, cb, arg);
+    make_index_keys(&k, s, slen, f);
+    const char *a[] = {s};
+    size_t l[] = {slen};
+    eval(st, K_COUNT, S_END, &k, f, 1, a, l, cb, arg);
 }
 
 void sf_store_get_state(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg)

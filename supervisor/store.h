@@ -25,7 +25,11 @@ typedef enum {
     SF_STORE_NOT_FOUND,   /* the session (or program) does not exist */
     SF_STORE_UNAVAILABLE, /* Redis is down or answered an error */
     SF_STORE_FENCED,      /* the caller's partition epoch is stale: a zombie's write */
+    SF_STORE_LIMIT,       /* create_session: max_sessions are stored already */
 } sf_store_status;
+
+/* The session index: a sorted set of session id -> expiry (ms), for max_sessions. */
+#define SF_STORE_INDEX_KEY "sf:sessions"
 
 /*
  * A write's lease: the key holding its partition's epoch and the epoch the
@@ -49,7 +53,8 @@ typedef struct sf_store_reply {
     size_t nkeys;
     const char *const *keys;
     const size_t *key_lens;
-    int64_t count; /* end_session: keys removed; delete_program: 1 if it existed; bump: epoch */
+    int64_t count; /* end_session: keys removed; delete_program: 1 if it existed; bump: epoch;
+                      create_session: sessions stored (after it, or when refused) */
     int claim; /* claim: 0 claimed, 1 answered before (state = reply), 2 running (state = owner) */
 } sf_store_reply;
 
@@ -70,8 +75,14 @@ bool sf_store_connected(const sf_store *st);
 /* Commands sent and not yet answered. */
 int sf_store_pending(const sf_store *st);
 
+/*
+ * Creates (or re-creates, emptying its programs) session s with its state,
+ * unless max_sessions (0: no limit) sessions are stored and s is not one of
+ * them: SF_STORE_LIMIT. `count` is the number of sessions stored.
+ */
 void sf_store_create_session(sf_store *st, const sf_fence *f, const char *s, size_t slen,
-                             const void *state, size_t len, sf_store_cb cb, void *arg);
+                             const void *state, size_t len, uint64_t max_sessions, sf_store_cb cb,
+                             void *arg);
 void sf_store_end_session(sf_store *st, const sf_fence *f, const char *s, size_t slen,
                           sf_store_cb cb, void *arg);
 void sf_store_get_state(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg);

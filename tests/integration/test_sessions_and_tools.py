@@ -13,6 +13,8 @@ supervisor: real supervisors against a real Kafka and a real redis-server.
   6. pool.request_timeout through Kafka
   7. /health and /metrics
   8. the `snakefleet` CLI against a real supervisor
+  9. redis.max_sessions: a typed session_limit refusal, a warning near the
+     limit, and an ended session frees its place
   +  a commit Redis refuses for a moment is retried (a daemon bug found by 1)
 
 Same isolation as test_kafka_path.py (conftest.py): every test has its own
@@ -920,6 +922,47 @@ def test_request_timeout_kills_and_replaces_the_worker(kafka: KafkaEnv, fleet: F
     )
     died = [e for e in sup.events("pool.worker_died") if e.get("pid") == str(killed)]
     print(f"timed out after {long_[0]['timings']['total_us'] / 1e3:.0f} ms; worker died: {died}")
+
+
+# ---------------------------------------------------------------- 9. max_sessions
+
+
+@pytest.mark.timeout(120)
+def test_max_sessions_guard(own_redis: RedisServer, kafka: KafkaEnv, fleet: Fleet) -> None:
+    """redis.max_sessions=4 (warning at 75 %): four sessions are created, the
+    third one warns, a fifth gets the typed error session_limit while other
+    requests go on, and once a session ends the fifth can be created. A Redis
+    of the test's own: the session index counts every session in it."""
+    own_redis.start()
+    sup = fleet.start(redis__url=own_redis.url, redis__max_sessions=4, redis__max_sessions_warn=75)
+    fleet.wait_stable([sup])
+    replies = kafka.replies()
+    ss = [kafka.session(f"lim{i}") for i in range(5)]
+    for s in ss[:4]:
+        kafka.send(kafka.request(f"{s}/create", s, "create_session", args={"state": {"n": 0}}))
+    kafka.flush()
+    byid = replies.wait_ids([f"{s}/create" for s in ss[:4]], 30)
+    assert all(r[0]["ok"] for r in byid.values()), byid
+    assert len(sup.events("session.near_limit")) >= 1
+
+    fifth = ss[4]
+    kafka.send(kafka.request(f"{fifth}/create", fifth, "create_session", args={"state": {}}))
+    kafka.send(kafka.request(f"{ss[1]}/get", ss[1], "get_session_state"))
+    kafka.flush()
+    byid = replies.wait_ids([f"{fifth}/create", f"{ss[1]}/get"], 30)
+    refused = byid[f"{fifth}/create"][0]
+    assert not refused["ok"] and refused["error"]["type"] == "session_limit", refused
+    assert "max_sessions" in refused["error"]["message"]
+    assert byid[f"{ss[1]}/get"][0]["result"] == {"n": 0}
+    assert len(sup.events("session.limit_reached")) == 1
+
+    kafka.send(kafka.request(f"{ss[0]}/end", ss[0], "end_session"))
+    kafka.flush()
+    replies.wait_ids([f"{ss[0]}/end"], 30)
+    kafka.send(kafka.request(f"{fifth}/create-again", fifth, "create_session", args={"state": {}}))
+    kafka.flush()
+    again = replies.wait_ids([f"{fifth}/create-again"], 30)[f"{fifth}/create-again"][0]
+    assert again["ok"], again
 
 
 # ---------------------------------------------------------------- 7. /health, /metrics

@@ -156,7 +156,7 @@ Test(store, sessions_and_programs)
     wait_done(&g);
     cr_expect_eq(g.status, SF_STORE_NOT_FOUND);
     g = (got){0};
-    sf_store_create_session(st, NULL, S("s1"), S("\x81\xa1n\x09"), on_got, &g);
+    sf_store_create_session(st, NULL, S("s1"), S("\x81\xa1n\x09"), 0, on_got, &g);
     wait_done(&g);
     cr_expect_eq(g.status, SF_STORE_OK);
     g = (got){0};
@@ -189,7 +189,7 @@ Test(store, sessions_and_programs)
 Test(store, a_request_runs_once_and_its_reply_is_remembered)
 {
     got g = {0};
-    sf_store_create_session(st, NULL, S("s"), S("\x81\xa1n\x09"), on_got, &g);
+    sf_store_create_session(st, NULL, S("s"), S("\x81\xa1n\x09"), 0, on_got, &g);
     wait_done(&g);
     g = (got){0};
     sf_store_claim(st, NULL, S("s"), S("req-1"), "sup-a", 10000, NULL, 0, on_got, &g);
@@ -268,7 +268,7 @@ Test(store, a_zombie_write_is_refused)
     cr_expect_eq((uint64_t)g.count, old + 1);
     sf_fence zombie = {key, old}, owner = {key, old + 1};
     g = (got){0};
-    sf_store_create_session(st, &owner, S("s"), S("\x81\xa1n\x05"), on_got, &g);
+    sf_store_create_session(st, &owner, S("s"), S("\x81\xa1n\x05"), 0, on_got, &g);
     wait_done(&g);
     cr_expect_eq(g.status, SF_STORE_OK);
     g = (got){0};
@@ -332,7 +332,7 @@ Test(store, ten_thousand_sessions_round_trip)
         state[3] = '\xcd';
         state[4] = (char)(i >> 8);
         state[5] = (char)i;
-        sf_store_create_session(st, NULL, s, (size_t)n, state, 6, on_many, &m);
+        sf_store_create_session(st, NULL, s, (size_t)n, state, 6, 0, on_many, &m);
     }
     wait_many(&m, N);
     cr_assert_eq(m.ok, N);
@@ -348,7 +348,7 @@ Test(store, ten_thousand_sessions_round_trip)
 Test(store, reconnects_after_redis_restarts_and_keeps_acknowledged_state)
 {
     got g = {0};
-    sf_store_create_session(st, NULL, S("durable"), S("\x81\xa1n\x07"), on_got, &g);
+    sf_store_create_session(st, NULL, S("durable"), S("\x81\xa1n\x07"), 0, on_got, &g);
     wait_done(&g);
     cr_assert_eq(g.status, SF_STORE_OK);
     redis_stop();
@@ -369,7 +369,7 @@ Test(store, reconnects_after_redis_restarts_and_keeps_acknowledged_state)
 Test(store, scripts_flushed_from_redis_are_sent_again)
 {
     got g = {0};
-    sf_store_create_session(st, NULL, S("flush"), S("\x81\xa1n\x03"), on_got, &g);
+    sf_store_create_session(st, NULL, S("flush"), S("\x81\xa1n\x03"), 0, on_got, &g);
     wait_done(&g);
     cr_assert_eq(g.status, SF_STORE_OK);
     /* Scripts are called by SHA; SCRIPT FLUSH makes Redis forget them (NOSCRIPT). */
@@ -384,4 +384,66 @@ Test(store, scripts_flushed_from_redis_are_sent_again)
     sf_store_get_state(st, S("flush"), on_got, &g);
     wait_done(&g);
     cr_expect(g.len == 4 && memcmp(g.value, "\x81\xa1n\x04", 4) == 0);
+}
+
+/* create_session of s through store `on`, with a limit; the answer in *g. */
+static void create_limited(sf_store *on, const char *s, uint64_t max, got *g)
+{
+    *g = (got){0};
+    sf_store_create_session(on, NULL, s, strlen(s), S("\x80"), max, on_got, g);
+    wait_done(g);
+}
+
+Test(store, max_sessions_counts_live_sessions_only)
+{
+    got g;
+    const char *abc[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++) {
+        create_limited(st, abc[i], 3, &g);
+        cr_expect_eq(g.status, SF_STORE_OK);
+        cr_expect_eq(g.count, i + 1);
+    }
+    create_limited(st, "d", 3, &g);
+    cr_expect_eq(g.status, SF_STORE_LIMIT, "a fourth session is over the limit");
+    cr_expect_eq(g.count, 3);
+    create_limited(st, "a", 3, &g);
+    cr_expect_eq(g.status, SF_STORE_OK, "re-creating a stored session adds none");
+    cr_expect_eq(g.count, 3);
+    g = (got){0};
+    sf_store_end_session(st, NULL, S("b"), on_got, &g);
+    wait_done(&g);
+    create_limited(st, "d", 3, &g);
+    cr_expect_eq(g.status, SF_STORE_OK, "an ended session frees its place");
+    cr_expect_eq(g.count, 3);
+
+    /* Sessions with a 1 s TTL: e expires unused; x is used (its TTL refreshed) and lives. */
+    char url[64], err[256];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", redis_port);
+    sf_store *brief = sf_store_new(base, url, 1, NULL, NULL, err, sizeof(err));
+    cr_assert(brief, "%s", err);
+    double connect_by = now_ms() + 5000;
+    while (!sf_store_connected(brief) && now_ms() < connect_by) {
+        struct timeval tv = {0, 10000};
+        event_base_loopexit(base, &tv);
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    create_limited(brief, "e", 0, &g);
+    cr_expect_eq(g.status, SF_STORE_OK);
+    create_limited(brief, "x", 0, &g);
+    cr_expect_eq(g.count, 5);
+    g = (got){0};
+    sf_store_get_state(st, S("x"), on_got, &g); /* refreshes x to the 600 s TTL */
+    wait_done(&g);
+    double until = now_ms() + 1300;
+    while (now_ms() < until) {
+        struct timeval tv = {0, 50000};
+        event_base_loopexit(base, &tv);
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    create_limited(st, "f", 5, &g);
+    cr_expect_eq(g.status, SF_STORE_OK, "the expired session no longer counts");
+    cr_expect_eq(g.count, 5, "a, c, d, x and f");
+    create_limited(st, "g", 5, &g);
+    cr_expect_eq(g.status, SF_STORE_LIMIT, "x is alive and still counts");
+    sf_store_free(brief);
 }
