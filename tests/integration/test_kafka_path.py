@@ -366,14 +366,54 @@ def test_sigkill_one_of_two_under_load(kafka: KafkaEnv, fleet: Fleet) -> None:
     )
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_static_member_restarts_without_a_rebalance(kafka: KafkaEnv, fleet: Fleet) -> None:
+    """Static membership (kafka.group.instance.id): a supervisor SIGKILLed
+    and started again under the same instance id within session.timeout.ms
+    gets its partitions back and the other member never gives up any of its
+    own (no rebalance). Requests produced meanwhile are all answered, each
+    op once and in order."""
+    nsess, nops = 40, 10
+    base: dict[str, Any] = {"kafka__session.timeout.ms": 20000}
+    a = fleet.start(**base, **{"kafka__group.instance.id": f"{kafka.prefix}-a"})
+    b = fleet.start(**base, **{"kafka__group.instance.id": f"{kafka.prefix}-b"})
+    fleet.wait_stable([a, b])
+    owned_a, owned_b = a.assigned(), b.assigned()
+    assert owned_a and owned_b, (owned_a, owned_b)
+    replies = kafka.replies()
+    sessions = [kafka.session(i) for i in range(nsess)]
+    ids = produce_setup(kafka, sessions)
+    for k in range(nops // 2):
+        ids += produce_round(kafka, sessions, k)
+    kafka.flush()
+    replies.wait_ids(ids, 60)
+    a.signal(signal.SIGKILL)
+    assert a.wait(10) == -signal.SIGKILL
+    for k in range(nops // 2, nops):
+        ids += produce_round(kafka, sessions, k)
+    kafka.flush()
+    a2 = fleet.start(**base, **{"kafka__group.instance.id": f"{kafka.prefix}-a"})
+    byid = replies.wait_ids(ids, 120)
+    assert_all_ok(byid)
+    assert a2.assigned() == owned_a, (a2.assigned(), owned_a)
+    assert not b.events("kafka.revoked"), "the other member went through a rebalance"
+    assert b.assigned() == owned_b
+    print(check_sessions(kafka, replies, sessions, nops, [a, a2, b]))
+
+
 # ---------------------------------------------------------------- c. join
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_third_supervisor_joins_under_load(kafka: KafkaEnv, fleet: Fleet) -> None:
+@pytest.mark.parametrize("strategy", ["eager", "cooperative-sticky"])
+def test_third_supervisor_joins_under_load(kafka: KafkaEnv, fleet: Fleet, strategy: str) -> None:
     """A third supervisor joining mid-load gets partitions (rebalance) and
-    work; every request is answered; order holds.
+    work; every request is answered; order holds. Run with librdkafka's
+    default eager assignors and with the cooperative protocol
+    (cooperative-sticky: only the partitions that move are revoked, through
+    incremental assign/unassign).
 
     Why the reply streams get the replay-tolerant check and not the strict
     one: the rebalance is eager (librdkafka's default range,roundrobin), so
@@ -387,7 +427,10 @@ def test_third_supervisor_joins_under_load(kafka: KafkaEnv, fleet: Fleet) -> Non
     old owner finishes its running jobs before giving a partition up and a
     redelivered request is not run again."""
     nsess, nops = 200, 20
-    a, b = fleet.start(), fleet.start()
+    opts: dict[str, Any] = {}
+    if strategy != "eager":
+        opts["kafka__partition.assignment.strategy"] = strategy
+    a, b = fleet.start(**opts), fleet.start(**opts)
     fleet.wait_stable([a, b])
     replies = kafka.replies()
     sessions = [kafka.session(i) for i in range(nsess)]
@@ -401,7 +444,7 @@ def test_third_supervisor_joins_under_load(kafka: KafkaEnv, fleet: Fleet) -> Non
         ids += produce_round(kafka, sessions, k)
         kafka.flush()
         if k == 2:
-            c = fleet.spawn()  # joins while the first rounds are being worked on
+            c = fleet.spawn(**opts)  # joins while the first rounds are being worked on
         if k == nops // 2:
             # the second half goes out once the newcomer owns partitions
             assert c is not None
@@ -416,8 +459,61 @@ def test_third_supervisor_joins_under_load(kafka: KafkaEnv, fleet: Fleet) -> Non
         assert sup.events("kafka.revoked"), f"{sup.id} logged no revocation"
     by_sup = Counter(r[-1].get("supervisor") for r in byid.values())
     assert by_sup[c.id] > 0, f"the newcomer answered nothing: {dict(by_sup)}"
+    protocols = {e.get("protocol") for sup in (a, b, c) for e in sup.events("kafka.assigned")}
+    assert protocols == {"EAGER" if strategy == "eager" else "COOPERATIVE"}, protocols
 
     print(check_sessions(kafka, replies, sessions, nops, [a, b, c]))
+
+
+def max_overlap(spans: list[tuple[float, float]]) -> int:
+    """The largest number of [start, end) intervals that hold at one instant."""
+    edges = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    most = now = 0
+    for _, d in edges:
+        now += d
+        most = max(most, now)
+    return most
+
+
+@pytest.mark.timeout(120)
+def test_parallelism_is_not_capped_by_partitions(kafka: KafkaEnv, fleet: Fleet) -> None:
+    """Guarantee 1, key-ordered concurrency: a request topic of ONE partition,
+    one supervisor with 4 workers, 8 sessions with one 0.3 s call each plus a
+    second call of session 0. The sessions' calls run at the same time on
+    different workers (their spans overlap), while session 0's two calls run
+    one after the other, in offset order."""
+    one = kafka.create_topic(f"{kafka.prefix}.one", 1)
+    sup = fleet.start(topics__requests=one, pool__pool_size=4, python__path=PROGRAMS_DIR)
+    replies = kafka.replies()
+    sessions = [kafka.session(i) for i in range(8)]
+    spec = {"kind": "callable", "entry": "it_programs:span"}
+    setup = []
+    for s in sessions:
+        for r in setup_requests(kafka, s, program="span", spec=spec):
+            kafka.send(r, topic=one)
+            setup.append(r["id"])
+    kafka.flush()
+    replies.wait_ids(setup, 60)
+    ids = []
+    for s in sessions:
+        r = kafka.request(f"{s}/op0", s, "execute_program", program="span")
+        kafka.send(r, topic=one)
+        ids.append(r["id"])
+    second = kafka.request(f"{sessions[0]}/op1", sessions[0], "execute_program", program="span")
+    kafka.send(second, topic=one)
+    kafka.flush()
+    everything = [*ids, second["id"]]
+    byid = replies.wait_ids(everything, 60)
+    assert_all_ok(byid)
+    results = {rid: byid[rid][0]["result"] for rid in everything}
+    spans = [(results[rid]["start"], results[rid]["end"]) for rid in ids]
+    overlap = max_overlap(spans)
+    pids = {results[rid]["pid"] for rid in ids}
+    assert overlap >= 3, f"at most {overlap} of 8 sessions ran at once on 4 workers: {spans}"
+    assert len(pids) >= 3, pids
+    first, then = results[f"{sessions[0]}/op0"], results[second["id"]]
+    assert first["end"] <= then["start"], (first, then)
+    print(f"{overlap} calls at once on {len(pids)} workers from one partition ({sup.id})")
 
 
 # ---------------------------------------------------------------- d. bad input

@@ -34,3 +34,13 @@ def paced_record(ctx: Any, op: Any, seconds: float = 0.003) -> int:
     seq = ctx.state.setdefault("seq", [])
     seq.append(op)
     return len(seq)
+
+
+def span(ctx: Any, seconds: float = 0.3) -> dict[str, Any]:
+    """Sleeps; returns when it ran (wall clock, seconds) and in which worker
+    process: replies of calls that ran at the same time show overlapping spans."""
+    import os
+
+    start = time.time()
+    time.sleep(seconds)
+    return {"start": start, "end": time.time(), "pid": os.getpid()}
