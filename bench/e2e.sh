@@ -217,11 +217,17 @@ redis_info() { # PHASE
 import json, sys
 kv = dict(l.strip().split(":", 1) for l in sys.stdin if ":" in l and not l.startswith("#"))
 keys = sum(int(v.split(",")[0].split("=")[1]) for k, v in kv.items() if k.startswith("db"))
+cmds = {}
+for k, v in kv.items():
+    if k.startswith("cmdstat_"):
+        f = dict(x.split("=") for x in v.split(","))
+        cmds[k[8:]] = {"calls": int(f["calls"]), "usec": int(f["usec"])}
 print(json.dumps({"bench": "redis", "phase": sys.argv[1], "keys": keys,
                   "used_memory_mb": round(int(kv["used_memory"]) / 2**20, 1),
                   "aof_rewrites": int(kv.get("aof_rewrites", 0)),
                   "latest_fork_ms": round(int(kv.get("latest_fork_usec", 0)) / 1000, 1),
-                  "aof_delayed_fsync": int(kv.get("aof_delayed_fsync", 0))}))' "$1" >>"$RESULTS" || true
+                  "aof_delayed_fsync": int(kv.get("aof_delayed_fsync", 0)),
+                  "commands": cmds}))' "$1" >>"$RESULTS" || true
 }
 redis_info peak
 

@@ -260,6 +260,19 @@ def main() -> int:
                 f"delayed fsyncs {r['aof_delayed_fsync']}"
             )
             prev = r["aof_rewrites"]
+        cmds = REDIS[-1].get("commands") or {}
+        total = sum(c["usec"] for c in cmds.values())
+        if total:
+            # Commands run inside scripts count under their own names too (and in the
+            # script's time): the split shows what a request costs Redis.
+            top = sorted(cmds.items(), key=lambda kv: -kv[1]["usec"])[:8]
+            print(
+                "  Redis time by command (whole run; inside scripts too): "
+                + ", ".join(
+                    f"{name} {c['calls']} × {c['usec'] / max(c['calls'], 1):.2f} µs"
+                    for name, c in top
+                )
+            )
     bad = {
         k: (s["errors"], s["lost"])
         for k, s in {**peak, **lat}.items()

@@ -10,6 +10,12 @@
  * hundred bytes of script text on every call. Until a script's SHA is known
  * the call goes out as EVAL; a NOSCRIPT answer (SCRIPT FLUSH) loads the script
  * again and resends the same call once.
+ *
+ * Claims and commits, the two scripts every request runs, are batched:
+ * those asked for during one turn of the loop go to Redis as one script call
+ * each (up to BATCH_MAX items), which runs them in order and answers each
+ * item on its own. A script call costs Redis a few microseconds before it
+ * does anything; a request's two calls were most of what Redis spent on it.
  */
 #include "store.h"
 
@@ -37,8 +43,28 @@ struct sf_store {
     uint32_t backoff_ms;
     struct event *ev_reconnect;
     bool freeing;
-    char sha[16][41]; /* each script's SHA1 as Redis loaded it; "" until known */
+    char sha[16][41];               /* each script's SHA1 as Redis loaded it; "" until known */
+    struct batch *claims, *commits; /* filling during this loop turn */
+    struct event *ev_flush;
+    bool flush_armed;
+    uint64_t calls; /* commands and script calls sent */
 };
+
+/*
+ * Claims or commits on their way to one script call. Each item is 4 keys
+ * then 4 arguments (strings kept in buf, by offset until the call is made).
+ */
+#define BATCH_MAX 64
+typedef struct batch {
+    int kind, script, n;
+    struct {
+        sf_store_cb cb;
+        void *arg;
+    } item[BATCH_MAX];
+    size_t off[BATCH_MAX * 8], len[BATCH_MAX * 8];
+    char *buf;
+    size_t used, cap;
+} batch;
 
 typedef struct req {
     sf_store *st;
@@ -53,8 +79,8 @@ typedef struct req {
 
 /* How to read a command's reply: by the shape of the reply, not by the command. */
 enum {
-    K_CLAIM,
-    K_COMMIT,
+    K_CLAIMS,  /* a batch: per item {0, ''[, state, spec]} | {1, reply} | {2, owner} */
+    K_COMMITS, /* a batch: per item 1 | 0 (no session) | -1 (fenced) */
     K_BUMP,
     K_GET_STATE,
     K_SET_STATE,
@@ -66,8 +92,70 @@ enum {
 };
 
 static void store_connect(sf_store *st);
+static void on_flush(evutil_socket_t fd, short what, void *arg);
 static void load_scripts(sf_store *st);
 static void load_script(sf_store *st, int i);
+/* One item of a claims batch. */
+static void read_claim(const redisReply *e, sf_store_reply *out)
+{
+    if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
+        e->element[0]->type != REDIS_REPLY_INTEGER) {
+        out->status = SF_STORE_UNAVAILABLE;
+        out->error = "unexpected claim reply";
+        return;
+    }
+    out->claim = (int)e->element[0]->integer;
+    out->state = e->element[1]->str; /* the cached reply, or the owner */
+    out->state_len = e->element[1]->len;
+    if (e->elements == 4) { /* claimed with a read: state and spec */
+        out->state = e->element[2]->type == REDIS_REPLY_STRING ? e->element[2]->str : NULL;
+        out->state_len = out->state ? e->element[2]->len : 0;
+        if (e->element[3]->type == REDIS_REPLY_STRING) {
+            out->spec = e->element[3]->str;
+            out->spec_len = e->element[3]->len;
+        }
+    }
+}
+
+/* One item of a commits batch. */
+static void read_commit(const redisReply *e, sf_store_reply *out)
+{
+    if (e->type != REDIS_REPLY_INTEGER) {
+        out->status = SF_STORE_UNAVAILABLE;
+        out->error = "unexpected commit reply";
+    } else if (e->integer == -1) {
+        out->status = SF_STORE_FENCED;
+        out->error = "FENCED stale partition epoch";
+    } else if (e->integer != 1) {
+        out->status = SF_STORE_NOT_FOUND;
+    }
+}
+
+static void batch_free(batch *b)
+{
+    free(b->buf);
+    free(b);
+}
+
+/* Answers every item of a batch: from its own part of the reply, or all alike. */
+static void batch_answer(batch *b, const redisReply *rep, const sf_store_reply *all)
+{
+    for (int i = 0; i < b->n; i++) {
+        sf_store_reply out = {.status = SF_STORE_OK};
+        if (all)
+            out = *all;
+        else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != (size_t)b->n)
+            out =
+                (sf_store_reply){.status = SF_STORE_UNAVAILABLE, .error = "unexpected batch reply"};
+        else if (b->kind == K_CLAIMS)
+            read_claim(rep->element[i], &out);
+        else
+            read_commit(rep->element[i], &out);
+        if (b->item[i].cb)
+            b->item[i].cb(b->item[i].arg, &out);
+    }
+}
+
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
 
 static void on_reconnect(evutil_socket_t fd, short what, void *arg)
@@ -191,6 +279,7 @@ sf_store *sf_store_new(struct event_base *base, const char *url, uint32_t sessio
         return NULL;
     }
     st->ev_reconnect = evtimer_new(base, on_reconnect, st);
+    st->ev_flush = event_new(base, -1, 0, on_flush, st);
     store_connect(st);
     return st;
 }
@@ -200,9 +289,20 @@ void sf_store_free(sf_store *st)
     if (st == NULL)
         return;
     st->freeing = true;
+    /* Items not yet sent are answered like commands in flight: UNAVAILABLE. */
+    sf_store_reply out = {.status = SF_STORE_UNAVAILABLE, .error = "the store is closing"};
+    batch *pending[2] = {st->claims, st->commits};
+    st->claims = st->commits = NULL;
+    for (int i = 0; i < 2; i++) {
+        if (pending[i]) {
+            batch_answer(pending[i], NULL, &out);
+            batch_free(pending[i]);
+        }
+    }
     if (st->ac)
         redisAsyncFree(st->ac); /* answers pending commands with NULL replies */
     event_free(st->ev_reconnect);
+    event_free(st->ev_flush);
     free(st);
 }
 
@@ -231,6 +331,27 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
         if (redisAsyncFormattedCommand(st->ac, on_reply, q, q->cmd, q->cmdlen) == REDIS_OK)
             return;
     }
+    if (q->kind == K_CLAIMS || q->kind == K_COMMITS) {
+        batch *b = q->arg;
+        st->pending -= b->n;
+        if (rep == NULL) {
+            sf_store_reply all = {.status = SF_STORE_UNAVAILABLE,
+                                  .error = ac && ac->errstr[0] ? ac->errstr
+                                                               : "connection to Redis lost"};
+            batch_answer(b, NULL, &all);
+        } else if (rep->type == REDIS_REPLY_ERROR) {
+            sf_error("store.command_failed", "error=\"%s\" items=%d", rep->str, b->n);
+            sf_store_reply all = {.status = SF_STORE_UNAVAILABLE, .error = rep->str};
+            batch_answer(b, NULL, &all);
+        } else {
+            batch_answer(b, rep, NULL);
+        }
+        batch_free(b);
+        if (q->cmd)
+            redisFreeCommand(q->cmd);
+        free(q);
+        return;
+    }
     st->pending--;
     sf_store_reply out = {.status = SF_STORE_OK};
     const char *keys[1024];
@@ -247,26 +368,6 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
         sf_error("store.command_failed", "error=\"%s\"", rep->str);
     } else {
         switch (q->kind) {
-        case K_CLAIM:
-            if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 2 &&
-                rep->element[0]->type == REDIS_REPLY_INTEGER) {
-                out.claim = (int)rep->element[0]->integer;
-                out.state = rep->element[1]->str; /* the cached reply, or the owner */
-                out.state_len = rep->element[1]->len;
-                if (rep->elements == 4) { /* claimed with a read: state and spec */
-                    out.state =
-                        rep->element[2]->type == REDIS_REPLY_STRING ? rep->element[2]->str : NULL;
-                    out.state_len = out.state ? rep->element[2]->len : 0;
-                    if (rep->element[3]->type == REDIS_REPLY_STRING) {
-                        out.spec = rep->element[3]->str;
-                        out.spec_len = rep->element[3]->len;
-                    }
-                }
-            } else {
-                out.status = SF_STORE_UNAVAILABLE;
-                out.error = "unexpected claim reply";
-            }
-            break;
         case K_CREATE:
             if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
                 rep->element[0]->type == REDIS_REPLY_INTEGER &&
@@ -278,10 +379,6 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
                 out.status = SF_STORE_UNAVAILABLE;
                 out.error = "unexpected create_session reply";
             }
-            break;
-        case K_COMMIT:
-            out.status = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1 ? SF_STORE_OK
-                                                                               : SF_STORE_NOT_FOUND;
             break;
         case K_BUMP:
             out.count = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
@@ -355,12 +452,18 @@ static void send_cmd(sf_store *st, int kind, int argc, const char **argv, const 
         return;
     }
     st->pending++;
+    st->calls++;
 }
 
-/* Sends a script call (EVALSHA sha or EVAL text), keeping an EVALSHA's bytes for a retry. */
+/*
+ * Sends a script call (EVALSHA sha or EVAL text), keeping an EVALSHA's bytes
+ * for a retry. For a batch (kind K_CLAIMS / K_COMMITS) arg is the batch, whose
+ * items are already counted in pending.
+ */
 static void send_script(sf_store *st, int kind, int script, int argc, const char **argv,
                         const size_t *lens, sf_store_cb cb, void *arg)
 {
+    bool is_batch = kind == K_CLAIMS || kind == K_COMMITS;
     req *q = malloc(sizeof(*q));
     *q = (req){st, cb, arg, kind, script, NULL, 0, false};
     char *cmd = NULL;
@@ -371,8 +474,14 @@ static void send_script(sf_store *st, int kind, int script, int argc, const char
         sf_store_reply out = {.status = SF_STORE_UNAVAILABLE, .error = "Redis is not connected"};
         if (cmd)
             redisFreeCommand(cmd);
-        if (cb)
+        if (is_batch) {
+            batch *b = arg;
+            st->pending -= b->n;
+            batch_answer(b, NULL, &out);
+            batch_free(b);
+        } else if (cb) {
             cb(arg, &out);
+        }
         free(q);
         return;
     }
@@ -382,7 +491,9 @@ static void send_script(sf_store *st, int kind, int script, int argc, const char
     } else {
         redisFreeCommand(cmd);
     }
-    st->pending++;
+    if (!is_batch)
+        st->pending++;
+    st->calls++;
 }
 
 /*
@@ -480,31 +591,53 @@ static const char LUA_DEL_PROGRAM[] =
 static const char LUA_LIST[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return false end "
                                "return redis.call('HKEYS', KEYS[2])";
 /*
- * {0} claimed; {1, reply} answered before; {2, owner} running elsewhere. A
- * claim records its owner's partition epoch: a claim made under an older
- * epoch belongs to a supervisor that lost the partition (dead or fenced), so
- * the new owner takes it over at once instead of waiting for it to expire.
+ * Claims, batched: item i has KEYS[4i+1..4i+4] = state, programs, epoch,
+ * request and ARGV[4i+2..4i+5] = epoch, owner, claim ttl (ms), program;
+ * ARGV[1] is the session TTL. Per item: {0, ''} claimed; {1, reply}
+ * answered before; {2, owner} running elsewhere; a claim for an execute
+ * (program not '') also reads the session's state and the program's spec:
+ * {0, '', state, spec} (false: no session / no such program). A claim records
+ * its owner's partition epoch: a claim made under an older epoch belongs to a
+ * supervisor that lost the partition (dead or fenced), so the new owner takes
+ * it over at once instead of waiting for it to expire.
  */
-static const char LUA_CLAIM[] =
-    "local v = redis.call('GET', KEYS[4]) "
-    "local mine = 'P' .. ARGV[3] .. '@' .. ARGV[1] "
+static const char LUA_CLAIMS[] =
+    "local out = {} "
+    "for i = 0, #KEYS / 4 - 1 do "
+    "local st, pg, rq = KEYS[4 * i + 1], KEYS[4 * i + 2], KEYS[4 * i + 4] "
+    "local ep, prog = ARGV[4 * i + 2], ARGV[4 * i + 5] "
+    "local mine = 'P' .. ARGV[4 * i + 3] .. '@' .. ep "
+    "local v = redis.call('GET', rq) local r = nil "
     "if v then "
-    "if string.sub(v, 1, 1) == 'R' then return {1, string.sub(v, 2)} end "
-    "local e = tonumber(string.match(v, '@(%d+)$') or '0') "
-    "if v ~= mine and (ARGV[1] == '0' or e >= tonumber(ARGV[1])) then "
-    "return {2, string.sub(v, 2)} end end "
-    "redis.call('SET', KEYS[4], mine, 'PX', ARGV[4]) "
-    "if ARGV[5] == '' then return {0, ''} end "
-    /* claimed for an execute: read the session's state and the program's spec too */
-    "local s = redis.call('GET', KEYS[1]) if not s then return {0, '', false, false} end "
-    "redis.call('EXPIRE', KEYS[1], ARGV[2]) redis.call('EXPIRE', KEYS[2], ARGV[2]) "
-    "return {0, '', s, redis.call('HGET', KEYS[2], ARGV[5])}";
-/* The reply is remembered for the dedupe window; with a state, both in one step. */
-static const char LUA_COMMIT[] =
-    FENCE "if ARGV[5] ~= '' then "
-          "if not redis.call('SET', KEYS[1], ARGV[5], 'XX', 'EX', ARGV[2]) then return 0 end "
-          "redis.call('EXPIRE', KEYS[2], ARGV[2]) end "
-          "redis.call('SET', KEYS[4], 'R' .. ARGV[3], 'EX', ARGV[4]) return 1";
+    "if string.sub(v, 1, 1) == 'R' then r = {1, string.sub(v, 2)} "
+    "elseif v ~= mine and (ep == '0' or "
+    "tonumber(string.match(v, '@(%d+)$') or '0') >= tonumber(ep)) then "
+    "r = {2, string.sub(v, 2)} end end "
+    "if not r then "
+    "redis.call('SET', rq, mine, 'PX', ARGV[4 * i + 4]) "
+    "if prog == '' then r = {0, ''} else "
+    "local s = redis.call('GETEX', st, 'EX', ARGV[1]) "
+    "if not s then r = {0, '', false, false} else "
+    "redis.call('EXPIRE', pg, ARGV[1]) r = {0, '', s, redis.call('HGET', pg, prog)} end end end "
+    "out[i + 1] = r end "
+    "return out";
+/*
+ * Commits, batched (keys as for claims; ARGV[4i+2..4i+5] = epoch, reply,
+ * dedupe ttl (s), new state or ''): the reply is remembered for the dedupe
+ * window and, with a state, the state written — both in one step. Per item:
+ * 1 done; 0 the session is gone (nothing written); -1 fenced (a stale epoch).
+ */
+static const char LUA_COMMITS[] =
+    "local out = {} "
+    "for i = 0, #KEYS / 4 - 1 do "
+    "local ep, state = ARGV[4 * i + 2], ARGV[4 * i + 5] local r = 1 "
+    "if ep ~= '0' and redis.call('GET', KEYS[4 * i + 3]) ~= ep then r = -1 "
+    "elseif state ~= '' and not redis.call('SET', KEYS[4 * i + 1], state, 'XX', 'EX', ARGV[1]) "
+    "then r = 0 else "
+    "if state ~= '' then redis.call('EXPIRE', KEYS[4 * i + 2], ARGV[1]) end "
+    "redis.call('SET', KEYS[4 * i + 4], 'R' .. ARGV[4 * i + 3], 'EX', ARGV[4 * i + 4]) end "
+    "out[i + 1] = r end "
+    "return out";
 
 enum {
     S_CREATE,
@@ -515,8 +648,8 @@ enum {
     S_GET_PROGRAM,
     S_DEL_PROGRAM,
     S_LIST,
-    S_CLAIM,
-    S_COMMIT,
+    S_CLAIMS,
+    S_COMMITS,
     S__COUNT
 };
 static const char *const SCRIPTS[S__COUNT] = {[S_CREATE] = LUA_CREATE,
@@ -527,8 +660,8 @@ static const char *const SCRIPTS[S__COUNT] = {[S_CREATE] = LUA_CREATE,
                                               [S_GET_PROGRAM] = LUA_GET_PROGRAM,
                                               [S_DEL_PROGRAM] = LUA_DEL_PROGRAM,
                                               [S_LIST] = LUA_LIST,
-                                              [S_CLAIM] = LUA_CLAIM,
-                                              [S_COMMIT] = LUA_COMMIT};
+                                              [S_CLAIMS] = LUA_CLAIMS,
+                                              [S_COMMITS] = LUA_COMMITS};
 
 typedef struct load_ctx {
     sf_store *st;
@@ -681,17 +814,126 @@ void sf_store_list_programs(sf_store *st, const char *s, size_t slen, sf_store_c
     eval(st, K_LIST, S_LIST, &k, NULL, 0, NULL, NULL, cb, arg);
 }
 
+/* Sends a batch as one script call: its keys, the session TTL, then its arguments. */
+static void batch_send(sf_store *st, batch *b)
+{
+    int n = b->n, argc = 3 + 8 * n + 1;
+    const char **argv = malloc((size_t)argc * sizeof(*argv));
+    size_t *lens = malloc((size_t)argc * sizeof(*lens));
+    char numkeys[16];
+    snprintf(numkeys, sizeof(numkeys), "%d", 4 * n);
+    bool sha = st->sha[b->script][0] != '\0';
+    argv[0] = sha ? "EVALSHA" : "EVAL";
+    lens[0] = sha ? 7 : 4;
+    argv[1] = sha ? st->sha[b->script] : SCRIPTS[b->script];
+    lens[1] = strlen(argv[1]);
+    argv[2] = numkeys;
+    lens[2] = strlen(numkeys);
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < 4; j++) {
+            argv[3 + 4 * i + j] = b->buf + b->off[8 * i + j];
+            lens[3 + 4 * i + j] = b->len[8 * i + j];
+            argv[4 + 4 * n + 4 * i + j] = b->buf + b->off[8 * i + 4 + j];
+            lens[4 + 4 * n + 4 * i + j] = b->len[8 * i + 4 + j];
+        }
+    }
+    argv[3 + 4 * n] = st->ttl;
+    lens[3 + 4 * n] = strlen(st->ttl);
+    send_script(st, b->kind, b->script, argc, argv, lens, NULL, b);
+    free(argv);
+    free(lens);
+}
+
+static void flush_batches(sf_store *st)
+{
+    batch *b;
+    if ((b = st->claims) != NULL) {
+        st->claims = NULL;
+        batch_send(st, b);
+    }
+    if ((b = st->commits) != NULL) {
+        st->commits = NULL;
+        batch_send(st, b);
+    }
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    sf_store *st = arg;
+    st->flush_armed = false;
+    flush_batches(st);
+}
+
+/* String j (0-3 keys, 4-7 arguments) of the item being added. */
+static void batch_put(batch *b, int j, const char *s, size_t n)
+{
+    if (b->used + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 2048;
+        while (cap < b->used + n + 1)
+            cap *= 2;
+        b->buf = realloc(b->buf, cap);
+        b->cap = cap;
+    }
+    b->off[8 * b->n + j] = b->used;
+    b->len[8 * b->n + j] = n;
+    if (n)
+        memcpy(b->buf + b->used, s, n);
+    b->used += n;
+    b->buf[b->used++] = '\0';
+}
+
+/*
+ * Adds one item (the 4 keys of k, then 4 arguments) to the claims or commits
+ * batch of this loop turn; a full batch goes at once, the rest at the end of
+ * the turn.
+ */
+static void batch_add(sf_store *st, batch **slot, int kind, int script, const keys *k,
+                      const char *const *args, const size_t *arglens, sf_store_cb cb, void *arg)
+{
+    if (st->freeing) {
+        sf_store_reply out = {.status = SF_STORE_UNAVAILABLE, .error = "the store is closing"};
+        if (cb)
+            cb(arg, &out);
+        return;
+    }
+    batch *b = *slot;
+    if (b == NULL) {
+        b = calloc(1, sizeof(*b));
+        b->kind = kind;
+        b->script = script;
+        *slot = b;
+    }
+    batch_put(b, 0, k->state, k->state_len);
+    batch_put(b, 1, k->programs, k->programs_len);
+    batch_put(b, 2, k->epoch, k->epoch_len);
+    batch_put(b, 3, k->request, k->request_len);
+    for (int j = 0; j < 4; j++)
+        batch_put(b, 4 + j, args[j], arglens[j]);
+    b->item[b->n].cb = cb;
+    b->item[b->n].arg = arg;
+    b->n++;
+    st->pending++;
+    if (b->n == BATCH_MAX) {
+        *slot = NULL;
+        batch_send(st, b);
+    } else if (!st->flush_armed) {
+        st->flush_armed = true;
+        event_active(st->ev_flush, EV_TIMEOUT, 0);
+    }
+}
+
 void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
                     size_t idlen, const char *owner, uint32_t claim_ttl_ms, const char *program,
                     size_t plen, sf_store_cb cb, void *arg)
 {
     keys k;
     make_keys(&k, s, slen, f, id, idlen);
-    char ttl[16];
+    char epoch[24], ttl[16];
+    snprintf(epoch, sizeof(epoch), "%llu", f ? (unsigned long long)f->epoch : 0ull);
     snprintf(ttl, sizeof(ttl), "%u", claim_ttl_ms);
-    const char *a[] = {owner, ttl, program ? program : ""};
-    size_t l[] = {strlen(owner), strlen(ttl), program ? plen : 0};
-    eval(st, K_CLAIM, S_CLAIM, &k, f, 3, a, l, cb, arg);
+    const char *a[] = {epoch, owner, ttl, program ? program : ""};
+    size_t l[] = {strlen(epoch), strlen(owner), strlen(ttl), program ? plen : 0};
+    batch_add(st, &st->claims, K_CLAIMS, S_CLAIMS, &k, a, l, cb, arg);
 }
 
 void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
@@ -700,11 +942,17 @@ void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen
 {
     keys k;
     make_keys(&k, s, slen, f, id, idlen);
-    char ttl[16];
+    char epoch[24], ttl[16];
+    snprintf(epoch, sizeof(epoch), "%llu", f ? (unsigned long long)f->epoch : 0ull);
     snprintf(ttl, sizeof(ttl), "%u", dedupe_ttl_s);
-    const char *a[] = {reply, ttl, state ? state : ""};
-    size_t l[] = {reply_len, strlen(ttl), state ? state_len : 0};
-    eval(st, K_COMMIT, S_COMMIT, &k, f, 3, a, l, cb, arg);
+    const char *a[] = {epoch, reply, ttl, state ? state : ""};
+    size_t l[] = {strlen(epoch), reply_len, strlen(ttl), state ? state_len : 0};
+    batch_add(st, &st->commits, K_COMMITS, S_COMMITS, &k, a, l, cb, arg);
+}
+
+uint64_t sf_store_calls(const sf_store *st)
+{
+    return st->calls;
 }
 
 void sf_store_bump_epoch(sf_store *st, const char *epoch_key, sf_store_cb cb, void *arg)

@@ -10,7 +10,8 @@
  * pipelines with everything else in flight.
  *
  * Callbacks run on the loop, exactly once; the reply is valid only during
- * the callback.
+ * the callback. Claims and commits asked for during one loop turn go to
+ * Redis together, as one script call each, at the end of the turn.
  */
 #ifndef SF_STORE_H
 #define SF_STORE_H
@@ -121,6 +122,8 @@ void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen,
 void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
                      size_t idlen, const void *reply, size_t reply_len, const void *state,
                      size_t state_len, uint32_t dedupe_ttl_s, sf_store_cb cb, void *arg);
+/* Commands and script calls sent so far (a batch of claims or commits is one). */
+uint64_t sf_store_calls(const sf_store *st);
 /* Takes a new lease: INCR of the partition's epoch key; the new epoch in `count`. */
 void sf_store_bump_epoch(sf_store *st, const char *epoch_key, sf_store_cb cb, void *arg);
 

@@ -401,7 +401,7 @@ Test(store, max_sessions_counts_live_sessions_only)
     for (int i = 0; i < 3; i++) {
         create_limited(st, abc[i], 3, &g);
         cr_expect_eq(g.status, SF_STORE_OK);
-        cr_expect_eq(g.count, i + 1);
+        cr_expect_eq(g.count, i + 1, "count %lld status %d", (long long)g.count, (int)g.status);
     }
     create_limited(st, "d", 3, &g);
     cr_expect_eq(g.status, SF_STORE_LIMIT, "a fourth session is over the limit");
@@ -446,4 +446,91 @@ Test(store, max_sessions_counts_live_sessions_only)
     create_limited(st, "g", 5, &g);
     cr_expect_eq(g.status, SF_STORE_LIMIT, "x is alive and still counts");
     sf_store_free(brief);
+}
+
+Test(store, claims_and_commits_of_one_loop_turn_share_a_script_call)
+{
+    const char *key = "sf:epoch:{g}:t/1";
+    got g = {0};
+    sf_store_bump_epoch(st, key, on_got, &g);
+    wait_done(&g);
+    sf_fence lease = {key, (uint64_t)g.count}, stale = {key, (uint64_t)g.count + 7};
+    g = (got){0};
+    sf_store_create_session(st, &lease, S("b"), S("\x81\xa1n\x07"), 0, on_got, &g);
+    wait_done(&g);
+    /* Before: one request answered, one running on another supervisor. */
+    g = (got){0};
+    sf_store_claim(st, &lease, S("b"), S("answered"), "me", 10000, NULL, 0, on_got, &g);
+    wait_done(&g);
+    g = (got){0};
+    sf_store_commit(st, &lease, S("b"), S("answered"), S("OLD-REPLY"), NULL, 0, 60, on_got, &g);
+    wait_done(&g);
+    g = (got){0};
+    sf_store_claim(st, &lease, S("b"), S("running"), "other", 10000, NULL, 0, on_got, &g);
+    wait_done(&g);
+
+    /* 100 claims in one loop turn: 64 + 36 items, two script calls. */
+    enum { N = 100 };
+    static got gs[N];
+    memset(gs, 0, sizeof(gs));
+    char ids[N][16];
+    uint64_t calls = sf_store_calls(st);
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "r%d", i);
+        const char *id = i == 0 ? "answered" : i == 1 ? "running" : ids[i];
+        sf_store_claim(st, &lease, S("b"), id, strlen(id), "me", 10000, i % 2 ? "p" : NULL,
+                       i % 2 ? 1 : 0, on_got, &gs[i]);
+    }
+    int done = 0;
+    for (double end = now_ms() + 5000; now_ms() < end;) {
+        done = 0;
+        for (int i = 0; i < N; i++)
+            done += gs[i].done;
+        if (done == N)
+            break;
+        struct timeval tv = {0, 10000};
+        event_base_loopexit(base, &tv);
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    cr_assert_eq(done, N);
+    cr_expect_eq(sf_store_calls(st) - calls, 2, "100 claims went as %llu calls",
+                 (unsigned long long)(sf_store_calls(st) - calls));
+    cr_expect_eq(gs[0].claim, 1);
+    cr_expect(gs[0].len == 9 && memcmp(gs[0].value, "OLD-REPLY", 9) == 0, "the cached reply");
+    cr_expect_eq(gs[1].claim, 2, "running elsewhere");
+    for (int i = 2; i < N; i++) {
+        cr_expect_eq(gs[i].status, SF_STORE_OK);
+        cr_expect_eq(gs[i].claim, 0, "item %d", i);
+        if (i % 2) /* claimed for an execute: the state came along */
+            cr_expect(gs[i].len == 4 && memcmp(gs[i].value, "\x81\xa1n\x07", 4) == 0);
+    }
+
+    /* Commits in one turn, each answered on its own: done, fenced, session gone. */
+    static got cs[3];
+    memset(cs, 0, sizeof(cs));
+    calls = sf_store_calls(st);
+    sf_store_commit(st, &lease, S("b"), S("r2"), S("R2"), S("\x81\xa1n\x02"), 60, on_got, &cs[0]);
+    sf_store_commit(st, &stale, S("b"), S("r3"), S("R3"), S("\x81\xa1n\x03"), 60, on_got, &cs[1]);
+    sf_store_commit(st, &lease, S("gone"), S("r4"), S("R4"), S("\x80"), 60, on_got, &cs[2]);
+    int cdone = 0;
+    for (double end = now_ms() + 5000; cdone < 3 && now_ms() < end;) {
+        struct timeval tv = {0, 10000};
+        event_base_loopexit(base, &tv);
+        event_base_loop(base, EVLOOP_ONCE);
+        cdone = cs[0].done + cs[1].done + cs[2].done;
+    }
+    cr_assert_eq(cdone, 3);
+    cr_expect_eq(sf_store_calls(st) - calls, 1);
+    cr_expect_eq(cs[0].status, SF_STORE_OK);
+    cr_expect_eq(cs[1].status, SF_STORE_FENCED);
+    cr_expect_eq(cs[2].status, SF_STORE_NOT_FOUND);
+    g = (got){0};
+    sf_store_get_state(st, S("b"), on_got, &g);
+    wait_done(&g);
+    cr_expect(g.len == 4 && memcmp(g.value, "\x81\xa1n\x02", 4) == 0,
+              "only the leaseholder's state landed");
+    g = (got){0};
+    sf_store_claim(st, &lease, S("b"), S("r3"), "me", 10000, NULL, 0, on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.claim, 0, "the fenced commit left no reply behind");
 }
