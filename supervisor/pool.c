@@ -1154,6 +1154,35 @@ static void on_worker_timer(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static bool pool_owns_pid(const sf_pool *p, pid_t pid)
+{
+    for (int i = 0; i < p->nslots; i++)
+        if (p->slots[i].state != W_EMPTY && p->slots[i].pid == pid)
+            return true;
+    return p->zygote && sf_zygote_pid(p->zygote) == pid;
+}
+
+/*
+ * As a subreaper the supervisor inherits whatever user code leaves behind: a
+ * program's child whose parent, a worker, exited. Those are reaped here, or
+ * they would stay zombies. waitid(WNOWAIT) looks without reaping; a worker
+ * or the zygote that just died is left to its own handling (the next
+ * SIGCHLD comes back here).
+ */
+static void pool_reap_orphans(sf_pool *p)
+{
+    for (int n = 0; n < 64; n++) {
+        siginfo_t si;
+        memset(&si, 0, sizeof(si));
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
+            return;
+        if (pool_owns_pid(p, si.si_pid))
+            return;
+        waitpid(si.si_pid, NULL, WNOHANG);
+        sf_debug("pool.reaped_orphan", "pid=%d", (int)si.si_pid);
+    }
+}
+
 static void pool_reap(sf_pool *p)
 {
     for (int i = 0; i < p->nslots; i++) {
@@ -1176,6 +1205,7 @@ static void pool_reap(sf_pool *p)
     }
     if (p->zygote)
         sf_zygote_reap(p->zygote);
+    pool_reap_orphans(p);
 }
 
 static void on_sigchld(evutil_socket_t fd, short what, void *arg)

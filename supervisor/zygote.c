@@ -180,6 +180,11 @@ pid_t sf_zygote_spawn(sf_zygote *z, const char *worker_id, unsigned max_frame_by
     return pid;
 }
 
+pid_t sf_zygote_pid(const sf_zygote *z)
+{
+    return z && !z->exited ? z->pid : 0;
+}
+
 void sf_zygote_reap(sf_zygote *z)
 {
     if (z == NULL || z->exited)

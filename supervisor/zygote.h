@@ -36,6 +36,8 @@ pid_t sf_zygote_spawn(sf_zygote *z, const char *worker_id, unsigned max_frame_by
 
 /* Reaps the zygote process if it exited (call on SIGCHLD). */
 void sf_zygote_reap(sf_zygote *z);
+/* The zygote's pid while it runs (not yet reaped), else 0. */
+pid_t sf_zygote_pid(const sf_zygote *z);
 
 /* Closes the control socket (the zygote exits on EOF); SIGKILL if it lingers. */
 void sf_zygote_stop(sf_zygote *z);

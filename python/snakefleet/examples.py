@@ -91,6 +91,14 @@ def mutate_then_fail(ctx: SessionContext, key: str = "n") -> None:
     raise RuntimeError("failed after changing the state")
 
 
+def spawn_sleeper(ctx: SessionContext, seconds: float = 0.3) -> int:
+    """Starts `sleep` as a child process and returns its pid without waiting:
+    user code that leaves a process behind."""
+    import subprocess
+
+    return subprocess.Popen(["sleep", str(seconds)]).pid
+
+
 def sleep(ctx: SessionContext, seconds: float = 1.0) -> float:
     """Sleeps, then returns the seconds slept (timeout and SIGTERM tests)."""
     time.sleep(seconds)

@@ -496,3 +496,44 @@ Test(pool, a_session_moves_on_after_a_cached_call_crashes_its_worker)
     h_outcome_clear(&o);
     cr_expect_eq(count_once("s", 1), 2);
 }
+
+/* ---------------------------------------------------------------- orphans */
+
+static bool pid_gone(int pid)
+{
+    char path[64], stat[256] = "";
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return true;
+    size_t n = fread(stat, 1, sizeof(stat) - 1, f);
+    fclose(f);
+    stat[n] = '\0';
+    const char *close_paren = strrchr(stat, ')');
+    /* a zombie is not gone: it waits for its parent to reap it */
+    return close_paren == NULL || close_paren[2] == 'X';
+}
+
+Test(pool, processes_user_code_leaves_behind_are_reaped)
+{
+    sf_pool_config c;
+    h_config(&c);
+    c.pool_size = 1;
+    c.zygote = true; /* the pool becomes a subreaper: orphans come to us */
+    c.preload = "json";
+    h_start(&c);
+    outcome o;
+    h_exec(&o, "s", "spawn_sleeper", "{\"seconds\": 0.3}");
+    h_wait(&o, 10000);
+    cr_assert(o.ok, "%s: %s", o.type, o.message);
+    int orphan = (int)json_integer_value(o.value);
+    h_outcome_clear(&o);
+    /* The worker dies; its child is re-parented to us (the subreaper) and exits later. */
+    h_exec(&o, "s", "crash", "{\"how\": \"exit\"}");
+    h_wait(&o, 10000);
+    h_outcome_clear(&o);
+    double end = h_now_ms() + 5000;
+    while (!pid_gone(orphan) && h_now_ms() < end)
+        h_sleep_loop(50);
+    cr_expect(pid_gone(orphan), "pid %d is still there (a zombie no one reaped?)", orphan);
+}
