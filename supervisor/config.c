@@ -424,9 +424,12 @@ int sf_config_finish(sf_config *c, char *err, size_t errlen)
     }
     if (c->python[0] == '\0')
         default_python(c->python, sizeof(c->python));
-    if (c->python[0] != '/')
+    if (c->python[0] != '/') {
+        int py = 0;
+        find_opt("python", "executable", &py);
         return fail(err, errlen, "python.executable (%s): '%s' must be an absolute path",
-                    c->sources[0], c->python);
+                    c->sources[py], c->python);
+    }
     if (sf_affinity_parse(c->affinity, &c->pool.affinity) < 0)
         return fail(err, errlen, "pool.affinity: '%s' is not hint, strict or strict_fail_fast",
                     c->affinity);

@@ -87,6 +87,11 @@ Test(config, unknown_key_and_bad_values_name_the_key)
     cr_expect_eq(sf_config_load_env(&c, env, err, sizeof(err)), -1);
     cr_expect(strstr(err, "bogus") && strstr(err, "SNAKEFLEET_POOL_BOGUS"), "%s", err);
     sf_config_defaults(&c);
+    cr_assert_eq(
+        sf_config_set(&c, "python.executable=python3", "--python.executable", err, sizeof(err)), 0);
+    cr_expect_eq(sf_config_finish(&c, err, sizeof(err)), -1);
+    cr_expect(strstr(err, "python.executable (--python.executable)"), "names the source: %s", err);
+    sf_config_defaults(&c);
     cr_assert_eq(sf_config_set(&c, "pool.affinity=sticky", "flag", err, sizeof(err)), 0);
     cr_expect_eq(sf_config_finish(&c, err, sizeof(err)), -1);
     cr_expect(strstr(err, "pool.affinity"), "%s", err);
