@@ -100,3 +100,38 @@ Test(config, unknown_key_and_bad_values_name_the_key)
     cr_expect_eq(sf_config_finish(&c, err, sizeof(err)), -1);
     cr_expect(strstr(err, "absolute"), "%s", err);
 }
+
+/* deploy/snakefleet.ini, the example production config: it loads the way the daemon loads it
+ * and sets every option (a new option must be added there too). */
+Test(config, deploy_example_loads_and_sets_every_option)
+{
+    const char *ini = SF_PYTHON_DIR "/../deploy/snakefleet.ini";
+    sf_config c;
+    char err[1024];
+    sf_config_defaults(&c);
+    cr_assert_eq(sf_config_load_file(&c, ini, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(sf_config_finish(&c, err, sizeof(err)), 0, "%s", err);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cr_expect_eq(c.pool.pool_size, 2 * cores);
+    cr_expect_eq(c.pool.max_overflow, cores);
+    cr_expect_eq(c.pool.max_rss_mb, 2048);
+    cr_expect_eq(c.shutdown_timeout_ms, 30000);
+    cr_expect_eq(c.replication, 3);
+    cr_expect_not(c.create_topics);
+    cr_expect_eq(c.pool.affinity, SF_AFFINITY_HINT);
+    cr_expect_str_eq(c.redis_url, "redis://redis.internal:6379/0");
+    cr_expect_str_eq(c.http_listen, "127.0.0.1:9464");
+    cr_expect_str_eq(c.python, "/opt/snakefleet/venv/bin/python");
+    cr_expect_null(c.pool.preload);
+    cr_expect_str_eq(sf_config_kafka_get(&c, "partition.assignment.strategy"), "range,roundrobin");
+    cr_expect_str_eq(sf_config_kafka_get(&c, "socket.nagle.disable"), "true");
+    cr_expect_not_null(sf_config_kafka_get(&c, "bootstrap.servers"));
+    cr_expect_null(sf_config_kafka_get(&c, "group.instance.id")); /* commented out */
+    char *out = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&out, &len);
+    sf_config_print(&c, m);
+    fclose(m);
+    cr_expect(strstr(out, "; default") == NULL, "options missing from %s:\n%s", ini, out);
+    free(out);
+}
