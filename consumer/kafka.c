@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -31,6 +32,7 @@ struct sf_kafka {
     struct event *ev_c, *ev_p;
     struct event *ev_keepalive; /* polls a quiet consumer: max.poll.interval.ms */
     bool closing;
+    bool close_unfinished; /* leaving the group timed out: destroy without closing again */
 };
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -282,7 +284,8 @@ void sf_kafka_free(sf_kafka *k)
     if (k->pq)
         rd_kafka_queue_destroy(k->pq);
     if (k->consumer)
-        rd_kafka_destroy(k->consumer);
+        rd_kafka_destroy_flags(k->consumer,
+                               k->close_unfinished ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE : 0);
     if (k->producer)
         rd_kafka_destroy(k->producer);
     for (int i = 0; i < 2; i++) {
@@ -451,9 +454,28 @@ void sf_kafka_store_offset(sf_kafka *k, const char *topic, int32_t partition, in
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-int sf_kafka_commit_sync(sf_kafka *k)
+static uint64_t mono_ms(void);
+
+/* The commit's result comes to a queue of its own, waited for up to timeout_ms. */
+int sf_kafka_commit_sync(sf_kafka *k, int timeout_ms)
 {
-    rd_kafka_resp_err_t e = rd_kafka_commit(k->consumer, NULL, 0);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(k->consumer);
+    rd_kafka_resp_err_t e = rd_kafka_commit_queue(k->consumer, NULL, q, NULL, NULL);
+    bool answered = e != RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (uint64_t end = mono_ms() + (uint64_t)timeout_ms; !answered && mono_ms() < end;) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+        if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT) {
+            e = rd_kafka_event_error(ev);
+            answered = true;
+        }
+        if (ev)
+            rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
+    if (!answered) {
+        sf_warn("kafka.commit_timeout", "timeout_ms=%d", timeout_ms);
+        return -1;
+    }
     if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         sf_warn("kafka.commit_failed", "error=%s", rd_kafka_err2str(e));
         return -1;
@@ -507,16 +529,45 @@ int sf_kafka_outq_len(sf_kafka *k)
     return rd_kafka_outq_len(k->producer);
 }
 
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * rd_kafka_consumer_close() blocks until the group is left, for as long as a
+ * minute when the brokers are unreachable; the asynchronous close is served
+ * here (rebalance callbacks included) only until the deadline.
+ */
 void sf_kafka_close(sf_kafka *k, int timeout_ms)
 {
     if (k->closing)
         return;
     k->closing = true;
-    rd_kafka_resp_err_t e = rd_kafka_consumer_close(k->consumer);
-    if (e)
-        sf_warn("kafka.close_failed", "error=%s", rd_kafka_err2str(e));
-    e = rd_kafka_flush(k->producer, timeout_ms);
-    if (e)
+    uint64_t deadline = mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(k->consumer);
+    rd_kafka_error_t *err = rd_kafka_consumer_close_queue(k->consumer, q);
+    if (err) {
+        sf_warn("kafka.close_failed", "error=%s", rd_kafka_error_string(err));
+        rd_kafka_error_destroy(err);
+        k->close_unfinished = true;
+    } else {
+        while (!rd_kafka_consumer_closed(k->consumer) && mono_ms() < deadline)
+            rd_kafka_queue_poll_callback(q, 100);
+        if (!rd_kafka_consumer_closed(k->consumer)) {
+            sf_warn("kafka.close_timeout",
+                    "timeout_ms=%d action=\"leaving without a goodbye: "
+                    "the group notices after session.timeout.ms\"",
+                    timeout_ms);
+            k->close_unfinished = true;
+        }
+    }
+    rd_kafka_queue_destroy(q);
+    uint64_t t = mono_ms();
+    int left = t < deadline ? (int)(deadline - t) : 0;
+    if (rd_kafka_flush(k->producer, left > 1000 ? left : 1000))
         sf_warn("kafka.flush_incomplete", "unsent=%d", rd_kafka_outq_len(k->producer));
 }
 

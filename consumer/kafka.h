@@ -61,8 +61,8 @@ int sf_kafka_produce(sf_kafka *k, const char *topic, const void *key, size_t key
 /* Stores `next` as the offset to commit for topic/partition (committed by auto-commit). */
 void sf_kafka_store_offset(sf_kafka *k, const char *topic, int32_t partition, int64_t next);
 
-/* Commits stored offsets now and waits for the broker's answer. */
-int sf_kafka_commit_sync(sf_kafka *k);
+/* Commits stored offsets now and waits for the broker's answer, up to timeout_ms. */
+int sf_kafka_commit_sync(sf_kafka *k, int timeout_ms);
 
 void sf_kafka_pause(sf_kafka *k, const char *topic, int32_t partition);
 void sf_kafka_resume(sf_kafka *k, const char *topic, int32_t partition);
@@ -79,7 +79,9 @@ int sf_kafka_outq_len(sf_kafka *k);
 
 /*
  * Leaves the group (revocation runs through on_revoke, which must finish at
- * once here) and flushes the producer up to timeout_ms.
+ * once here) and flushes the producer, together bounded by timeout_ms (the
+ * flush gets at least 1 s). Unreachable brokers cannot hold it longer: the
+ * group then notices the member gone after session.timeout.ms.
  */
 void sf_kafka_close(sf_kafka *k, int timeout_ms);
 

@@ -1269,7 +1269,7 @@ static void revoke_finish(sf_daemon *d, bool timed_out)
     rd_kafka_topic_partition_list_t *l = d->revoking;
     d->revoking = NULL;
     evtimer_del(d->ev_revoke_timeout);
-    sf_kafka_commit_sync(d->kafka);
+    sf_kafka_commit_sync(d->kafka, 5000);
     for (int i = 0; i < l->cnt; i++) {
         part *p = part_find(d, l->elems[i].topic, l->elems[i].partition);
         if (p == NULL)
@@ -1581,7 +1581,8 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
     if (!drained)
         sf_warn("supervisor.drain_timeout", "held=%d unacknowledged=%d", d->held,
                 sf_kafka_outq_len(d->kafka));
-    sf_kafka_commit_sync(d->kafka);
+    /* Bounded even with the brokers gone: a few seconds past shutdown_timeout at most. */
+    sf_kafka_commit_sync(d->kafka, 3000);
     sf_kafka_close(d->kafka, 5000);
     sf_info("supervisor.left_group", "held=%d", d->held);
     sf_pool_stop(d->pool, on_pool_stopped, d);

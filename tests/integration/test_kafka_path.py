@@ -10,9 +10,12 @@ DESIGN.md "Guarantees".
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
+import socket
+import subprocess
 import time
 from collections import Counter
 from typing import Any
@@ -24,6 +27,7 @@ import pytest
 from conftest import (
     DLQ_TOPIC,
     RECORD_SPEC,
+    ROOT,
     TELEMETRY_TOPIC,
     Fleet,
     KafkaEnv,
@@ -400,6 +404,64 @@ def test_static_member_restarts_without_a_rebalance(kafka: KafkaEnv, fleet: Flee
     assert not b.events("kafka.revoked"), "the other member went through a rebalance"
     assert b.assigned() == owned_b
     print(check_sessions(kafka, replies, sessions, nops, [a, a2, b]))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_sigterm_with_the_broker_gone_still_stops_in_bounded_time(
+    kafka: KafkaEnv, fleet: Fleet, tmp_path: Any
+) -> None:
+    """Guarantee 7 when Kafka is unreachable: a supervisor whose (own) broker
+    was SIGKILLed still stops on SIGTERM with exit code 0: the drain gives up
+    at shutdown_timeout (its replies can no longer be acknowledged), and the
+    commit, the leave-group close and the producer flush that follow are each
+    bounded (sf_kafka_commit_sync, sf_kafka_close), whatever state the
+    consumer is in. The bound checked (40 s) is generous; the point is that
+    the stop ends by itself."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start = subprocess.run(
+        [
+            str(ROOT / "deploy/kafka/start.sh"),
+            "-d",
+            str(tmp_path / "kafka"),
+            "-p",
+            str(port),
+            "-t",
+            "gone.requests:2,gone.replies:1,snakefleet.telemetry:1,snakefleet.dlq:1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    env = dict(line.split("=", 1) for line in start.stdout.split() if "=" in line)
+    try:
+        sup = fleet.start(
+            **{"kafka__bootstrap.servers": env["KAFKA_BOOTSTRAP"]},
+            topics__requests="gone.requests",
+            topics__replies="gone.replies",
+            supervisor__shutdown_timeout=3000,
+            # librdkafka's default (45 s), which bounds a blocking close
+            **{"kafka__session.timeout.ms": None, "kafka__heartbeat.interval.ms": None},
+        )
+        os.kill(int(env["KAFKA_PID"]), signal.SIGKILL)
+        time.sleep(3)  # the clients notice: connections refused, the coordinator lost
+        t0 = time.monotonic()
+        sup.signal(signal.SIGTERM)
+        rc = sup.wait(40)
+        took = time.monotonic() - t0
+        assert rc == 0, f"exit {rc} after {took:.1f} s"
+        assert sup.events("supervisor.stopped"), "no supervisor.stopped line"
+        print(f"stopped {took:.1f} s after SIGTERM with the broker gone")
+    finally:
+        with contextlib.suppress(Exception):
+            subprocess.run(
+                [str(ROOT / "deploy/kafka/stop.sh"), env.get("KAFKA_DIR", str(tmp_path / "kafka"))],
+                capture_output=True,
+                timeout=60,
+            )
 
 
 # ---------------------------------------------------------------- c. join
