@@ -116,6 +116,15 @@ static void h_start(const sf_pool_config *c)
     h_completed = 0;
 }
 
+/* A pool of n workers, otherwise as h_config() makes it. */
+static inline void h_start_workers(int n)
+{
+    sf_pool_config c;
+    h_config(&c);
+    c.pool_size = n;
+    h_start(&c);
+}
+
 static bool h_pool_stopped(void *arg)
 {
     return sf_pool_stopped(h_pool);

@@ -49,10 +49,7 @@ Test(pool, program_exception_is_an_error_with_traceback)
 
 Test(pool, crash_mid_call_is_classified_and_worker_replaced)
 {
-    sf_pool_config c;
-    h_config(&c);
-    c.pool_size = 1;
-    h_start(&c);
+    h_start_workers(1);
     const char *hows[] = {"abort", "segv", "exit"};
     const char *kinds[] = {"abort", "segfault", "exited with code 7"};
     for (int i = 0; i < 3; i++) {
@@ -172,10 +169,7 @@ Test(pool, recycles_above_max_rss)
 
 Test(pool, hint_affinity_prefers_the_last_worker)
 {
-    sf_pool_config c;
-    h_config(&c);
-    c.pool_size = 2;
-    h_start(&c);
+    h_start_workers(2);
     outcome o;
     char w[32] = "";
     for (int i = 0; i < 10; i++) {
@@ -334,10 +328,7 @@ Test(pool, one_session_runs_in_order_even_pipelined)
 
 Test(pool, print_does_not_corrupt_frames)
 {
-    sf_pool_config c;
-    h_config(&c);
-    c.pool_size = 1;
-    h_start(&c);
+    h_start_workers(1);
     outcome o;
     h_exec(&o, "s1", "print_noise", "{\"n\": 200}");
     h_wait(&o, 10000);
@@ -405,10 +396,7 @@ static long long count_once(const char *session, long long n)
 
 Test(pool, spec_and_state_travel_only_when_the_worker_lacks_them)
 {
-    sf_pool_config c;
-    h_config(&c);
-    c.pool_size = 1;
-    h_start(&c);
+    h_start_workers(1);
     long long n = 0;
     for (int i = 0; i < 50; i++)
         n = count_once("s", n);
@@ -423,10 +411,7 @@ Test(pool, spec_and_state_travel_only_when_the_worker_lacks_them)
 
 Test(pool, a_state_changed_elsewhere_is_sent_in_full)
 {
-    sf_pool_config c;
-    h_config(&c);
-    c.pool_size = 1;
-    h_start(&c);
+    h_start_workers(1);
     cr_expect_eq(count_once("s", 1), 2);
     /* The stored state is not what the worker returned (set_session_state ran). */
     cr_expect_eq(count_once("s", 10), 11);
@@ -459,10 +444,7 @@ Test(pool, a_worker_that_lost_its_cache_gets_the_call_again_in_full)
 
 Test(pool, a_new_spec_version_is_built_once)
 {
-    sf_pool_config c;
-    h_config(&c);
-    c.pool_size = 1;
-    h_start(&c);
+    h_start_workers(1);
     const char *specs[] = {COUNTER_SPEC,
                            "{\"kind\":\"callable\",\"entry\":\"snakefleet.examples:echo\"}"};
     for (int v = 0; v < 2; v++) {
@@ -481,10 +463,7 @@ Test(pool, a_new_spec_version_is_built_once)
 
 Test(pool, a_session_moves_on_after_a_cached_call_crashes_its_worker)
 {
-    sf_pool_config c;
-    h_config(&c);
-    c.pool_size = 1;
-    h_start(&c);
+    h_start_workers(1);
     cr_expect_eq(count_once("s", 0), 1);
     /* Same worker, same state: this call goes without its state, then kills the worker. */
     outcome o;
