@@ -76,6 +76,10 @@ static const opt OPTS[] = {
     {"telemetry", "interval", T_U32, N(telemetry_interval_ms), "5000", 100, MAX_U32,
      "ms between telemetry snapshots"},
     {"redis", "url", T_STR, S(redis_url), "redis://127.0.0.1:6379", 0, 0, "session store"},
+    {"redis", "user", T_STR, S(redis_user), "", 0, 0,
+     "ACL user for AUTH (empty: the default user)"},
+    {"redis", "password_env", T_STR, S(redis_password_env), "", 0, 0,
+     "name of the environment variable holding the Redis password (empty: no AUTH)"},
     {"redis", "session_ttl", T_U32, N(session_ttl_s), "86400", 1, MAX_U32,
      "seconds a session lives after its last use"},
     {"redis", "dedupe_ttl", T_U32, N(dedupe_ttl_s), "600", 1, MAX_U32,
@@ -449,6 +453,22 @@ int sf_config_finish(sf_config *c, char *err, size_t errlen)
     if (!ok)
         return fail(err, errlen, "supervisor.log_level: '%s' is not debug, info, warn or error",
                     c->log_level);
+    /* The password itself is never in a file, a flag or --print-config: only its variable. */
+    c->redis_password[0] = '\0';
+    if (c->redis_password_env[0]) {
+        const char *pw = getenv(c->redis_password_env);
+        if (pw == NULL || pw[0] == '\0')
+            return fail(err, errlen, "redis.password_env: the environment variable %s is not set",
+                        c->redis_password_env);
+        if (strlen(pw) >= sizeof(c->redis_password))
+            return fail(err, errlen, "redis.password_env: %s holds more than %zu bytes",
+                        c->redis_password_env, sizeof(c->redis_password) - 1);
+        snprintf(c->redis_password, sizeof(c->redis_password), "%s", pw);
+        /* Workers inherit this process's environment: user code must not read it there. */
+        unsetenv(c->redis_password_env);
+    } else if (c->redis_user[0]) {
+        return fail(err, errlen, "redis.user needs redis.password_env (AUTH takes both)");
+    }
     c->pool.python = c->python;
     c->pool.python_path = c->python_path[0] ? c->python_path : NULL;
     c->pool.preload = c->preload[0] ? c->preload : NULL;

@@ -48,6 +48,9 @@ typedef struct sf_config {
     uint32_t telemetry_interval_ms;
     /* [redis] */
     char redis_url[256];
+    char redis_user[128];
+    char redis_password_env[128];
+    char redis_password[256]; /* read from $redis_password_env by sf_config_finish */
     uint32_t session_ttl_s;
     uint32_t dedupe_ttl_s;
     uint32_t redis_retry_ms;

@@ -1530,8 +1530,8 @@ sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const ch
     d->pool = sf_pool_new(base, &cfg->pool, err, errlen);
     if (d->pool == NULL)
         goto fail;
-    d->store =
-        sf_store_new(base, cfg->redis_url, cfg->session_ttl_s, on_store_health, d, err, errlen);
+    d->store = sf_store_new(base, cfg->redis_url, cfg->redis_user, cfg->redis_password,
+                            cfg->session_ttl_s, on_store_health, d, err, errlen);
     if (d->store == NULL)
         goto fail;
     sf_kafka_handlers h = {.ctx = d,

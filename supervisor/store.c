@@ -33,6 +33,7 @@ struct sf_store {
     struct event_base *base;
     char host[256];
     int port, db;
+    char user[128], password[256];
     uint32_t ttl_s;
     void (*on_health)(void *arg, bool up);
     void *health_arg;
@@ -205,6 +206,17 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     schedule_reconnect(st);
 }
 
+static void on_auth(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply *rep = r;
+    sf_store *st = ac->data;
+    if (rep == NULL || rep->type != REDIS_REPLY_ERROR)
+        return;
+    sf_error("store.auth_failed", "host=%s port=%d user=%s reason=\"%s\" action=reconnect",
+             st->host, st->port, st->user[0] ? st->user : "default", rep->str);
+    redisAsyncDisconnect(ac); /* the commands behind it fail NOAUTH; back off and retry */
+}
+
 static void store_connect(sf_store *st)
 {
     redisAsyncContext *ac = redisAsyncConnect(st->host, st->port);
@@ -221,6 +233,16 @@ static void store_connect(sf_store *st)
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     st->ac = ac;
+    if (st->password[0]) {
+        /* Queued first: everything after it on this connection runs authenticated. */
+        const char *argv[3] = {"AUTH", st->user, st->password};
+        int argc = 3;
+        if (st->user[0] == '\0') {
+            argv[1] = st->password;
+            argc = 2;
+        }
+        redisAsyncCommandArgv(ac, on_auth, NULL, argc, argv, NULL);
+    }
     if (st->db) {
         char db[16];
         snprintf(db, sizeof(db), "%d", st->db);
@@ -263,13 +285,16 @@ static int parse_url(sf_store *st, const char *url, char *err, size_t errlen)
     return 0;
 }
 
-sf_store *sf_store_new(struct event_base *base, const char *url, uint32_t session_ttl_s,
+sf_store *sf_store_new(struct event_base *base, const char *url, const char *user,
+                       const char *password, uint32_t session_ttl_s,
                        void (*on_health)(void *arg, bool up), void *health_arg, char *err,
                        size_t errlen)
 {
     sf_store *st = calloc(1, sizeof(*st));
     st->base = base;
     st->ttl_s = session_ttl_s;
+    snprintf(st->user, sizeof(st->user), "%s", user ? user : "");
+    snprintf(st->password, sizeof(st->password), "%s", password ? password : "");
     st->on_health = on_health;
     st->health_arg = health_arg;
     snprintf(st->ttl, sizeof(st->ttl), "%u", session_ttl_s);

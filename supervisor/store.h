@@ -64,11 +64,14 @@ typedef void (*sf_store_cb)(void *arg, const sf_store_reply *r);
 typedef struct sf_store sf_store;
 
 /*
- * Connects to url (redis://host:port[/db]); reconnects by itself when the
- * link drops. on_health (may be NULL) is told each time the link goes up or
- * down.
+ * Connects to url (redis://host:port[/db]), authenticating with AUTH [user]
+ * password first when password is not NULL or empty; reconnects by itself
+ * when the link drops. on_health (may be NULL) is told each time the link
+ * goes up or down. A refused AUTH is logged (store.auth_failed) and the
+ * connection retried with backoff.
  */
-sf_store *sf_store_new(struct event_base *base, const char *url, uint32_t session_ttl_s,
+sf_store *sf_store_new(struct event_base *base, const char *url, const char *user,
+                       const char *password, uint32_t session_ttl_s,
                        void (*on_health)(void *arg, bool up), void *health_arg, char *err,
                        size_t errlen);
 void sf_store_free(sf_store *st);

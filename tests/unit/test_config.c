@@ -101,6 +101,34 @@ Test(config, unknown_key_and_bad_values_name_the_key)
     cr_expect(strstr(err, "absolute"), "%s", err);
 }
 
+Test(config, redis_password_comes_from_the_named_variable_only)
+{
+    sf_config c;
+    char err[256];
+    sf_config_defaults(&c);
+    cr_assert_eq(sf_config_set(&c, "redis.password_env=SF_TEST_REDIS_PW", "flag", err, sizeof(err)),
+                 0);
+    unsetenv("SF_TEST_REDIS_PW");
+    cr_expect_eq(sf_config_finish(&c, err, sizeof(err)), -1);
+    cr_expect(strstr(err, "redis.password_env") && strstr(err, "SF_TEST_REDIS_PW"), "%s", err);
+    setenv("SF_TEST_REDIS_PW", "hunter2", 1);
+    cr_assert_eq(sf_config_finish(&c, err, sizeof(err)), 0, "%s", err);
+    cr_expect_str_eq(c.redis_password, "hunter2");
+    cr_expect_null(getenv("SF_TEST_REDIS_PW"), "the workers would inherit the password");
+    char *out = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&out, &len);
+    sf_config_print(&c, m);
+    fclose(m);
+    cr_expect(strstr(out, "hunter2") == NULL, "--print-config shows the password:\n%s", out);
+    free(out);
+    unsetenv("SF_TEST_REDIS_PW");
+    sf_config_defaults(&c);
+    cr_assert_eq(sf_config_set(&c, "redis.user=alice", "flag", err, sizeof(err)), 0);
+    cr_expect_eq(sf_config_finish(&c, err, sizeof(err)), -1);
+    cr_expect(strstr(err, "redis.user"), "%s", err);
+}
+
 /* deploy/snakefleet.ini, the example production config: it loads the way the daemon loads it
  * and sets every option (a new option must be added there too). */
 Test(config, deploy_example_loads_and_sets_every_option)

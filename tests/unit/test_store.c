@@ -129,7 +129,7 @@ static void setup(void)
     base = event_base_new();
     char url[64], err[256];
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d", redis_port);
-    st = sf_store_new(base, url, 600, NULL, NULL, err, sizeof(err));
+    st = sf_store_new(base, url, NULL, NULL, 600, NULL, NULL, err, sizeof(err));
     cr_assert(st, "%s", err);
     wait_connected();
 }
@@ -419,7 +419,7 @@ Test(store, max_sessions_counts_live_sessions_only)
     /* Sessions with a 1 s TTL: e expires unused; x is used (its TTL refreshed) and lives. */
     char url[64], err[256];
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d", redis_port);
-    sf_store *brief = sf_store_new(base, url, 1, NULL, NULL, err, sizeof(err));
+    sf_store *brief = sf_store_new(base, url, NULL, NULL, 1, NULL, NULL, err, sizeof(err));
     cr_assert(brief, "%s", err);
     double connect_by = now_ms() + 5000;
     while (!sf_store_connected(brief) && now_ms() < connect_by) {
@@ -533,4 +533,68 @@ Test(store, claims_and_commits_of_one_loop_turn_share_a_script_call)
     sf_store_claim(st, &lease, S("b"), S("r3"), "me", 10000, NULL, 0, on_got, &g);
     wait_done(&g);
     cr_expect_eq(g.claim, 0, "the fenced commit left no reply behind");
+}
+
+/* A redis-server of this test's own that wants a password (and knows user alice). */
+static pid_t redis_with_password(int port, const char *dir)
+{
+    char p[16];
+    snprintf(p, sizeof(p), "%d", port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", dir, "--requirepass", "s3cret", "--user", "alice",
+               "on", ">wonderland", "~*", "&*", "+@all", (char *)NULL);
+        _exit(127);
+    }
+    cr_assert_gt(pid, 0);
+    usleep(200000);
+    return pid;
+}
+
+/* create_session through `on` after letting it connect for up to 2 s. */
+static sf_store_status try_create(sf_store *on)
+{
+    double end = now_ms() + 2000;
+    while (!sf_store_connected(on) && now_ms() < end) {
+        struct timeval tv = {0, 10000};
+        event_base_loopexit(base, &tv);
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    got g = {0};
+    sf_store_create_session(on, NULL, S("auth"), S("\x80"), 0, on_got, &g);
+    wait_done(&g);
+    return g.status;
+}
+
+Test(store, authenticates_with_a_password_or_an_acl_user)
+{
+    char dir[64] = "/tmp/sf-store-auth-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    int port = free_port();
+    pid_t pid = redis_with_password(port, dir);
+    char url[64], err[256];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+    sf_store *good = sf_store_new(base, url, NULL, "s3cret", 600, NULL, NULL, err, sizeof(err));
+    sf_store *alice =
+        sf_store_new(base, url, "alice", "wonderland", 600, NULL, NULL, err, sizeof(err));
+    sf_store *wrong = sf_store_new(base, url, NULL, "guess", 600, NULL, NULL, err, sizeof(err));
+    sf_store *none = sf_store_new(base, url, NULL, NULL, 600, NULL, NULL, err, sizeof(err));
+    cr_expect_eq(try_create(good), SF_STORE_OK);
+    cr_expect_eq(try_create(alice), SF_STORE_OK);
+    cr_expect_eq(try_create(wrong), SF_STORE_UNAVAILABLE, "a wrong password must not get in");
+    cr_expect_eq(try_create(none), SF_STORE_UNAVAILABLE, "no password must not get in");
+    sf_store_free(good);
+    sf_store_free(alice);
+    sf_store_free(wrong);
+    sf_store_free(none);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
 }
