@@ -2,6 +2,7 @@
 #include "args.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +91,71 @@ json_t *args_json_object(const char *cmd, const char *flag, const char *value)
         return NULL;
     }
     return j;
+}
+
+int args_parse(const char *cmd, const char *usage, int argc, char **argv, const cli_flag *flags)
+{
+    enum { FIRST = 256 };
+    int n = 0;
+    while (flags[n].name)
+        n++;
+    struct option *lo = calloc((size_t)n + 2, sizeof(*lo));
+    for (int i = 0; i < n; i++) {
+        bool bare = flags[i].kind == FLAG_ON || flags[i].kind == FLAG_OFF;
+        lo[i] =
+            (struct option){flags[i].name, bare ? no_argument : required_argument, NULL, FIRST + i};
+    }
+    lo[n] = (struct option){"help", no_argument, NULL, 'h'};
+    int rc = ARGS_OK, ch;
+    optind = 1;
+    opterr = 0;
+    while (rc == ARGS_OK && (ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        if (ch == 'h') {
+            fputs(usage, stdout);
+            rc = CLI_EXIT_OK;
+            break;
+        }
+        if (ch < FIRST || ch >= FIRST + n) {
+            fputs(usage, stderr);
+            rc = args_fail_flag(cmd, argv[optind - 1], NULL, "unknown flag or missing value");
+            break;
+        }
+        const cli_flag *f = &flags[ch - FIRST];
+        char flag[96];
+        snprintf(flag, sizeof(flag), "--%s", f->name);
+        switch (f->kind) {
+        case FLAG_INT:
+            if (args_long(cmd, flag, optarg, (long long)f->min, (long long)f->max, f->out) < 0)
+                rc = CLI_EXIT_USAGE;
+            break;
+        case FLAG_NUM: {
+            char *end;
+            errno = 0;
+            double v = strtod(optarg, &end);
+            if (errno || end == optarg || *end || !(v > f->min) || v > f->max)
+                rc = args_fail_flag(cmd, flag, optarg, "not a number in (%g, %g]", f->min, f->max);
+            else
+                *(double *)f->out = v;
+            break;
+        }
+        case FLAG_STR:
+            *(const char **)f->out = optarg;
+            break;
+        case FLAG_JSON:
+            json_decref(*(json_t **)f->out);
+            if ((*(json_t **)f->out = args_json_object(cmd, flag, optarg)) == NULL)
+                rc = CLI_EXIT_USAGE;
+            break;
+        case FLAG_ON:
+        case FLAG_OFF:
+            *(bool *)f->out = f->kind == FLAG_ON;
+            break;
+        }
+    }
+    if (rc == ARGS_OK && optind < argc)
+        rc = args_fail_flag(cmd, argv[optind], NULL, "unexpected argument");
+    free(lo);
+    return rc;
 }
 
 double args_now(void)

@@ -32,6 +32,38 @@ void args_fail(const char *cmd, const char *fmt, ...) __attribute__((format(prin
 void args_fail_input(const char *cmd, long line, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/*
+ * A subcommand's flags as a table, parsed by args_parse: `--name VALUE`,
+ * `--name=VALUE`, or `--name` alone for FLAG_ON / FLAG_OFF; -h and --help
+ * print the usage. A table ends with an entry whose name is NULL.
+ */
+typedef enum {
+    FLAG_INT,  /* long long, min..max */
+    FLAG_NUM,  /* double, above min and at most max */
+    FLAG_STR,  /* const char *, pointing into argv */
+    FLAG_JSON, /* json_t *, a JSON object (the previous one released) */
+    FLAG_ON,   /* bool, set true */
+    FLAG_OFF,  /* bool, set false */
+} cli_flag_kind;
+
+typedef struct cli_flag {
+    const char *name; /* without the leading dashes */
+    cli_flag_kind kind;
+    void *out;
+    double min, max;
+} cli_flag;
+
+/* args_parse's answer when the command should go on. */
+#define ARGS_OK (-1)
+
+/*
+ * Parses argv[1..] against flags. Returns ARGS_OK, or the exit code to
+ * return at once: CLI_EXIT_OK after --help (usage on stdout), CLI_EXIT_USAGE
+ * after a bad flag or value, or a positional argument (an error line naming
+ * it, and for an unknown flag the usage, on stderr).
+ */
+int args_parse(const char *cmd, const char *usage, int argc, char **argv, const cli_flag *flags);
+
 /* A decimal integer in min..max; on failure reports the flag and returns -1. */
 int args_long(const char *cmd, const char *flag, const char *value, long long min, long long max,
               long long *out);

@@ -16,7 +16,6 @@
  * timed out, 4 Kafka failed (2: bad usage).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -266,45 +265,15 @@ int cmd_batch(int argc, char **argv)
         return CLI_EXIT_USAGE;
     const char *in_path = NULL, *out_path = "-", *reply_to = NULL;
     long long concurrency = 64, timeout_ms = 30000;
-    static const struct option longopts[] = {{"in", required_argument, NULL, 'i'},
-                                             {"out", required_argument, NULL, 'o'},
-                                             {"concurrency", required_argument, NULL, 'C'},
-                                             {"timeout-ms", required_argument, NULL, 't'},
-                                             {"reply-to", required_argument, NULL, 'r'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
-    int ch;
-    optind = 1;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'i':
-            in_path = optarg;
-            break;
-        case 'o':
-            out_path = optarg;
-            break;
-        case 'C':
-            if (args_long(CMD, "--concurrency", optarg, 1, 1000000, &concurrency) < 0)
-                return CLI_EXIT_USAGE;
-            break;
-        case 't':
-            if (args_long(CMD, "--timeout-ms", optarg, 1, 86400000, &timeout_ms) < 0)
-                return CLI_EXIT_USAGE;
-            break;
-        case 'r':
-            reply_to = optarg;
-            break;
-        case 'h':
-            fputs(USAGE, stdout);
-            return CLI_EXIT_OK;
-        default:
-            fputs(USAGE, stderr);
-            return args_fail_flag(CMD, argv[optind - 1], NULL, "unknown flag or missing value");
-        }
-    }
-    if (optind < argc)
-        return args_fail_flag(CMD, argv[optind], NULL, "unexpected argument");
+    const cli_flag flags[] = {{"in", FLAG_STR, &in_path, 0, 0},
+                              {"out", FLAG_STR, &out_path, 0, 0},
+                              {"concurrency", FLAG_INT, &concurrency, 1, 1000000},
+                              {"timeout-ms", FLAG_INT, &timeout_ms, 1, 86400000},
+                              {"reply-to", FLAG_STR, &reply_to, 0, 0},
+                              {NULL, 0, NULL, 0, 0}};
+    int parsed = args_parse(CMD, USAGE, argc, argv, flags);
+    if (parsed != ARGS_OK)
+        return parsed;
     if (in_path == NULL)
         return args_fail_flag(CMD, "--in", NULL, "required: a JSONL file, or - for stdin");
 

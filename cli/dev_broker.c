@@ -23,7 +23,6 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <getopt.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <netinet/in.h>
@@ -196,33 +195,12 @@ int cmd_dev_broker(int argc, char **argv)
     if (cli_load_config(&cfg, &argc, argv) < 0)
         return CLI_EXIT_USAGE;
     long long brokers = 1, port = 0;
-    static const struct option longopts[] = {{"brokers", required_argument, NULL, 'b'},
-                                             {"port", required_argument, NULL, 'p'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
-    int ch;
-    optind = 1;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'b':
-            if (args_long(CMD, "--brokers", optarg, 1, 32, &brokers) < 0)
-                return CLI_EXIT_USAGE;
-            break;
-        case 'p':
-            if (args_long(CMD, "--port", optarg, 1, 65535, &port) < 0)
-                return CLI_EXIT_USAGE;
-            break;
-        case 'h':
-            fputs(USAGE, stdout);
-            return CLI_EXIT_OK;
-        default:
-            fputs(USAGE, stderr);
-            return args_fail_flag(CMD, argv[optind - 1], NULL, "unknown flag or missing value");
-        }
-    }
-    if (optind < argc)
-        return args_fail_flag(CMD, argv[optind], NULL, "unexpected argument");
+    const cli_flag flags[] = {{"brokers", FLAG_INT, &brokers, 1, 32},
+                              {"port", FLAG_INT, &port, 1, 65535},
+                              {NULL, 0, NULL, 0, 0}};
+    int parsed = args_parse(CMD, USAGE, argc, argv, flags);
+    if (parsed != ARGS_OK)
+        return parsed;
 
     char why[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();

@@ -26,7 +26,6 @@
  * snakefleet has no plotting library, and PNG needs one).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -483,105 +482,38 @@ static void print_report(lt *t, json_t *sum)
 static int parse(lt *t, int argc, char **argv, const char **json_out, const char **plot,
                  const char **reply_to, const char **prefix)
 {
-    static const struct option longopts[] = {{"sessions", required_argument, NULL, 'S'},
-                                             {"ops", required_argument, NULL, 'N'},
-                                             {"concurrency", required_argument, NULL, 'C'},
-                                             {"rate", required_argument, NULL, 'R'},
-                                             {"program-entry", required_argument, NULL, 'e'},
-                                             {"setup", no_argument, NULL, 's'},
-                                             {"no-setup", no_argument, NULL, 'n'},
-                                             {"warmup-ms", required_argument, NULL, 'w'},
-                                             {"timeout-ms", required_argument, NULL, 't'},
-                                             {"json-out", required_argument, NULL, 'j'},
-                                             {"plot", required_argument, NULL, 'p'},
-                                             {"reply-to", required_argument, NULL, 'r'},
-                                             {"session-prefix", required_argument, NULL, 'P'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
-    long long v;
-    int ch;
-    optind = 1;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'S':
-            if (args_long(CMD, "--sessions", optarg, 1, 10000000, &v) < 0)
-                return -1;
-            t->sessions = (long)v;
-            break;
-        case 'N':
-            if (args_long(CMD, "--ops", optarg, 1, 100000000, &v) < 0)
-                return -1;
-            t->ops = (long)v;
-            break;
-        case 'C':
-            if (args_long(CMD, "--concurrency", optarg, 1, 10000000, &v) < 0)
-                return -1;
-            t->concurrency = (long)v;
-            break;
-        case 'R': {
-            char *end;
-            errno = 0;
-            t->rate = strtod(optarg, &end);
-            if (errno || end == optarg || *end || !(t->rate > 0) || t->rate > 1e7) {
-                args_fail_flag(CMD, "--rate", optarg, "not a number in (0, 1e7] requests/s");
-                return -1;
-            }
-            break;
-        }
-        case 'e':
-            if (strchr(optarg, ':') == NULL) {
-                args_fail_flag(CMD, "--program-entry", optarg, "must be module:function");
-                return -1;
-            }
-            t->entry = optarg;
-            break;
-        case 's':
-            t->setup = true;
-            break;
-        case 'n':
-            t->setup = false;
-            break;
-        case 'w':
-            if (args_long(CMD, "--warmup-ms", optarg, 0, 86400000, &v) < 0)
-                return -1;
-            t->warmup_ms = (long)v;
-            break;
-        case 't':
-            if (args_long(CMD, "--timeout-ms", optarg, 1, 86400000, &v) < 0)
-                return -1;
-            t->timeout_ms = (long)v;
-            break;
-        case 'j':
-            *json_out = optarg;
-            break;
-        case 'p': {
-            size_t len = strlen(optarg);
-            if (len < 4 || strcmp(optarg + len - 4, ".svg") != 0) {
-                args_fail_flag(CMD, "--plot", optarg,
-                               "only .svg is supported (PNG would need a plotting library)");
-                return -1;
-            }
-            *plot = optarg;
-            break;
-        }
-        case 'r':
-            *reply_to = optarg;
-            break;
-        case 'P':
-            *prefix = optarg;
-            break;
-        case 'h':
-            fputs(USAGE, stdout);
-            return 1;
-        default:
-            fputs(USAGE, stderr);
-            args_fail_flag(CMD, argv[optind - 1], NULL, "unknown flag or missing value");
-            return -1;
-        }
+    long long sessions = t->sessions, ops = t->ops, concurrency = t->concurrency,
+              warmup_ms = t->warmup_ms, timeout_ms = t->timeout_ms;
+    const cli_flag flags[] = {{"sessions", FLAG_INT, &sessions, 1, 10000000},
+                              {"ops", FLAG_INT, &ops, 1, 100000000},
+                              {"concurrency", FLAG_INT, &concurrency, 1, 10000000},
+                              {"rate", FLAG_NUM, &t->rate, 0, 1e7},
+                              {"program-entry", FLAG_STR, &t->entry, 0, 0},
+                              {"setup", FLAG_ON, &t->setup, 0, 0},
+                              {"no-setup", FLAG_OFF, &t->setup, 0, 0},
+                              {"warmup-ms", FLAG_INT, &warmup_ms, 0, 86400000},
+                              {"timeout-ms", FLAG_INT, &timeout_ms, 1, 86400000},
+                              {"json-out", FLAG_STR, json_out, 0, 0},
+                              {"plot", FLAG_STR, plot, 0, 0},
+                              {"reply-to", FLAG_STR, reply_to, 0, 0},
+                              {"session-prefix", FLAG_STR, prefix, 0, 0},
+                              {NULL, 0, NULL, 0, 0}};
+    int parsed = args_parse(CMD, USAGE, argc, argv, flags);
+    if (parsed != ARGS_OK)
+        return parsed == CLI_EXIT_OK ? 1 : -1;
+    t->sessions = (long)sessions;
+    t->ops = (long)ops;
+    t->concurrency = (long)concurrency;
+    t->warmup_ms = (long)warmup_ms;
+    t->timeout_ms = (long)timeout_ms;
+    if (t->entry && strchr(t->entry, ':') == NULL) {
+        args_fail_flag(CMD, "--program-entry", t->entry, "must be module:function");
+        return -1;
     }
-    if (optind < argc) {
-        args_fail_flag(CMD, argv[optind], NULL, "unexpected argument");
+    size_t plen = *plot ? strlen(*plot) : 0;
+    if (*plot && (plen < 4 || strcmp(*plot + plen - 4, ".svg") != 0)) {
+        args_fail_flag(CMD, "--plot", *plot,
+                       "only .svg is supported (PNG would need a plotting library)");
         return -1;
     }
     if (t->concurrency > 0 && t->rate > 0) {

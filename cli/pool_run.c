@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <event2/event.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "args.h"
 #include "cli.h"
 #include "log.h"
 #include "pool.h"
@@ -236,40 +236,19 @@ int cmd_pool_run(int argc, char **argv)
         return 2;
     run r = {.concurrency = 0, .noop_sessions = 0};
     const char *jsonl = NULL;
-    static const struct option longopts[] = {{"jsonl", required_argument, NULL, 'j'},
-                                             {"noop", required_argument, NULL, 'n'},
-                                             {"sessions", required_argument, NULL, 's'},
-                                             {"concurrency", required_argument, NULL, 'C'},
-                                             {"quiet", no_argument, NULL, 'q'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
-    int ch;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "j:n:s:C:qh", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'j':
-            jsonl = optarg;
-            break;
-        case 'n':
-            r.noop_total = atol(optarg);
-            break;
-        case 's':
-            r.noop_sessions = atol(optarg);
-            break;
-        case 'C':
-            r.concurrency = atoi(optarg);
-            break;
-        case 'q':
-            r.quiet = true;
-            break;
-        case 'h':
-            fputs(USAGE, stdout);
-            return 0;
-        default:
-            fputs(USAGE, stderr);
-            return 2;
-        }
-    }
+    long long noop = 0, sessions = 0, concurrency = 0;
+    const cli_flag flags[] = {{"jsonl", FLAG_STR, &jsonl, 0, 0},
+                              {"noop", FLAG_INT, &noop, 1, 1000000000},
+                              {"sessions", FLAG_INT, &sessions, 1, 100000000},
+                              {"concurrency", FLAG_INT, &concurrency, 1, 1000000},
+                              {"quiet", FLAG_ON, &r.quiet, 0, 0},
+                              {NULL, 0, NULL, 0, 0}};
+    int parsed = args_parse("pool-run", USAGE, argc, argv, flags);
+    if (parsed != ARGS_OK)
+        return parsed;
+    r.noop_total = (long)noop;
+    r.noop_sessions = (long)sessions;
+    r.concurrency = (int)concurrency;
     if ((jsonl == NULL) == (r.noop_total <= 0)) {
         fprintf(stderr, "pool-run: give exactly one of --jsonl FILE or --noop N\n%s", USAGE);
         return 2;

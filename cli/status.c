@@ -12,7 +12,6 @@
  *
  * Exit status: 0 snapshots found, 1 none, 4 Kafka failure, 2 usage.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,37 +173,13 @@ int cmd_status(int argc, char **argv)
         return CLI_EXIT_USAGE;
     long long timeout_ms = 5000, last = 50;
     bool as_json = false;
-    static const struct option longopts[] = {{"timeout-ms", required_argument, NULL, 't'},
-                                             {"last", required_argument, NULL, 'l'},
-                                             {"json", no_argument, NULL, 'j'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
-    int ch;
-    optind = 1;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 't':
-            if (args_long(CMD, "--timeout-ms", optarg, 1, 3600000, &timeout_ms) < 0)
-                return CLI_EXIT_USAGE;
-            break;
-        case 'l':
-            if (args_long(CMD, "--last", optarg, 1, 1000000, &last) < 0)
-                return CLI_EXIT_USAGE;
-            break;
-        case 'j':
-            as_json = true;
-            break;
-        case 'h':
-            fputs(USAGE, stdout);
-            return CLI_EXIT_OK;
-        default:
-            fputs(USAGE, stderr);
-            return args_fail_flag(CMD, argv[optind - 1], NULL, "unknown flag or missing value");
-        }
-    }
-    if (optind < argc)
-        return args_fail_flag(CMD, argv[optind], NULL, "unexpected argument");
+    const cli_flag flags[] = {{"timeout-ms", FLAG_INT, &timeout_ms, 1, 3600000},
+                              {"last", FLAG_INT, &last, 1, 1000000},
+                              {"json", FLAG_ON, &as_json, 0, 0},
+                              {NULL, 0, NULL, 0, 0}};
+    int parsed = args_parse(CMD, USAGE, argc, argv, flags);
+    if (parsed != ARGS_OK)
+        return parsed;
 
     char err[1024];
     rd_kafka_t *c = kclient_consumer_new(&cfg, CMD, err, sizeof(err));

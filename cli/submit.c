@@ -6,7 +6,6 @@
  * stdout. Exit status: 0 the reply is ok, 1 it is an error, 3 no reply in
  * --timeout-ms, 4 Kafka failed (2: bad usage).
  */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,58 +92,18 @@ typedef struct submit_args {
 
 static int parse(int argc, char **argv, submit_args *a)
 {
-    static const struct option longopts[] = {
-        {"session", required_argument, NULL, 's'},  {"op", required_argument, NULL, 'o'},
-        {"program", required_argument, NULL, 'p'},  {"args", required_argument, NULL, 'a'},
-        {"reply-to", required_argument, NULL, 'r'}, {"timeout-ms", required_argument, NULL, 't'},
-        {"id", required_argument, NULL, 'i'},       {"deadline-ms", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
-    int ch;
-    optind = 1;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 's':
-            a->session = optarg;
-            break;
-        case 'o':
-            a->op = optarg;
-            break;
-        case 'p':
-            a->program = optarg;
-            break;
-        case 'a':
-            json_decref(a->args);
-            if ((a->args = args_json_object(CMD, "--args", optarg)) == NULL)
-                return -1;
-            break;
-        case 'r':
-            a->reply_to = optarg;
-            break;
-        case 't':
-            if (args_long(CMD, "--timeout-ms", optarg, 1, 86400000, &a->timeout_ms) < 0)
-                return -1;
-            break;
-        case 'i':
-            a->id = optarg;
-            break;
-        case 'd':
-            if (args_long(CMD, "--deadline-ms", optarg, 1, 86400000LL * 365, &a->deadline_ms) < 0)
-                return -1;
-            break;
-        case 'h':
-            fputs(USAGE, stdout);
-            return 1;
-        default:
-            args_fail_flag(CMD, argv[optind - 1], NULL, "unknown flag or missing value");
-            fputs(USAGE, stderr);
-            return -1;
-        }
-    }
-    if (optind < argc) {
-        args_fail_flag(CMD, argv[optind], NULL, "unexpected argument");
-        return -1;
-    }
+    const cli_flag flags[] = {{"session", FLAG_STR, &a->session, 0, 0},
+                              {"op", FLAG_STR, &a->op, 0, 0},
+                              {"program", FLAG_STR, &a->program, 0, 0},
+                              {"args", FLAG_JSON, &a->args, 0, 0},
+                              {"reply-to", FLAG_STR, &a->reply_to, 0, 0},
+                              {"timeout-ms", FLAG_INT, &a->timeout_ms, 1, 86400000},
+                              {"id", FLAG_STR, &a->id, 0, 0},
+                              {"deadline-ms", FLAG_INT, &a->deadline_ms, 1, 86400000.0 * 365},
+                              {NULL, 0, NULL, 0, 0}};
+    int parsed = args_parse(CMD, USAGE, argc, argv, flags);
+    if (parsed != ARGS_OK)
+        return parsed == CLI_EXIT_OK ? 1 : -1;
     if (a->session == NULL || a->session[0] == '\0' || strlen(a->session) > SF_MAX_SESSION_BYTES) {
         args_fail_flag(CMD, "--session", a->session, "required, 1..%d bytes", SF_MAX_SESSION_BYTES);
         return -1;
