@@ -30,7 +30,8 @@
 #include "smap.h"
 #include "store.h"
 
-#define MAX_PARTS 1024
+#define MAX_PARTS         1024
+#define SESSION_SWEEP_MIN 100000 /* idle session queues kept between telemetry ticks */
 
 typedef struct part {
     char topic[256];
@@ -103,6 +104,8 @@ struct sf_daemon {
     uint32_t part_gen;
     struct event *ev_lease_retry;
     bool redis_down;
+    bool any_paused;       /* a partition may be paused: resuming has something to look at */
+    size_t sweep_sessions; /* sweep idle session queues when more than this many exist */
     sf_hist latency;
 };
 
@@ -1231,6 +1234,20 @@ static void on_message(void *ctx, rd_kafka_message_t *m)
     backpressure_check(d);
 }
 
+/*
+ * Forgets idle session queues: on every telemetry tick (always), and when the
+ * map outgrows sweep_sessions — which then doubles past what is left, so a
+ * map full of busy sessions is not swept again on every finished job.
+ */
+static void sweep_sessions(sf_daemon *d, bool always)
+{
+    if (!always && sf_smap_count(d->sessions) <= d->sweep_sessions)
+        return;
+    sf_smap_sweep(d->sessions, forget_idle_session, NULL);
+    size_t left = sf_smap_count(d->sessions);
+    d->sweep_sessions = left * 2 > SESSION_SWEEP_MIN ? left * 2 : SESSION_SWEEP_MIN;
+}
+
 /* Pauses the partition holding the most work above max_queued; resumes below resume_below. */
 static void backpressure_check(sf_daemon *d)
 {
@@ -1243,11 +1260,15 @@ static void backpressure_check(sf_daemon *d)
         }
         if (worst && worst->live > 0) {
             worst->paused = true;
+            d->any_paused = true;
             sf_kafka_pause(d->kafka, worst->topic, worst->partition);
             sf_info("backpressure.pause", "topic=%s partition=%d held=%d partition_held=%d",
                     worst->topic, (int)worst->partition, d->held, worst->live);
         }
-    } else if ((uint32_t)d->held < d->cfg->resume_below && !d->shutting_down && !d->redis_down) {
+    } else if ((uint32_t)d->held < d->cfg->resume_below && !d->shutting_down && !d->redis_down &&
+               d->any_paused) {
+        /* Runs when a job ends: the partitions are looked at only while one may be paused. */
+        bool still = false;
         for (int i = 0; i < d->nparts; i++) {
             part *p = d->parts[i];
             if (p->paused && !p->revoking) {
@@ -1256,10 +1277,11 @@ static void backpressure_check(sf_daemon *d)
                 sf_info("backpressure.resume", "topic=%s partition=%d held=%d", p->topic,
                         (int)p->partition, d->held);
             }
+            still = still || p->paused;
         }
+        d->any_paused = still;
     }
-    if (sf_smap_count(d->sessions) > 100000)
-        sf_smap_sweep(d->sessions, forget_idle_session, NULL);
+    sweep_sessions(d, false);
 }
 
 /* ---------------------------------------------------------------- rebalance */
@@ -1403,7 +1425,7 @@ static void on_telemetry(evutil_socket_t fd, short what, void *arg)
     sf_mp_pack_cstr(&pk, "supervisor");
     sf_mp_pack_cstr(&pk, d->cfg->id);
     kv_u64(&pk, "ts_ms", wall_ms());
-    sf_smap_sweep(d->sessions, forget_idle_session, NULL); /* idle queues: gone */
+    sweep_sessions(d, true); /* idle queues: gone */
     kv_u64(&pk, "active_sessions", sf_smap_count(d->sessions));
     kv_u64(&pk, "pool_size", (uint64_t)ps->pool_size);
     kv_u64(&pk, "total_commands", d->total_requests);
@@ -1470,6 +1492,7 @@ static void on_store_health(void *arg, bool up)
             part *p = d->parts[i];
             if (!p->paused && !p->revoking) {
                 p->paused = true;
+                d->any_paused = true;
                 sf_kafka_pause(d->kafka, p->topic, p->partition);
             }
         }
@@ -1523,6 +1546,7 @@ sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const ch
     d->ev_revoke_timeout = evtimer_new(base, on_revoke_timeout, d);
     d->ev_lease_retry = evtimer_new(base, on_lease_retry, d);
     /* A claim outlives the longest call; a redelivery waits that long for its owner. */
+    d->sweep_sessions = SESSION_SWEEP_MIN;
     d->claim_ttl_ms = (cfg->pool.request_timeout_ms ? cfg->pool.request_timeout_ms : 300000) +
                       cfg->pool.checkout_timeout_ms + 5000;
     d->claim_wait_ms = d->claim_ttl_ms;
