@@ -83,6 +83,7 @@ typedef struct pcall {
     bool compact;               /* the last send named a cached spec or state instead */
     bool force_full;            /* the worker answered stale_cache: send everything */
     bool drops_cache;           /* cleanup_session / delete_program */
+    bool spec_required;         /* create_program: the spec always travels */
     uint64_t prog_hash, spec_hash, state_hash;
     sf_pool_done_fn done;
     void *arg;
@@ -427,7 +428,9 @@ static void worker_write_call(worker *w, pcall *c)
     sess *s = c->s;
     bool same =
         s->last_slot == w->slot && s->last_gen == w->gen && s->inflight == 0 && !c->force_full;
-    bool spec_cached = c->has_spec && same && sess_knows_spec(s, c->prog_hash, c->spec_hash);
+    /* create_program always carries its spec: the worker builds it whatever it holds. */
+    bool spec_cached =
+        c->has_spec && same && !c->spec_required && sess_knows_spec(s, c->prog_hash, c->spec_hash);
     bool state_cached = c->has_state && same && s->state_known && s->state_hash == c->state_hash;
     c->sent_spec = c->has_spec && !spec_cached;
     c->sent_state = c->has_state && !state_cached;
@@ -898,6 +901,19 @@ static void worker_on_frame(worker *w, const char *body, size_t len)
     case SF_FRAME_ERROR:
         sf_error("pool.worker_error_frame", "worker=%s message=\"%.*s\"", w->id,
                  SF_STR_ARG(f.message));
+        if (f.has_seq && w->head && w->head->seq == f.seq) {
+            /* The worker could not read this call and ran nothing: it fails, the worker
+             * serves on, and nothing about its caches is learned from it. */
+            pcall *c = w->head;
+            c->compact = c->sent_spec = c->sent_state = false;
+            sess_forget_caches(c->s);
+            sf_frame failed = {.type = SF_FRAME_RESULT,
+                               .seq = f.seq,
+                               .ok = false,
+                               .err_type = sf_cstr("internal"),
+                               .err_message = f.message};
+            worker_complete_head(w, &failed);
+        }
         break;
     default:
         sf_warn("pool.unexpected_frame", "worker=%s type=%s", w->id, sf_frame_type_name(f.type));
@@ -1016,6 +1032,10 @@ static void worker_requeue(sf_pool *p, worker *w, pcall *first)
         c->s->inflight--;
         c->s->queued++;
         c->sent_us = 0;
+        if (c->compact) { /* it goes to another worker, in full */
+            c->compact = false;
+            c->s->compact_inflight = false;
+        }
         tail = c;
         n++;
         if (c->s->inflight == 0)
@@ -1099,6 +1119,7 @@ static void worker_handle_death(worker *w)
     w->pid = 0;
     worker_requeue(p, w, rest);
     if (head) {
+        head->s->inflight--; /* off the worker: the session may go elsewhere now */
         if (ktype)
             call_fail(p, head, ktype, kmsg, wid);
         else {
@@ -1485,6 +1506,7 @@ int sf_pool_submit(sf_pool *p, const sf_pool_call *call, sf_pool_done_fn done, v
     c->nfields = (uint16_t)sf_frame_open_call(&c->frame, &fc);
     c->drops_cache =
         strcmp(call->op, "cleanup_session") == 0 || strcmp(call->op, "delete_program") == 0;
+    c->spec_required = strcmp(call->op, "create_program") == 0;
     c->has_spec = call->spec != NULL || call->spec_raw.len > 0;
     c->has_state = call->state != NULL || call->state_raw.len > 0;
     if (c->has_spec || c->has_state) {

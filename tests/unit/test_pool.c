@@ -516,3 +516,71 @@ Test(pool, processes_user_code_leaves_behind_are_reaped)
         h_sleep_loop(50);
     cr_expect(pid_gone(orphan), "pid %d is still there (a zombie no one reaped?)", orphan);
 }
+
+/* ---------------------------------------------------------------- review findings */
+
+Test(pool, a_repeated_create_program_always_carries_its_spec)
+{
+    h_start_workers(1);
+    for (int i = 0; i < 2; i++) {
+        outcome o;
+        h_submit(&o, "s", "create_program", "p", NULL, COUNTER_SPEC, NULL);
+        h_wait(&o, 10000);
+        cr_expect(o.ok, "create %d: %s: %s", i, o.type, o.message);
+        h_outcome_clear(&o);
+    }
+}
+
+Test(pool, a_call_the_worker_cannot_read_fails_at_once)
+{
+    h_start_workers(1);
+    outcome o;
+    h_submit(&o, "s", "no_such_op", "", NULL, NULL, NULL);
+    h_wait(&o, 10000);
+    cr_expect_not(o.ok);
+    cr_expect_str_eq(o.type, "internal");
+    cr_expect(strstr(o.message, "no_such_op") != NULL, "%s", o.message);
+    h_outcome_clear(&o);
+    cr_expect_eq(count_once("s", 0), 1, "the worker serves on");
+}
+
+Test(pool, a_cached_call_behind_a_crash_goes_again_in_full)
+{
+    sf_pool_config c;
+    h_config(&c);
+    c.pool_size = 1;
+    c.pipeline_depth = 2;
+    c.checkout_timeout_ms = 3000;
+    h_start(&c);
+    cr_expect_eq(count_once("s", 0), 1);
+    /* One turn: another session's call that kills the worker, then s's call,
+     * cached (same worker, same state) and pipelined behind it. */
+    outcome x, o;
+    h_submit(&x, "x", "execute_program", "crash", "{\"how\": \"exit\"}",
+             "{\"kind\":\"callable\",\"entry\":\"snakefleet.examples:crash\"}", NULL);
+    h_submit(&o, "s", "execute_program", "counter", "{}", COUNTER_SPEC, "{\"n\": 1}");
+    h_wait(&x, 10000);
+    h_wait(&o, 10000);
+    cr_expect_not(x.ok);
+    cr_expect(o.ok, "%s: %s", o.type, o.message);
+    cr_expect_eq(json_integer_value(json_object_get(o.state, "n")), 2);
+    h_outcome_clear(&x);
+    h_outcome_clear(&o);
+}
+
+Test(pool, a_session_whose_call_crashed_is_cached_again_later)
+{
+    h_start_workers(1);
+    cr_expect_eq(count_once("s", 0), 1);
+    outcome o;
+    h_submit(&o, "s", "execute_program", "crash", "{\"how\": \"exit\"}",
+             "{\"kind\":\"callable\",\"entry\":\"snakefleet.examples:crash\"}", "{\"n\": 1}");
+    h_wait(&o, 10000);
+    h_outcome_clear(&o);
+    cr_expect_eq(count_once("s", 1), 2); /* the new worker gets the state in full */
+    cr_expect_eq(count_once("s", 2), 3); /* and then only its version */
+    json_t *st = worker_stats("s");
+    cr_expect_eq(json_integer_value(json_object_get(st, "state_hits")), 1);
+    json_decref(st);
+    cr_expect_eq(h_stats()->active_sessions, 0, "no session is left active");
+}
