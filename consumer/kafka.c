@@ -539,7 +539,7 @@ static uint64_t mono_ms(void)
 /*
  * rd_kafka_consumer_close() blocks until the group is left, for as long as a
  * minute when the brokers are unreachable; the asynchronous close is served
- * here (rebalance callbacks included) only until the deadline.
+ * here (its rebalance included) only until the deadline.
  */
 void sf_kafka_close(sf_kafka *k, int timeout_ms)
 {
@@ -554,8 +554,20 @@ void sf_kafka_close(sf_kafka *k, int timeout_ms)
         rd_kafka_error_destroy(err);
         k->close_unfinished = true;
     } else {
-        while (!rd_kafka_consumer_closed(k->consumer) && mono_ms() < deadline)
-            rd_kafka_queue_poll_callback(q, 100);
+        /* Served as events, not callbacks: messages fetched before the close land on
+         * this queue too (dropped here, their offsets never stored), and a message
+         * served in callback mode without a consume callback aborts librdkafka. */
+        while (!rd_kafka_consumer_closed(k->consumer) && mono_ms() < deadline) {
+            rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+            if (ev == NULL)
+                continue;
+            if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+                on_rebalance(k->consumer, rd_kafka_event_error(ev),
+                             rd_kafka_event_topic_partition_list(ev), k);
+            else if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_ERROR)
+                sf_warn("kafka.close_error", "error=%s", rd_kafka_event_error_string(ev));
+            rd_kafka_event_destroy(ev);
+        }
         if (!rd_kafka_consumer_closed(k->consumer)) {
             sf_warn("kafka.close_timeout",
                     "timeout_ms=%d action=\"leaving without a goodbye: "
