@@ -99,6 +99,11 @@ static void load_script(sf_store *st, int i);
 /* One item of a claims batch. */
 static void read_claim(const redisReply *e, sf_store_reply *out)
 {
+    if (e->type == REDIS_REPLY_STRING) { /* this item failed in Redis */
+        out->status = SF_STORE_UNAVAILABLE;
+        out->error = e->str;
+        return;
+    }
     if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
         e->element[0]->type != REDIS_REPLY_INTEGER) {
         out->status = SF_STORE_UNAVAILABLE;
@@ -121,7 +126,10 @@ static void read_claim(const redisReply *e, sf_store_reply *out)
 /* One item of a commits batch. */
 static void read_commit(const redisReply *e, sf_store_reply *out)
 {
-    if (e->type != REDIS_REPLY_INTEGER) {
+    if (e->type == REDIS_REPLY_STRING) { /* this item failed in Redis */
+        out->status = SF_STORE_UNAVAILABLE;
+        out->error = e->str;
+    } else if (e->type != REDIS_REPLY_INTEGER) {
         out->status = SF_STORE_UNAVAILABLE;
         out->error = "unexpected commit reply";
     } else if (e->integer == -1) {
@@ -174,6 +182,15 @@ static void schedule_reconnect(sf_store *st)
     st->backoff_ms = st->backoff_ms < 2000 ? st->backoff_ms * 2 : 2000;
 }
 
+/* The link is usable: reset the backoff, tell the owner. */
+static void store_up(sf_store *st)
+{
+    st->backoff_ms = 50;
+    if (st->on_health)
+        st->on_health(st->health_arg, true);
+    sf_info("store.connected", "host=%s port=%d db=%d", st->host, st->port, st->db);
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     sf_store *st = ac->data;
@@ -184,12 +201,11 @@ static void on_connect(const redisAsyncContext *ac, int status)
         schedule_reconnect(st);
         return;
     }
-    st->connected = true;
-    st->backoff_ms = 50;
+    st->connected = true; /* commands queue behind AUTH, which went first */
     load_scripts(st);
-    if (st->on_health)
-        st->on_health(st->health_arg, true);
-    sf_info("store.connected", "host=%s port=%d db=%d", st->host, st->port, st->db);
+    if (st->password[0] == '\0')
+        store_up(st);
+    /* else: up once AUTH is accepted (on_auth); a refused AUTH must not reset the backoff */
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -210,8 +226,12 @@ static void on_auth(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply *rep = r;
     sf_store *st = ac->data;
-    if (rep == NULL || rep->type != REDIS_REPLY_ERROR)
+    if (rep == NULL || st->freeing || st->ac != ac)
         return;
+    if (rep->type != REDIS_REPLY_ERROR) {
+        store_up(st);
+        return;
+    }
     sf_error("store.auth_failed", "host=%s port=%d user=%s reason=\"%s\" action=reconnect",
              st->host, st->port, st->user[0] ? st->user : "default", rep->str);
     redisAsyncDisconnect(ac); /* the commands behind it fail NOAUTH; back off and retry */
@@ -626,26 +646,32 @@ static const char LUA_LIST[] = "if redis.call('EXISTS', KEYS[1]) == 0 then retur
  * supervisor that lost the partition (dead or fenced), so the new owner takes
  * it over at once instead of waiting for it to expire.
  */
+/* Runs item(i) for every item of a batch; an item whose command fails gets the error text
+ * (a string) and the others go on. */
+#define EACH_ITEM                                                                                  \
+    "local out = {} "                                                                              \
+    "for i = 0, #KEYS / 4 - 1 do "                                                                 \
+    "local ok, r = pcall(item, i) "                                                                \
+    "if ok then out[i + 1] = r "                                                                   \
+    "else out[i + 1] = type(r) == 'table' and r.err or tostring(r) end end "                       \
+    "return out"
 static const char LUA_CLAIMS[] =
-    "local out = {} "
-    "for i = 0, #KEYS / 4 - 1 do "
+    "local function item(i) "
     "local st, pg, rq = KEYS[4 * i + 1], KEYS[4 * i + 2], KEYS[4 * i + 4] "
     "local ep, prog = ARGV[4 * i + 2], ARGV[4 * i + 5] "
     "local mine = 'P' .. ARGV[4 * i + 3] .. '@' .. ep "
-    "local v = redis.call('GET', rq) local r = nil "
+    "local v = redis.call('GET', rq) "
     "if v then "
-    "if string.sub(v, 1, 1) == 'R' then r = {1, string.sub(v, 2)} "
-    "elseif v ~= mine and (ep == '0' or "
+    "if string.sub(v, 1, 1) == 'R' then return {1, string.sub(v, 2)} end "
+    "if v ~= mine and (ep == '0' or "
     "tonumber(string.match(v, '@(%d+)$') or '0') >= tonumber(ep)) then "
-    "r = {2, string.sub(v, 2)} end end "
-    "if not r then "
+    "return {2, string.sub(v, 2)} end end "
     "redis.call('SET', rq, mine, 'PX', ARGV[4 * i + 4]) "
-    "if prog == '' then r = {0, ''} else "
+    "if prog == '' then return {0, ''} end "
     "local s = redis.call('GETEX', st, 'EX', ARGV[1]) "
-    "if not s then r = {0, '', false, false} else "
-    "redis.call('EXPIRE', pg, ARGV[1]) r = {0, '', s, redis.call('HGET', pg, prog)} end end end "
-    "out[i + 1] = r end "
-    "return out";
+    "if not s then return {0, '', false, false} end "
+    "redis.call('EXPIRE', pg, ARGV[1]) return {0, '', s, redis.call('HGET', pg, prog)} "
+    "end " EACH_ITEM;
 /*
  * Commits, batched (keys as for claims; ARGV[4i+2..4i+5] = epoch, reply,
  * dedupe ttl (s), new state or ''): the reply is remembered for the dedupe
@@ -653,16 +679,14 @@ static const char LUA_CLAIMS[] =
  * 1 done; 0 the session is gone (nothing written); -1 fenced (a stale epoch).
  */
 static const char LUA_COMMITS[] =
-    "local out = {} "
-    "for i = 0, #KEYS / 4 - 1 do "
-    "local ep, state = ARGV[4 * i + 2], ARGV[4 * i + 5] local r = 1 "
-    "if ep ~= '0' and redis.call('GET', KEYS[4 * i + 3]) ~= ep then r = -1 "
-    "elseif state ~= '' and not redis.call('SET', KEYS[4 * i + 1], state, 'XX', 'EX', ARGV[1]) "
-    "then r = 0 else "
-    "if state ~= '' then redis.call('EXPIRE', KEYS[4 * i + 2], ARGV[1]) end "
-    "redis.call('SET', KEYS[4 * i + 4], 'R' .. ARGV[4 * i + 3], 'EX', ARGV[4 * i + 4]) end "
-    "out[i + 1] = r end "
-    "return out";
+    "local function item(i) "
+    "local ep, state = ARGV[4 * i + 2], ARGV[4 * i + 5] "
+    "if ep ~= '0' and redis.call('GET', KEYS[4 * i + 3]) ~= ep then return -1 end "
+    "if state ~= '' then "
+    "if not redis.call('SET', KEYS[4 * i + 1], state, 'XX', 'EX', ARGV[1]) then return 0 end "
+    "redis.call('EXPIRE', KEYS[4 * i + 2], ARGV[1]) end "
+    "redis.call('SET', KEYS[4 * i + 4], 'R' .. ARGV[4 * i + 3], 'EX', ARGV[4 * i + 4]) "
+    "return 1 end " EACH_ITEM;
 
 enum {
     S_CREATE,

@@ -555,6 +555,11 @@ static pid_t redis_with_password(int port, const char *dir)
     return pid;
 }
 
+static void count_health(void *arg, bool up)
+{
+    ((int *)arg)[up ? 1 : 0]++;
+}
+
 /* create_session through `on` after letting it connect for up to 2 s. */
 static sf_store_status try_create(sf_store *on)
 {
@@ -581,11 +586,20 @@ Test(store, authenticates_with_a_password_or_an_acl_user)
     sf_store *good = sf_store_new(base, url, NULL, "s3cret", 600, NULL, NULL, err, sizeof(err));
     sf_store *alice =
         sf_store_new(base, url, "alice", "wonderland", 600, NULL, NULL, err, sizeof(err));
-    sf_store *wrong = sf_store_new(base, url, NULL, "guess", 600, NULL, NULL, err, sizeof(err));
+    int health[2] = {0, 0}; /* downs, ups of the store with the wrong password */
+    sf_store *wrong =
+        sf_store_new(base, url, NULL, "guess", 600, count_health, health, err, sizeof(err));
     sf_store *none = sf_store_new(base, url, NULL, NULL, 600, NULL, NULL, err, sizeof(err));
     cr_expect_eq(try_create(good), SF_STORE_OK);
     cr_expect_eq(try_create(alice), SF_STORE_OK);
     cr_expect_eq(try_create(wrong), SF_STORE_UNAVAILABLE, "a wrong password must not get in");
+    for (double end = now_ms() + 1000; now_ms() < end;) {
+        struct timeval tv = {0, 20000};
+        event_base_loopexit(base, &tv);
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    cr_expect_eq(health[1], 0, "a refused AUTH reported the store up %d times", health[1]);
+    cr_expect_leq(health[0], 8, "%d reconnects in a second: no backoff", health[0]);
     cr_expect_eq(try_create(none), SF_STORE_UNAVAILABLE, "no password must not get in");
     sf_store_free(good);
     sf_store_free(alice);
@@ -597,4 +611,30 @@ Test(store, authenticates_with_a_password_or_an_acl_user)
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", dir);
+}
+
+Test(store, a_failing_item_fails_alone_in_its_batch)
+{
+    /* Session "S}:req:x" keeps its programs in sf:{S}:req:x}:programs, which is
+     * also the dedupe key of request "x}:programs" of session "S": a hash where
+     * the claim expects a string, so Redis fails that item (WRONGTYPE). */
+    got g = {0};
+    sf_store_create_session(st, NULL, S("S}:req:x"), S("\x80"), 0, on_got, &g);
+    wait_done(&g);
+    g = (got){0};
+    sf_store_put_program(st, NULL, S("S}:req:x"), S("p"), S("\x81\xa4kind\xa1x"), on_got, &g);
+    wait_done(&g);
+    cr_assert_eq(g.status, SF_STORE_OK);
+    static got a, b;
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    uint64_t calls = sf_store_calls(st);
+    sf_store_claim(st, NULL, S("S"), S("x}:programs"), "me", 10000, NULL, 0, on_got, &a);
+    sf_store_claim(st, NULL, S("S"), S("fine"), "me", 10000, NULL, 0, on_got, &b);
+    wait_done(&a);
+    wait_done(&b);
+    cr_expect_eq(sf_store_calls(st) - calls, 1, "one script call for both");
+    cr_expect_eq(a.status, SF_STORE_UNAVAILABLE, "the bad item fails");
+    cr_expect_eq(b.status, SF_STORE_OK, "the other item of its batch does not");
+    cr_expect_eq(b.claim, 0);
 }
