@@ -1186,16 +1186,18 @@ static bool pool_owns_pid(const sf_pool *p, pid_t pid)
 /*
  * As a subreaper the supervisor inherits whatever user code leaves behind: a
  * program's child whose parent, a worker, exited. Those are reaped here, or
- * they would stay zombies. waitid(WNOWAIT) looks without reaping; a worker
- * or the zygote that just died is left to its own handling (the next
- * SIGCHLD comes back here).
+ * they would stay zombies. Only the pool's process group is looked at (user
+ * code's children inherit it): a child the process started otherwise (e.g.
+ * librdkafka's system() for Kerberos) is left to whoever waits for it.
+ * waitid(WNOWAIT) looks without reaping; a worker or the zygote that just
+ * died is left to its own handling (the next SIGCHLD comes back here).
  */
 static void pool_reap_orphans(sf_pool *p)
 {
-    for (int n = 0; n < 64; n++) {
+    for (int n = 0; n < 64 && p->pgid > 0; n++) {
         siginfo_t si;
         memset(&si, 0, sizeof(si));
-        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
+        if (waitid(P_PGID, (id_t)p->pgid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
             return;
         if (pool_owns_pid(p, si.si_pid))
             return;

@@ -515,6 +515,16 @@ Test(pool, processes_user_code_leaves_behind_are_reaped)
     while (!pid_gone(orphan) && h_now_ms() < end)
         h_sleep_loop(50);
     cr_expect(pid_gone(orphan), "pid %d is still there (a zombie no one reaped?)", orphan);
+    /* A child of this process outside the pool's process group stays ours to wait for. */
+    pid_t mine = fork();
+    if (mine == 0) {
+        usleep(100000);
+        _exit(7);
+    }
+    h_sleep_loop(400);
+    int status = 0;
+    cr_expect_eq(waitpid(mine, &status, 0), mine, "the pool reaped a child that is not its own");
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 7);
 }
 
 /* ---------------------------------------------------------------- review findings */
