@@ -334,18 +334,14 @@ void sf_store_free(sf_store *st)
     if (st == NULL)
         return;
     st->freeing = true;
-    /* Items not yet sent are answered like commands in flight: UNAVAILABLE. */
-    sf_store_reply out = {.status = SF_STORE_UNAVAILABLE, .error = "the store is closing"};
-    batch *pending[2] = {st->claims, st->commits};
+    /* Nothing is answered any more: the owner's callbacks may point at what it freed. */
+    if (st->claims)
+        batch_free(st->claims);
+    if (st->commits)
+        batch_free(st->commits);
     st->claims = st->commits = NULL;
-    for (int i = 0; i < 2; i++) {
-        if (pending[i]) {
-            batch_answer(pending[i], NULL, &out);
-            batch_free(pending[i]);
-        }
-    }
     if (st->ac)
-        redisAsyncFree(st->ac); /* answers pending commands with NULL replies */
+        redisAsyncFree(st->ac); /* hands pending commands to on_reply, which drops them */
     event_free(st->ev_reconnect);
     event_free(st->ev_flush);
     free(st);
@@ -367,6 +363,14 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     req *q = privdata;
     sf_store *st = q->st;
     redisReply *rep = r;
+    if (st->freeing) { /* the owner is tearing down (sf_store_free): no one is left to answer */
+        if (q->kind == K_CLAIMS || q->kind == K_COMMITS)
+            batch_free(q->arg);
+        if (q->cmd)
+            redisFreeCommand(q->cmd);
+        free(q);
+        return;
+    }
     if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && q->cmd &&
         !q->retried && st->ac) {
         /* The script cache was flushed: load the script again, then resend (in order). */

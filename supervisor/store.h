@@ -74,6 +74,7 @@ sf_store *sf_store_new(struct event_base *base, const char *url, const char *use
                        const char *password, uint32_t session_ttl_s,
                        void (*on_health)(void *arg, bool up), void *health_arg, char *err,
                        size_t errlen);
+/* Closes the connection; callbacks still pending are dropped, never called. */
 void sf_store_free(sf_store *st);
 bool sf_store_connected(const sf_store *st);
 /* Commands sent and not yet answered. */
