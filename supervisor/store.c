@@ -99,11 +99,6 @@ static void load_script(sf_store *st, int i);
 /* One item of a claims batch. */
 static void read_claim(const redisReply *e, sf_store_reply *out)
 {
-    if (e->type == REDIS_REPLY_STRING) { /* this item failed in Redis */
-        out->status = SF_STORE_UNAVAILABLE;
-        out->error = e->str;
-        return;
-    }
     if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
         e->element[0]->type != REDIS_REPLY_INTEGER) {
         out->status = SF_STORE_UNAVAILABLE;
@@ -126,10 +121,7 @@ static void read_claim(const redisReply *e, sf_store_reply *out)
 /* One item of a commits batch. */
 static void read_commit(const redisReply *e, sf_store_reply *out)
 {
-    if (e->type == REDIS_REPLY_STRING) { /* this item failed in Redis */
-        out->status = SF_STORE_UNAVAILABLE;
-        out->error = e->str;
-    } else if (e->type != REDIS_REPLY_INTEGER) {
+    if (e->type != REDIS_REPLY_INTEGER) {
         out->status = SF_STORE_UNAVAILABLE;
         out->error = "unexpected commit reply";
     } else if (e->integer == -1) {
@@ -156,7 +148,11 @@ static void batch_answer(batch *b, const redisReply *rep, const sf_store_reply *
         else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != (size_t)b->n)
             out =
                 (sf_store_reply){.status = SF_STORE_UNAVAILABLE, .error = "unexpected batch reply"};
-        else if (b->kind == K_CLAIMS)
+        else if (rep->element[i]->type == REDIS_REPLY_STRING) { /* this item failed in Redis */
+            sf_error("store.command_failed", "error=\"%s\" item=%d of=%d", rep->element[i]->str,
+                     i + 1, b->n);
+            out = (sf_store_reply){.status = SF_STORE_UNAVAILABLE, .error = rep->element[i]->str};
+        } else if (b->kind == K_CLAIMS)
             read_claim(rep->element[i], &out);
         else
             read_commit(rep->element[i], &out);
