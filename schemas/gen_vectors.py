@@ -147,6 +147,9 @@ def request_cases() -> None:
     for key in ("v", "id", "session", "op"):
         bad("request", f"missing_{key}", pack(without(key)), "missing_field", key)
     bad("request", "wrong_type_v", pack(with_(v="1")), "wrong_type", "v")
+    # msgpack ext types are not part of the contract (neither side can map them)
+    bad("request", "ext_in_args", pack(with_(args={"x": msgpack.ExtType(5, b"abc")})), "malformed")
+    bad("request", "fixext_in_args", pack(with_(args={"x": msgpack.ExtType(1, b"\x00" * 4)})), "malformed")
     bad("request", "unknown_version", pack(with_(v=2)), "unknown_version", "v")
     bad("request", "wrong_type_id", pack(with_(id=17)), "wrong_type", "id")
     bad("request", "empty_id", pack(with_(id="")), "bad_value", "id")

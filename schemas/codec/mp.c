@@ -167,6 +167,10 @@ long sf_mp_prescan(const unsigned char *p, size_t len, sf_err *err)
             return sf_fail(err, SF_E_TRUNCATED, "", "message is truncated (%zu bytes)", len);
         if (is_str && !utf8_valid(p + off + head, body))
             return sf_fail(err, SF_E_MALFORMED, "", "a string is not valid UTF-8");
+        /* ext types are not part of the contract: the Python side refuses them too */
+        if ((t >= 0xc7 && t <= 0xc9) || (t >= 0xd4 && t <= 0xd8))
+            return sf_fail(err, SF_E_MALFORMED, "", "msgpack ext type %d is not allowed",
+                           (int)(signed char)p[t >= 0xd4 ? off + 1 : off + head - 1]);
         off += head + body;
         if (container && items > 0) {
             if (items > len - off)
