@@ -660,13 +660,14 @@ static const char LUA_CLAIMS[] =
     "local st, pg, rq = KEYS[4 * i + 1], KEYS[4 * i + 2], KEYS[4 * i + 4] "
     "local ep, prog = ARGV[4 * i + 2], ARGV[4 * i + 5] "
     "local mine = 'P' .. ARGV[4 * i + 3] .. '@' .. ep "
-    "local v = redis.call('GET', rq) "
+    /* one command for a new request: set the claim unless there is one, and see it */
+    "local v = redis.call('SET', rq, mine, 'NX', 'PX', ARGV[4 * i + 4], 'GET') "
     "if v then "
     "if string.sub(v, 1, 1) == 'R' then return {1, string.sub(v, 2)} end "
     "if v ~= mine and (ep == '0' or "
     "tonumber(string.match(v, '@(%d+)$') or '0') >= tonumber(ep)) then "
-    "return {2, string.sub(v, 2)} end end "
-    "redis.call('SET', rq, mine, 'PX', ARGV[4 * i + 4]) "
+    "return {2, string.sub(v, 2)} end "
+    "redis.call('SET', rq, mine, 'PX', ARGV[4 * i + 4]) end "
     "if prog == '' then return {0, ''} end "
     "local s = redis.call('GETEX', st, 'EX', ARGV[1]) "
     "if not s then return {0, '', false, false} end "
@@ -679,9 +680,13 @@ static const char LUA_CLAIMS[] =
  * 1 done; 0 the session is gone (nothing written); -1 fenced (a stale epoch).
  */
 static const char LUA_COMMITS[] =
+    "local epochs = {} " /* a partition's epoch is read once per batch */
     "local function item(i) "
     "local ep, state = ARGV[4 * i + 2], ARGV[4 * i + 5] "
-    "if ep ~= '0' and redis.call('GET', KEYS[4 * i + 3]) ~= ep then return -1 end "
+    "if ep ~= '0' then "
+    "local k = KEYS[4 * i + 3] "
+    "if epochs[k] == nil then epochs[k] = redis.call('GET', k) end "
+    "if epochs[k] ~= ep then return -1 end end "
     "if state ~= '' then "
     "if not redis.call('SET', KEYS[4 * i + 1], state, 'XX', 'EX', ARGV[1]) then return 0 end "
     "redis.call('EXPIRE', KEYS[4 * i + 2], ARGV[1]) end "
