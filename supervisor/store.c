@@ -179,12 +179,37 @@ static void schedule_reconnect(sf_store *st)
 }
 
 /* The link is usable: reset the backoff, tell the owner. */
-static void store_up(sf_store *st)
+static void store_up(sf_store *st, const char *version)
 {
     st->backoff_ms = 50;
     if (st->on_health)
         st->on_health(st->health_arg, true);
-    sf_info("store.connected", "host=%s port=%d db=%d", st->host, st->port, st->db);
+    sf_info("store.connected", "host=%s port=%d db=%d redis=%s", st->host, st->port, st->db,
+            version);
+}
+
+/*
+ * The last command of a new connection (behind AUTH, SELECT and the script
+ * loads): the link counts as up only once Redis answers it, and only for a
+ * Redis that runs the scripts (7.0: SET with NX and GET together, GETEX).
+ */
+static void on_info(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply *rep = r;
+    sf_store *st = ac->data;
+    if (rep == NULL || st->freeing || st->ac != ac || rep->type != REDIS_REPLY_STRING)
+        return; /* a refused AUTH (NOAUTH here) is handled by on_auth */
+    char version[32] = "unknown";
+    const char *v = strstr(rep->str, "redis_version:");
+    if (v)
+        sscanf(v + 14, "%31[0-9.]", version);
+    if (atoi(version) < 7) {
+        sf_error("store.redis_too_old", "host=%s port=%d version=%s need=7.0 action=reconnect",
+                 st->host, st->port, version);
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    store_up(st, version);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -199,9 +224,8 @@ static void on_connect(const redisAsyncContext *ac, int status)
     }
     st->connected = true; /* commands queue behind AUTH, which went first */
     load_scripts(st);
-    if (st->password[0] == '\0')
-        store_up(st);
-    /* else: up once AUTH is accepted (on_auth); a refused AUTH must not reset the backoff */
+    /* Up once INFO answers (on_info): not on a refused AUTH, which must not reset the backoff. */
+    redisAsyncCommand(st->ac, on_info, NULL, "INFO server");
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -224,10 +248,8 @@ static void on_auth(redisAsyncContext *ac, void *r, void *privdata)
     sf_store *st = ac->data;
     if (rep == NULL || st->freeing || st->ac != ac)
         return;
-    if (rep->type != REDIS_REPLY_ERROR) {
-        store_up(st);
-        return;
-    }
+    if (rep->type != REDIS_REPLY_ERROR)
+        return; /* accepted: on_info reports the link up */
     sf_error("store.auth_failed", "host=%s port=%d user=%s reason=\"%s\" action=reconnect",
              st->host, st->port, st->user[0] ? st->user : "default", rep->str);
     redisAsyncDisconnect(ac); /* the commands behind it fail NOAUTH; back off and retry */
