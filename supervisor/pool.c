@@ -312,6 +312,11 @@ static void call_fail(sf_pool *p, pcall *c, const char *type, const char *msg, c
 /* Fails a call that is not in any list, later, from the loop. */
 static void call_fail_deferred(sf_pool *p, pcall *c, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/*
+ * Fails c from the loop, soon. c stays counted in its session's `queued`
+ * until then (on_defer), so the session entry it points at cannot be swept
+ * or deleted in between.
+ */
 static void call_fail_deferred(sf_pool *p, pcall *c, const char *type, const char *fmt, ...)
 {
     c->fail_type = type;
@@ -696,7 +701,6 @@ static void pool_dispatch(sf_pool *p)
             worker *w = choose_worker(p, c);
             if (w == FAIL_FAST) {
                 queue_unlink(p, prev, c);
-                c->s->queued--;
                 call_fail_deferred(p, c, "checkout_timeout",
                                    "the session's worker is busy (affinity=strict_fail_fast)");
             } else if (w) {
@@ -769,7 +773,10 @@ static void worker_retry_full(worker *w, pcall *c)
     s->queued++;
     c->force_full = true;
     p->stale_retries++;
-    queue_push_front(p, c);
+    if (p->stopping) /* nothing dispatches any more */
+        call_fail_deferred(p, c, "unavailable", "the pool is shutting down");
+    else
+        queue_push_front(p, c);
     worker_after_call(w);
 }
 
@@ -1043,6 +1050,13 @@ static void worker_requeue(sf_pool *p, worker *w, pcall *first)
     }
     if (tail == NULL)
         return;
+    if (p->stopping) { /* nothing dispatches any more: answer them */
+        for (pcall *c = first, *next; c; c = next) {
+            next = c->next;
+            call_fail_deferred(p, c, "unavailable", "the pool is shutting down");
+        }
+        return;
+    }
     tail->next = p->qhead;
     p->qhead = first;
     if (p->qtail == NULL)
@@ -1339,6 +1353,7 @@ static void on_defer(evutil_socket_t fd, short what, void *arg)
         p->failed_head = c->next;
         if (p->failed_head == NULL)
             p->failed_tail = NULL;
+        c->s->queued--; /* counted until now, so its session entry stayed */
         call_fail(p, c, c->fail_type, c->fail_msg, NULL);
     }
     if (p->stopped && p->stop_done) {
@@ -1552,7 +1567,6 @@ int sf_pool_submit(sf_pool *p, const sf_pool_call *call, sf_pool_done_fn done, v
     c->s->queued++;
     size_t frame_size = c->frame.size + 64 + c->spec_len + c->state_len;
     if (frame_size - 4 > p->cfg.max_frame_bytes) {
-        c->s->queued--;
         call_fail_deferred(p, c, "invalid_request", "the call is %zu bytes, over max_frame_bytes",
                            frame_size);
         return 0;
@@ -1593,7 +1607,6 @@ void sf_pool_stop(sf_pool *p, void (*done)(void *arg), void *arg)
     while (p->qhead) {
         pcall *c = p->qhead;
         queue_unlink(p, NULL, c);
-        c->s->queued--;
         call_fail_deferred(p, c, "unavailable", "the pool is shutting down");
     }
     for (int i = 0; i < p->nslots; i++) {

@@ -594,3 +594,52 @@ Test(pool, a_session_whose_call_crashed_is_cached_again_later)
     json_decref(st);
     cr_expect_eq(h_stats()->active_sessions, 0, "no session is left active");
 }
+
+/* ---------------------------------------------------------------- stopping */
+
+static bool pool_is_stopped(void *arg)
+{
+    return sf_pool_stopped(h_pool);
+}
+
+Test(pool, calls_queued_when_the_pool_stops_are_answered_once)
+{
+    h_start_workers(1);
+    /* Before the worker is ready both wait in the queue; the stop answers them
+     * (their session entry must outlive the deferred answers). */
+    outcome a, b;
+    h_submit(&a, "fresh", "ping", "", NULL, NULL, NULL);
+    h_submit(&b, "fresh", "ping", "", NULL, NULL, NULL);
+    sf_pool_stop(h_pool, NULL, NULL);
+    cr_assert(h_run_until(pool_is_stopped, NULL, 10000));
+    h_sleep_loop(50);
+    cr_expect(a.done && b.done, "each queued call is answered");
+    cr_expect_str_eq(a.type, "unavailable");
+    cr_expect_str_eq(b.type, "unavailable");
+    cr_expect_eq(a.order + b.order, 3, "once each");
+    h_outcome_clear(&a);
+    h_outcome_clear(&b);
+}
+
+Test(pool, calls_pipelined_behind_a_killed_worker_at_stop_are_answered)
+{
+    sf_pool_config c;
+    h_config(&c);
+    c.pool_size = 1;
+    c.pipeline_depth = 2;
+    c.shutdown_timeout_ms = 500;
+    h_start(&c);
+    cr_expect_eq(count_once("warm", 0), 1);
+    outcome a, b;
+    h_exec(&a, "A", "sleep", "{\"seconds\": 5}");
+    h_exec(&b, "B", "sleep", "{\"seconds\": 5}");
+    h_sleep_loop(300); /* both written to the worker's pipe */
+    sf_pool_stop(h_pool, NULL, NULL);
+    cr_assert(h_run_until(pool_is_stopped, NULL, 10000));
+    h_sleep_loop(50);
+    cr_expect(a.done, "the running call is answered");
+    cr_expect(b.done, "the call pipelined behind it is answered");
+    cr_expect_not(b.ok);
+    h_outcome_clear(&a);
+    h_outcome_clear(&b);
+}
