@@ -105,6 +105,7 @@ struct sf_daemon {
     struct event *ev_lease_retry;
     bool redis_down;
     bool any_paused;       /* a partition may be paused: resuming has something to look at */
+    size_t max_record;     /* the largest value the producer takes (message.max.bytes - room) */
     size_t sweep_sessions; /* sweep idle session queues when more than this many exist */
     sf_hist latency;
 };
@@ -533,6 +534,29 @@ static void send_reply_state(sf_daemon *d, job *j, const reply_parts *rp,
     x->with_state = state != NULL;
     msgpack_sbuffer_init(&x->reply);
     pack_reply(d, j, rp, &x->reply);
+    if (x->reply.size > d->max_record) {
+        /* Kafka would refuse it on the spot: answer with what went wrong instead, and like
+         * any failed call it changes no state. */
+        size_t n = x->reply.size;
+        sf_warn("reply.too_large", "session=%s offset=%lld bytes=%zu max=%zu", j->session_key,
+                (long long)j->offset, n, d->max_record);
+        char msg[256];
+        snprintf(msg, sizeof(msg),
+                 "the reply is %zu bytes, over the %zu a Kafka record may hold here "
+                 "(kafka message.max.bytes); the session state was not changed",
+                 n, d->max_record);
+        reply_parts e = {.ok = false,
+                         .type = "reply_too_large",
+                         .message = sf_cstr(msg),
+                         .worker = rp->worker,
+                         .exec_us = rp->exec_us,
+                         .pool_queued_us = rp->pool_queued_us};
+        x->reply.size = 0;
+        pack_reply(d, j, &e, &x->reply);
+        x->ok = false;
+        x->with_state = false;
+        state = NULL;
+    }
     if (!j->claimed) {
         emit_reply(d, j, x->reply.data, x->reply.size, x->ok);
         msgpack_sbuffer_destroy(&x->reply);
@@ -592,7 +616,10 @@ static void send_dlq(sf_daemon *d, job *j, const char *error_type, const char *r
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     rd_kafka_message_t *m = j->msg;
-    msgpack_pack_map(&pk, 10);
+    /* The original bytes, cut to what a record may hold (the reason and the rest stay). */
+    size_t room = d->max_record > 2048 + strlen(reason) ? d->max_record - 2048 - strlen(reason) : 0;
+    size_t keep = m->len < room ? m->len : room;
+    msgpack_pack_map(&pk, keep < m->len ? 11 : 10);
     sf_mp_pack_cstr(&pk, "v");
     msgpack_pack_int(&pk, SF_SCHEMA_VERSION);
     sf_mp_pack_cstr(&pk, "reason");
@@ -613,8 +640,12 @@ static void send_dlq(sf_daemon *d, job *j, const char *error_type, const char *r
         msgpack_pack_nil(&pk);
     }
     sf_mp_pack_cstr(&pk, "value");
-    msgpack_pack_bin(&pk, m->len);
-    msgpack_pack_bin_body(&pk, m->payload, m->len);
+    msgpack_pack_bin(&pk, keep);
+    msgpack_pack_bin_body(&pk, m->payload, keep);
+    if (keep < m->len) {
+        sf_mp_pack_cstr(&pk, "value_size");
+        msgpack_pack_uint64(&pk, m->len);
+    }
     sf_mp_pack_cstr(&pk, "ts_ms");
     msgpack_pack_uint64(&pk, wall_ms());
     sf_mp_pack_cstr(&pk, "supervisor");
@@ -1547,6 +1578,10 @@ sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const ch
     d->ev_lease_retry = evtimer_new(base, on_lease_retry, d);
     /* A claim outlives the longest call; a redelivery waits that long for its owner. */
     d->sweep_sessions = SESSION_SWEEP_MIN;
+    /* A record holds its value plus the key (a session id), headers and framing. */
+    const char *mmb = sf_config_kafka_get(cfg, "message.max.bytes");
+    long long max_bytes = mmb ? atoll(mmb) : 1000000;
+    d->max_record = max_bytes > 4096 ? (size_t)max_bytes - 1024 : 3072;
     d->claim_ttl_ms = (cfg->pool.request_timeout_ms ? cfg->pool.request_timeout_ms : 300000) +
                       cfg->pool.checkout_timeout_ms + 5000;
     d->claim_wait_ms = d->claim_ttl_ms;

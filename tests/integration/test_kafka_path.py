@@ -1125,6 +1125,36 @@ def test_undeliverable_reply_does_not_stall_the_partition(kafka: KafkaEnv, fleet
     )
 
 
+@pytest.mark.timeout(120)
+def test_reply_too_large_for_kafka_is_a_typed_error(kafka: KafkaEnv, fleet: Fleet) -> None:
+    """Guarantee 5 for a result bigger than a Kafka record may be (librdkafka's
+    message.max.bytes, 1,000,000 by default; worker frames allow 16 MiB): the
+    client gets `reply_too_large` instead of nothing, the call's state change
+    is not saved (like any failed call), and the session and its partition go
+    on."""
+    sup = fleet.start(python__path=PROGRAMS_DIR)
+    fleet.wait_stable([sup])
+    replies = kafka.replies()
+    s = kafka.session("big")
+    grow = {"kind": "callable", "entry": "it_programs:grow"}
+    setup = setup_requests(kafka, s, program="grow", spec=grow, state={"n": 7})
+    for r in setup:
+        kafka.send(r)
+    for rid, size in ((f"{s}/big", 1_200_000), (f"{s}/small", 10)):
+        kafka.send(kafka.request(rid, s, "execute_program", program="grow", args={"size": size}))
+    kafka.send(kafka.request(f"{s}/state", s, "get_session_state"))
+    kafka.flush()
+    ids = [*(r["id"] for r in setup), f"{s}/big", f"{s}/small", f"{s}/state"]
+    byid = replies.wait_ids(ids, 60)
+    big = byid[f"{s}/big"][0]
+    assert not big["ok"] and big["error"]["type"] == "reply_too_large", big
+    assert "message.max.bytes" in big["error"]["message"]
+    small = byid[f"{s}/small"][0]
+    assert small["ok"] and len(small["result"]) == 10, small
+    assert byid[f"{s}/state"][0]["result"] == {"n": 8}, "only the small call's change landed"
+    assert sup.events("reply.too_large")
+
+
 # ---------------------------------------------------------------- nothing lost on a new group
 
 

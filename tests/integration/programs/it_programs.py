@@ -44,3 +44,10 @@ def span(ctx: Any, seconds: float = 0.3) -> dict[str, Any]:
     start = time.time()
     time.sleep(seconds)
     return {"start": start, "end": time.time(), "pid": os.getpid()}
+
+
+def grow(ctx: Any, size: int = 10) -> bytes:
+    """Adds 1 to state["n"] and returns `size` zero bytes: a state change
+    with a result that may be too large to reply with."""
+    ctx.state["n"] = int(ctx.state.get("n", 0)) + 1
+    return bytes(size)
