@@ -78,6 +78,7 @@ typedef struct job {
 struct sessq {
     job *head, *tail;
     bool running;
+    bool in_run; /* sessq_run is on the stack for it: an answer given at once only returns */
 };
 
 struct sf_daemon {
@@ -153,6 +154,7 @@ static void part_remove(sf_daemon *d, part *p)
 }
 
 static void sessq_push(sf_daemon *d, struct job *j);
+static void sweep_sessions(sf_daemon *d, bool always);
 static void on_store_health(void *arg, bool up);
 static void backpressure_check(sf_daemon *d);
 
@@ -1092,8 +1094,17 @@ static void run_job(sf_daemon *d, job *j)
 
 /* ---------------------------------------------------------------- sessions */
 
+/*
+ * Runs the session's next jobs while none is running. A job answered at once
+ * (a ping, a deadline passed) comes back here through session_next; that
+ * nested call returns and this loop goes on, so a long queue of such jobs
+ * does not recurse once per job.
+ */
 static void sessq_run(sf_daemon *d, sessq *q)
 {
+    if (q->in_run)
+        return;
+    q->in_run = true;
     while (!q->running && q->head) {
         job *j = q->head;
         q->head = j->next;
@@ -1116,6 +1127,7 @@ static void sessq_run(sf_daemon *d, sessq *q)
         j->q = q;
         run_job(d, j);
     }
+    q->in_run = false;
 }
 
 static void sessq_push(sf_daemon *d, job *j)
@@ -1135,7 +1147,7 @@ static void sessq_push(sf_daemon *d, job *j)
 static int forget_idle_session(void *ctx, const char *key, size_t len, void *value)
 {
     const sessq *q = value;
-    return !q->running && q->head == NULL;
+    return !q->running && !q->in_run && q->head == NULL;
 }
 
 /* ---------------------------------------------------------------- consuming */
@@ -1160,6 +1172,8 @@ static bool header(rd_kafka_message_t *m, const char *a, const char *b, const vo
 static void on_message(void *ctx, rd_kafka_message_t *m)
 {
     sf_daemon *d = ctx;
+    /* Here, not where a job ends: a session queue being run must not be swept under it. */
+    sweep_sessions(d, false);
     const char *topic = rd_kafka_topic_name(m->rkt);
     part *p = part_find(d, topic, m->partition);
     if (p == NULL || p->revoking || d->shutting_down) {
@@ -1312,7 +1326,6 @@ static void backpressure_check(sf_daemon *d)
         }
         d->any_paused = still;
     }
-    sweep_sessions(d, false);
 }
 
 /* ---------------------------------------------------------------- rebalance */

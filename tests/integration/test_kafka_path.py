@@ -1155,6 +1155,32 @@ def test_reply_too_large_for_kafka_is_a_typed_error(kafka: KafkaEnv, fleet: Flee
     assert sup.events("reply.too_large")
 
 
+@pytest.mark.timeout(180)
+def test_a_long_queue_of_instant_answers_in_one_session(kafka: KafkaEnv, fleet: Fleet) -> None:
+    """20,000 pings queued in one session behind a 2 s call: when the call
+    ends, each ping is answered as soon as it runs. They are answered one after
+    the other by one loop, not by a call chain one level deeper per ping
+    (which overflowed the stack at this depth)."""
+    sup = fleet.start(supervisor__max_queued=30000, supervisor__resume_below=1000)
+    fleet.wait_stable([sup])
+    replies = kafka.replies()
+    s = kafka.session("deep")
+    sleep = {"kind": "callable", "entry": "snakefleet.examples:sleep"}
+    for r in setup_requests(kafka, s, program="slp", spec=sleep):
+        kafka.send(r)
+    kafka.send(
+        kafka.request(f"{s}/slow", s, "execute_program", program="slp", args={"seconds": 2.0})
+    )
+    ids = [f"{s}/slow"]
+    for i in range(20000):
+        kafka.send(kafka.request(f"{s}/p{i}", s, "ping"))
+        ids.append(f"{s}/p{i}")
+    kafka.flush()
+    byid = replies.wait_ids(ids, 150)
+    assert all(r[0]["ok"] for r in byid.values())
+    assert sup.alive(), "the supervisor died"
+
+
 # ---------------------------------------------------------------- nothing lost on a new group
 
 
