@@ -1037,6 +1037,13 @@ static void on_claimed(void *arg, const sf_store_reply *r)
         return;
     }
     if (r->claim == 2) {
+        if (j->p->revoking || d->shutting_down) {
+            /* Waiting for another owner's run would hold up the rebalance or the drain:
+             * give the request up unanswered; its next consumer answers it. */
+            session_next(d, j);
+            job_end(d, j, false);
+            return;
+        }
         uint64_t waited = now_us() - j->started_us;
         if (waited >= (uint64_t)d->claim_wait_ms * 1000) {
             reply_error(d, j, false, "duplicate_in_progress", "id",
@@ -1080,6 +1087,13 @@ static bool op_is_read(sf_op op)
 
 static void restart_job(sf_daemon *d, job *j)
 {
+    if (j->dlq_sent && (uint32_t)j->crashes >= d->cfg->poison_threshold) {
+        /* A poison pill whose error reply Redis did not take: its DLQ record is out and
+         * it must not kill another worker; only the reply is left to store and send. */
+        reply_error(d, j, true, "poison_pill", NULL, "poison pill: the request crashed %d workers",
+                    j->crashes);
+        return;
+    }
     if (op_is_read(j->req.op))
         run_op(d, j);
     else
