@@ -345,8 +345,8 @@ static void worker_arm_timer(worker *w, uint64_t at_us)
 
 static int worker_capacity(const worker *w)
 {
-    if (w->state != W_READY)
-        return 0;
+    if (w->state != W_READY || w->reaped)
+        return 0; /* a reaped worker takes nothing while its last results are read */
     int cap = w->pool->cfg.pipeline_depth - w->inflight;
     return cap > 0 ? cap : 0;
 }
@@ -1089,6 +1089,7 @@ static void pool_note_crash(sf_pool *p, worker *w)
 static void worker_handle_death(worker *w)
 {
     sf_pool *p = w->pool;
+    w->reaped = true;     /* no new call goes to it from a result callback below */
     worker_drain_pipe(w); /* results written just before it exited still count */
     char how[160];
     const char *kind = sf_proc_describe_exit(w->status, how, sizeof(how));
