@@ -48,6 +48,7 @@ from typing import Any
 import pytest
 
 from conftest import (
+    DLQ_TOPIC,
     REDIS,
     ROOT,
     Fleet,
@@ -511,6 +512,50 @@ def test_commit_refused_by_redis_is_retried(
     # started over 250 ms after the refusal (daemon.c retry_unavailable): a
     # new claim, the 1 s call again, the commit -- not a wait for a claim
     assert took < 4.0, f"answered {took:.1f} s after Redis accepted writes again"
+
+
+@pytest.mark.timeout(120)
+def test_poison_pill_whose_reply_redis_refuses_is_not_run_again(
+    own_redis: RedisServer, kafka: KafkaEnv, fleet: Fleet
+) -> None:
+    """A poison pill (poison_threshold 1 here) whose error reply Redis refuses
+    for a moment (OOM, as above) is retried as a reply only: one worker
+    killed, one DLQ record, one poison_pill reply; the request does not run
+    again after the refusal."""
+    own_redis.start()
+    sup = fleet.start(
+        redis__url=own_redis.url,
+        python__path=PROGRAMS_DIR,
+        supervisor__poison_threshold=1,
+    )
+    fleet.wait_stable([sup])
+    dlq = kafka.reader(DLQ_TOPIC, from_end=True)
+    replies = kafka.replies()
+    s = kafka.session("pill")
+    ids = setup_session(kafka, s, "pill", {"kind": "callable", "entry": "it_programs:slow_crash"})
+    kafka.flush()
+    replies.wait_ids(ids, 30)
+    rid = f"{s}/pill"
+    kafka.send(kafka.request(rid, s, "execute_program", program="pill", args={"seconds": 1.0}))
+    kafka.flush()
+    key = f"sf:{{{s}}}:req:{rid}"
+    wait_until(lambda: own_redis.cli("GET", key).startswith("P"), 10, "the request's claim")
+    try:
+        own_redis.cli("CONFIG", "SET", "maxmemory", "1")
+        sup.wait_event("store.command_failed", timeout=10)
+    finally:
+        own_redis.cli("CONFIG", "SET", "maxmemory", "0")
+    byid = replies.wait_ids([rid], 30)
+    assert [r["error"]["type"] for r in byid[rid]] == ["poison_pill"], byid[rid]
+    time.sleep(1.5)  # a second run, were there one, would have crashed by now
+    assert len(sup.events("pool.worker_died")) == 1, sup.events("pool.worker_died")
+    dlq.poll(1.0)
+    pills = [
+        r
+        for r in dlq.records
+        if isinstance(r.msg, dict) and r.msg.get("error_type") == "poison_pill"
+    ]
+    assert len(pills) == 1, [r.msg for r in pills]
 
 
 # ---------------------------------------------------------------- 2. SIGKILL, counter

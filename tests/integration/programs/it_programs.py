@@ -51,3 +51,12 @@ def grow(ctx: Any, size: int = 10) -> bytes:
     with a result that may be too large to reply with."""
     ctx.state["n"] = int(ctx.state.get("n", 0)) + 1
     return bytes(size)
+
+
+def slow_crash(ctx: Any, seconds: float = 1.0) -> None:
+    """Sleeps, then kills its worker: a poison pill that leaves time to act
+    between its claim and its verdict."""
+    import os
+
+    time.sleep(seconds)
+    os._exit(9)
