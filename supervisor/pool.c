@@ -353,6 +353,8 @@ static int worker_capacity(const worker *w)
 
 static void worker_flush(worker *w)
 {
+    if (w->out == NULL) /* the worker is gone and its buffers with it */
+        return;
     if (w->fds.to_child < 0) {
         evbuffer_drain(w->out, evbuffer_get_length(w->out));
         return;
@@ -640,7 +642,7 @@ static worker *choose_worker(sf_pool *p, pcall *c)
     worker *pref = NULL;
     if (s->last_slot >= 0) {
         worker *l = &p->slots[s->last_slot];
-        if (l->gen == s->last_gen && l->state == W_READY)
+        if (l->gen == s->last_gen && l->state == W_READY && !l->reaped)
             pref = l;
     }
     if (pref && p->cfg.affinity != SF_AFFINITY_HINT) {
@@ -1089,7 +1091,8 @@ static void pool_note_crash(sf_pool *p, worker *w)
 static void worker_handle_death(worker *w)
 {
     sf_pool *p = w->pool;
-    w->reaped = true;     /* no new call goes to it from a result callback below */
+    w->reaped = true; /* no new call goes to it from a result callback below */
+    w->dirty = false;
     worker_drain_pipe(w); /* results written just before it exited still count */
     char how[160];
     const char *kind = sf_proc_describe_exit(w->status, how, sizeof(how));
@@ -1201,21 +1204,21 @@ static bool pool_owns_pid(const sf_pool *p, pid_t pid)
 /*
  * As a subreaper the supervisor inherits whatever user code leaves behind: a
  * program's child whose parent, a worker, exited. Those are reaped here, or
- * they would stay zombies. Only the pool's process group is looked at (user
- * code's children inherit it): a child the process started otherwise (e.g.
- * librdkafka's system() for Kerberos) is left to whoever waits for it.
- * waitid(WNOWAIT) looks without reaping; a worker or the zygote that just
- * died is left to its own handling (the next SIGCHLD comes back here).
+ * they would stay zombies. They are in the pool's process group, or in a
+ * group or session of their own (daemonizing code); a child in this
+ * process's own group is someone else's to wait for (e.g. librdkafka's
+ * system() for Kerberos). waitid(WNOWAIT) looks without reaping; a worker or
+ * the zygote that just died is left to its own handling.
  */
 static void pool_reap_orphans(sf_pool *p)
 {
-    for (int n = 0; n < 64 && p->pgid > 0; n++) {
+    for (int n = 0; n < 64; n++) {
         siginfo_t si;
         memset(&si, 0, sizeof(si));
-        if (waitid(P_PGID, (id_t)p->pgid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
             return;
-        if (pool_owns_pid(p, si.si_pid))
-            return;
+        if (pool_owns_pid(p, si.si_pid) || getpgid(si.si_pid) == getpgrp())
+            return; /* its own handling, or someone else's child (next SIGCHLD: again) */
         waitpid(si.si_pid, NULL, WNOHANG);
         sf_debug("pool.reaped_orphan", "pid=%d", (int)si.si_pid);
     }

@@ -91,12 +91,13 @@ def mutate_then_fail(ctx: SessionContext, key: str = "n") -> None:
     raise RuntimeError("failed after changing the state")
 
 
-def spawn_sleeper(ctx: SessionContext, seconds: float = 0.3) -> int:
-    """Starts `sleep` as a child process and returns its pid without waiting:
-    user code that leaves a process behind."""
+def spawn_sleeper(ctx: SessionContext, seconds: float = 0.3, new_session: bool = False) -> int:
+    """Starts `sleep` as a child process (in a session of its own with
+    `new_session`) and returns its pid without waiting: user code that leaves
+    a process behind."""
     import subprocess
 
-    return subprocess.Popen(["sleep", str(seconds)]).pid
+    return subprocess.Popen(["sleep", str(seconds)], start_new_session=new_session).pid
 
 
 def sleep(ctx: SessionContext, seconds: float = 1.0) -> float:

@@ -493,7 +493,7 @@ static bool pid_gone(int pid)
     return close_paren == NULL || close_paren[2] == 'X';
 }
 
-Test(pool, processes_user_code_leaves_behind_are_reaped)
+static void orphan_is_reaped(bool new_session)
 {
     sf_pool_config c;
     h_config(&c);
@@ -502,7 +502,8 @@ Test(pool, processes_user_code_leaves_behind_are_reaped)
     c.preload = "json";
     h_start(&c);
     outcome o;
-    h_exec(&o, "s", "spawn_sleeper", "{\"seconds\": 0.3}");
+    h_exec(&o, "s", "spawn_sleeper",
+           new_session ? "{\"seconds\": 0.3, \"new_session\": true}" : "{\"seconds\": 0.3}");
     h_wait(&o, 10000);
     cr_assert(o.ok, "%s: %s", o.type, o.message);
     int orphan = (int)json_integer_value(o.value);
@@ -525,6 +526,16 @@ Test(pool, processes_user_code_leaves_behind_are_reaped)
     int status = 0;
     cr_expect_eq(waitpid(mine, &status, 0), mine, "the pool reaped a child that is not its own");
     cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 7);
+}
+
+Test(pool, processes_user_code_leaves_behind_are_reaped)
+{
+    orphan_is_reaped(false);
+}
+
+Test(pool, processes_user_code_leaves_behind_in_a_new_session_are_reaped)
+{
+    orphan_is_reaped(true);
 }
 
 /* ---------------------------------------------------------------- review findings */
