@@ -197,8 +197,18 @@ static void on_info(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply *rep = r;
     sf_store *st = ac->data;
-    if (rep == NULL || st->freeing || st->ac != ac || rep->type != REDIS_REPLY_STRING)
-        return; /* a refused AUTH (NOAUTH here) is handled by on_auth */
+    if (rep == NULL || st->freeing || st->ac != ac)
+        return;
+    if (rep->type == REDIS_REPLY_ERROR &&
+        (strncmp(rep->str, "NOAUTH", 6) == 0 || strncmp(rep->str, "WRONGPASS", 9) == 0))
+        return; /* a refused AUTH is handled by on_auth */
+    if (rep->type != REDIS_REPLY_STRING) {
+        /* e.g. NOPERM: an ACL user without INFO. Its scripts may still run: go on. */
+        sf_warn("store.version_unknown", "host=%s port=%d reason=\"%s\"", st->host, st->port,
+                rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected INFO reply");
+        store_up(st, "unknown");
+        return;
+    }
     char version[32] = "unknown";
     const char *v = strstr(rep->str, "redis_version:");
     if (v)

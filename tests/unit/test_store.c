@@ -547,7 +547,8 @@ static pid_t redis_with_password(int port, const char *dir)
         dup2(null, 2);
         execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
                "--appendonly", "no", "--dir", dir, "--requirepass", "s3cret", "--user", "alice",
-               "on", ">wonderland", "~*", "&*", "+@all", (char *)NULL);
+               "on", ">wonderland", "~*", "&*", "+@all", "--user", "bob", "on", ">builder", "~*",
+               "&*", "+@all", "-@dangerous", (char *)NULL);
         _exit(127);
     }
     cr_assert_gt(pid, 0);
@@ -592,6 +593,13 @@ Test(store, authenticates_with_a_password_or_an_acl_user)
     sf_store *none = sf_store_new(base, url, NULL, NULL, 600, NULL, NULL, err, sizeof(err));
     cr_expect_eq(try_create(good), SF_STORE_OK);
     cr_expect_eq(try_create(alice), SF_STORE_OK);
+    /* bob may not run INFO (@dangerous): the version is unknown, the store still goes up */
+    int bob_health[2] = {0, 0};
+    sf_store *bob =
+        sf_store_new(base, url, "bob", "builder", 600, count_health, bob_health, err, sizeof(err));
+    cr_expect_eq(try_create(bob), SF_STORE_OK);
+    cr_expect_eq(bob_health[1], 1, "bob's store reported up %d times", bob_health[1]);
+    sf_store_free(bob);
     cr_expect_eq(try_create(wrong), SF_STORE_UNAVAILABLE, "a wrong password must not get in");
     for (double end = now_ms() + 1000; now_ms() < end;) {
         struct timeval tv = {0, 20000};
