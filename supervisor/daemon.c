@@ -536,17 +536,21 @@ static void send_reply_state(sf_daemon *d, job *j, const reply_parts *rp,
     x->with_state = state != NULL;
     msgpack_sbuffer_init(&x->reply);
     pack_reply(d, j, rp, &x->reply);
-    if (x->reply.size > d->max_record) {
+    /* The record also carries the session as its key and the correlation header. */
+    size_t beside = (j->valid ? j->req.session.len : strlen(j->session_key)) +
+                    (j->corr ? j->corr_len + strlen(j->corr_name) : 0);
+    size_t limit = d->max_record > beside ? d->max_record - beside : 0;
+    if (x->reply.size > limit) {
         /* Kafka would refuse it on the spot: answer with what went wrong instead, and like
          * any failed call it changes no state. */
         size_t n = x->reply.size;
         sf_warn("reply.too_large", "session=%s offset=%lld bytes=%zu max=%zu", j->session_key,
-                (long long)j->offset, n, d->max_record);
+                (long long)j->offset, n, limit);
         char msg[256];
         snprintf(msg, sizeof(msg),
                  "the reply is %zu bytes, over the %zu a Kafka record may hold here "
                  "(kafka message.max.bytes); the session state was not changed",
-                 n, d->max_record);
+                 n, limit);
         reply_parts e = {.ok = false,
                          .type = "reply_too_large",
                          .message = sf_cstr(msg),
@@ -618,8 +622,10 @@ static void send_dlq(sf_daemon *d, job *j, const char *error_type, const char *r
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     rd_kafka_message_t *m = j->msg;
-    /* The original bytes, cut to what a record may hold (the reason and the rest stay). */
-    size_t room = d->max_record > 2048 + strlen(reason) ? d->max_record - 2048 - strlen(reason) : 0;
+    /* The original bytes, cut to what a record may hold beside the rest: the reason, the
+     * other fields, the original key inside the record and the record's own key. */
+    size_t beside = 2048 + strlen(reason) + 2 * (m->key_len + strlen(j->session_key));
+    size_t room = d->max_record > beside ? d->max_record - beside : 0;
     size_t keep = m->len < room ? m->len : room;
     msgpack_pack_map(&pk, keep < m->len ? 11 : 10);
     sf_mp_pack_cstr(&pk, "v");
