@@ -70,6 +70,8 @@ from snakefleet.programs import (
     Program,
     ProgramError,
     describe,
+    format_user_traceback,
+    import_object,
 )
 
 TYPE_CHECKING = False
@@ -121,12 +123,7 @@ def import_dspy() -> Any:
 
 def user_traceback(exc: BaseException) -> str:
     """The traceback of `exc` without this module's frames: user code first."""
-    import traceback
-
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_globals.get("__name__") == __name__:
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    return format_user_traceback(exc, __name__)
 
 
 def _normalize(value: Any, what: str, error_type: str) -> Any:
@@ -252,33 +249,7 @@ def signature_text(signature: Any) -> str:
 
 def resolve_module_class(dspy: Any, path: str) -> Any:
     """Import 'package.module:Class' and check it is a dspy.Module subclass."""
-    import importlib
-
-    module_name, _, attr_path = path.partition(":")
-    if not module_name or not attr_path:
-        raise ProgramError(
-            INVALID_PROGRAM,
-            f"module {path!r} must look like 'package.module:Class'",
-            field="spec.module",
-        )
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except Exception as e:  # noqa: BLE001 - module code may raise anything
-        raise ProgramError(
-            INVALID_PROGRAM,
-            f"cannot import dspy module {path!r}: {describe(e)}",
-            None if isinstance(e, ModuleNotFoundError) else user_traceback(e),
-            field="spec.module",
-        ) from None
-    for part in attr_path.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ProgramError(
-                INVALID_PROGRAM,
-                f"dspy module {path!r}: '{part}' not found in {getattr(obj, '__name__', obj)!r}",
-                field="spec.module",
-            ) from None
+    obj = import_object(path, f"dspy module {path!r}", "package.module:Class", "spec.module")
     if not (isinstance(obj, type) and issubclass(obj, dspy.Module)):
         raise ProgramError(
             INVALID_PROGRAM,

@@ -137,13 +137,13 @@ def describe(exc: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
-def format_user_traceback(exc: BaseException) -> str:
-    """The traceback of `exc` without the frames of this module, so the user
-    sees their own code first."""
+def format_user_traceback(exc: BaseException, skip: str = __name__) -> str:
+    """The traceback of `exc` without the leading frames of module `skip`
+    (this one by default), so the user sees their own code first."""
     import traceback  # only on the error path: keeps worker start-up lean
 
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_globals.get("__name__") == __name__:
+    while tb is not None and tb.tb_frame.f_globals.get("__name__") == skip:
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
@@ -175,23 +175,21 @@ class CallableProgram(Program):
         return self.fn(ctx, **inputs)
 
 
-def resolve_entry(entry: str) -> Callable[..., Any]:
-    """Import 'module:attr.path' and return the callable it names."""
-    module_name, sep, attr_path = entry.partition(":")
+def import_object(path: str, label: str, shape: str, field: str) -> Any:
+    """Import 'module:attr.path' and return the object it names. Errors are
+    invalid_program naming `field`; `label` is how they name the path (e.g.
+    "entry 'm:f'") and `shape` what it must look like."""
+    module_name, sep, attr_path = path.partition(":")
     if not sep or not module_name or not attr_path:
-        raise ProgramError(
-            INVALID_PROGRAM,
-            f"entry '{entry}' must look like 'module:function'",
-            field="spec.entry",
-        )
+        raise ProgramError(INVALID_PROGRAM, f"{label} must look like '{shape}'", field=field)
     try:
         obj: Any = importlib.import_module(module_name)
     except Exception as e:  # noqa: BLE001 - module code may raise anything
         raise ProgramError(
             INVALID_PROGRAM,
-            f"cannot import module of entry '{entry}': {describe(e)}",
+            f"cannot import {label}: {describe(e)}",
             format_user_traceback(e) if not isinstance(e, ModuleNotFoundError) else None,
-            field="spec.entry",
+            field=field,
         ) from None
     for part in attr_path.split("."):
         try:
@@ -199,9 +197,15 @@ def resolve_entry(entry: str) -> Callable[..., Any]:
         except AttributeError:
             raise ProgramError(
                 INVALID_PROGRAM,
-                f"entry '{entry}': '{part}' not found in {getattr(obj, '__name__', obj)!r}",
-                field="spec.entry",
+                f"{label}: '{part}' not found in {getattr(obj, '__name__', obj)!r}",
+                field=field,
             ) from None
+    return obj
+
+
+def resolve_entry(entry: str) -> Callable[..., Any]:
+    """Import 'module:attr.path' and return the callable it names."""
+    obj = import_object(entry, f"entry '{entry}'", "module:function", "spec.entry")
     if not callable(obj):
         raise ProgramError(
             INVALID_PROGRAM,
