@@ -393,12 +393,20 @@ typedef struct reply_parts {
 
 static void restart_job(sf_daemon *d, job *j);
 
-static void on_unavailable_retry(evutil_socket_t fd, short what, void *arg)
+static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
     job *j = arg;
     event_free(j->ev_retry);
     j->ev_retry = NULL;
     restart_job(j->d, j);
+}
+
+/* Starts the job over in `ms` (Redis unavailable; its id claimed by a run elsewhere). */
+static void retry_in(sf_daemon *d, job *j, long ms)
+{
+    j->ev_retry = evtimer_new(d->base, on_retry, j);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(j->ev_retry, &tv);
 }
 
 /*
@@ -414,9 +422,7 @@ static bool retry_unavailable(sf_daemon *d, job *j)
     if (t - j->unavailable_since_us >= (uint64_t)d->cfg->redis_retry_ms * 1000 ||
         d->shutting_down || j->p->revoking)
         return false;
-    j->ev_retry = evtimer_new(d->base, on_unavailable_retry, j);
-    struct timeval tv = {0, 250000};
-    evtimer_add(j->ev_retry, &tv);
+    retry_in(d, j, 250);
     return true;
 }
 
@@ -1008,14 +1014,6 @@ static void run_op(sf_daemon *d, job *j)
 
 static void claim_job(sf_daemon *d, job *j);
 
-static void on_claim_retry(evutil_socket_t fd, short what, void *arg)
-{
-    job *j = arg;
-    event_free(j->ev_retry);
-    j->ev_retry = NULL;
-    claim_job(j->d, j);
-}
-
 /*
  * Effectively once: the request id is claimed in Redis before the op runs. A
  * request answered before gets that reply again; one running elsewhere (a
@@ -1057,9 +1055,7 @@ static void on_claimed(void *arg, const sf_store_reply *r)
                         (int)r->state_len, r->state);
             return;
         }
-        struct timeval tv = {0, 100000};
-        j->ev_retry = evtimer_new(d->base, on_claim_retry, j);
-        evtimer_add(j->ev_retry, &tv);
+        retry_in(d, j, 100); /* a claimed op is not a read: it is claimed again */
         return;
     }
     /* 0: ours (also a rerun of our own claim after Redis failed us mid-way) */
