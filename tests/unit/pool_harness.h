@@ -181,13 +181,19 @@ static void h_submit(outcome *o, const char *session, const char *op, const char
     }
 }
 
-/* execute_program of a `snakefleet.examples` function, spec sent along. */
-static void h_exec(outcome *o, const char *session, const char *fn, const char *args_json)
+/* execute_program of a `snakefleet.examples` function, spec (and a session state) sent along. */
+static void h_exec_state(outcome *o, const char *session, const char *fn, const char *args_json,
+                         const char *state_json)
 {
     char spec[160];
     snprintf(spec, sizeof(spec), "{\"kind\":\"callable\",\"entry\":\"snakefleet.examples:%s\"}",
              fn);
-    h_submit(o, session, "execute_program", fn, args_json ? args_json : "{}", spec, NULL);
+    h_submit(o, session, "execute_program", fn, args_json ? args_json : "{}", spec, state_json);
+}
+
+static void h_exec(outcome *o, const char *session, const char *fn, const char *args_json)
+{
+    h_exec_state(o, session, fn, args_json, NULL);
 }
 
 static void h_wait(outcome *o, int timeout_ms)

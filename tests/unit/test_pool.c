@@ -467,8 +467,7 @@ Test(pool, a_session_moves_on_after_a_cached_call_crashes_its_worker)
     cr_expect_eq(count_once("s", 0), 1);
     /* Same worker, same state: this call goes without its state, then kills the worker. */
     outcome o;
-    h_submit(&o, "s", "execute_program", "crash", "{\"how\": \"exit\"}",
-             "{\"kind\":\"callable\",\"entry\":\"snakefleet.examples:crash\"}", "{\"n\": 1}");
+    h_exec_state(&o, "s", "crash", "{\"how\": \"exit\"}", "{\"n\": 1}");
     h_wait(&o, 10000);
     cr_expect_not(o.ok);
     cr_expect_str_eq(o.type, "worker_crashed");
@@ -577,8 +576,7 @@ Test(pool, a_cached_call_behind_a_crash_goes_again_in_full)
     /* One turn: another session's call that kills the worker, then s's call,
      * cached (same worker, same state) and pipelined behind it. */
     outcome x, o;
-    h_submit(&x, "x", "execute_program", "crash", "{\"how\": \"exit\"}",
-             "{\"kind\":\"callable\",\"entry\":\"snakefleet.examples:crash\"}", NULL);
+    h_exec_state(&x, "x", "crash", "{\"how\": \"exit\"}", NULL);
     h_submit(&o, "s", "execute_program", "counter", "{}", COUNTER_SPEC, "{\"n\": 1}");
     h_wait(&x, 10000);
     h_wait(&o, 10000);
@@ -594,8 +592,7 @@ Test(pool, a_session_whose_call_crashed_is_cached_again_later)
     h_start_workers(1);
     cr_expect_eq(count_once("s", 0), 1);
     outcome o;
-    h_submit(&o, "s", "execute_program", "crash", "{\"how\": \"exit\"}",
-             "{\"kind\":\"callable\",\"entry\":\"snakefleet.examples:crash\"}", "{\"n\": 1}");
+    h_exec_state(&o, "s", "crash", "{\"how\": \"exit\"}", "{\"n\": 1}");
     h_wait(&o, 10000);
     h_outcome_clear(&o);
     cr_expect_eq(count_once("s", 1), 2); /* the new worker gets the state in full */
@@ -608,11 +605,6 @@ Test(pool, a_session_whose_call_crashed_is_cached_again_later)
 
 /* ---------------------------------------------------------------- stopping */
 
-static bool pool_is_stopped(void *arg)
-{
-    return sf_pool_stopped(h_pool);
-}
-
 Test(pool, calls_queued_when_the_pool_stops_are_answered_once)
 {
     h_start_workers(1);
@@ -622,7 +614,7 @@ Test(pool, calls_queued_when_the_pool_stops_are_answered_once)
     h_submit(&a, "fresh", "ping", "", NULL, NULL, NULL);
     h_submit(&b, "fresh", "ping", "", NULL, NULL, NULL);
     sf_pool_stop(h_pool, NULL, NULL);
-    cr_assert(h_run_until(pool_is_stopped, NULL, 10000));
+    cr_assert(h_run_until(h_pool_stopped, NULL, 10000));
     h_sleep_loop(50);
     cr_expect(a.done && b.done, "each queued call is answered");
     cr_expect_str_eq(a.type, "unavailable");
@@ -646,7 +638,7 @@ Test(pool, calls_pipelined_behind_a_killed_worker_at_stop_are_answered)
     h_exec(&b, "B", "sleep", "{\"seconds\": 5}");
     h_sleep_loop(300); /* both written to the worker's pipe */
     sf_pool_stop(h_pool, NULL, NULL);
-    cr_assert(h_run_until(pool_is_stopped, NULL, 10000));
+    cr_assert(h_run_until(h_pool_stopped, NULL, 10000));
     h_sleep_loop(50);
     cr_expect(a.done, "the running call is answered");
     cr_expect(b.done, "the call pipelined behind it is answered");
