@@ -302,6 +302,19 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 # ---------------------------------------------------------------- 1. Redis restart
 
 
+def refuse_writes_once(redis: RedisServer, sup: Supervisor, s: str, rid: str) -> None:
+    """Once request `rid` of session `s` is claimed (it runs now), Redis
+    refuses writes (OOM: maxmemory 1 byte) until the supervisor has seen one
+    refused, then takes them again: the request's commit is refused once."""
+    key = f"sf:{{{s}}}:req:{rid}"
+    wait_until(lambda: redis.cli("GET", key).startswith("P"), 10, "the request's claim")
+    try:
+        redis.cli("CONFIG", "SET", "maxmemory", "1")
+        sup.wait_event("store.command_failed", timeout=10)
+    finally:
+        redis.cli("CONFIG", "SET", "maxmemory", "0")
+
+
 REDIS_CLAIM_BUG = (
     "daemon bug: a request whose claim or read finds Redis unavailable is answered "
     "'unavailable' at once (daemon.c on_claimed and store_failed) instead of being retried "
@@ -493,13 +506,7 @@ def test_commit_refused_by_redis_is_retried(
     rid = f"{s}/inc0"
     kafka.send(kafka.request(rid, s, "execute_program", program="ctr", args={"seconds": 1.0}))
     kafka.flush()
-    key = f"sf:{{{s}}}:req:{rid}"
-    wait_until(lambda: own_redis.cli("GET", key).startswith("P"), 10, "the request's claim")
-    try:
-        own_redis.cli("CONFIG", "SET", "maxmemory", "1")
-        sup.wait_event("store.command_failed", timeout=10)
-    finally:
-        own_redis.cli("CONFIG", "SET", "maxmemory", "0")
+    refuse_writes_once(own_redis, sup, s, rid)
     t0 = time.monotonic()
     byid = replies.wait_ids([rid], 30)
     took = time.monotonic() - t0
@@ -538,13 +545,7 @@ def test_poison_pill_whose_reply_redis_refuses_is_not_run_again(
     rid = f"{s}/pill"
     kafka.send(kafka.request(rid, s, "execute_program", program="pill", args={"seconds": 1.0}))
     kafka.flush()
-    key = f"sf:{{{s}}}:req:{rid}"
-    wait_until(lambda: own_redis.cli("GET", key).startswith("P"), 10, "the request's claim")
-    try:
-        own_redis.cli("CONFIG", "SET", "maxmemory", "1")
-        sup.wait_event("store.command_failed", timeout=10)
-    finally:
-        own_redis.cli("CONFIG", "SET", "maxmemory", "0")
+    refuse_writes_once(own_redis, sup, s, rid)
     byid = replies.wait_ids([rid], 30)
     assert [r["error"]["type"] for r in byid[rid]] == ["poison_pill"], byid[rid]
     time.sleep(1.5)  # a second run, were there one, would have crashed by now
