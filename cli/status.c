@@ -111,21 +111,34 @@ static int read_tail(rd_kafka_t *c, int n, const int64_t *end, int timeout_ms, j
     return remaining;
 }
 
-static void print_table(json_t *latest, uint32_t interval_ms)
+/* The fleet's totals of SUMMED and of consumer lag, over each supervisor's latest snapshot. */
+static void fleet_sums(json_t *latest, long long sum[NSUMMED], long long *lag)
 {
-    int64_t now = args_wall_ms();
-    printf("%-28s %7s %5s %9s %7s %8s %6s %6s %9s %7s %8s %5s %8s\n", "SUPERVISOR", "AGE", "POOL",
-           "BUSY/IDLE", "HEALTHY", "SESSIONS", "QUEUE", "FLIGHT", "COMMANDS", "ERRORS", "RESTARTS",
-           "DLQ", "LAG");
-    long long sum[NSUMMED] = {0}, lag = 0;
-    int stale = 0;
+    memset(sum, 0, NSUMMED * sizeof(sum[0]));
+    *lag = 0;
     const char *id;
     json_t *s;
     json_object_foreach(latest, id, s)
     {
         for (size_t i = 0; i < NSUMMED; i++)
             sum[i] += num(s, SUMMED[i]);
-        lag += total_lag(s);
+        *lag += total_lag(s);
+    }
+}
+
+static void print_table(json_t *latest, uint32_t interval_ms)
+{
+    int64_t now = args_wall_ms();
+    printf("%-28s %7s %5s %9s %7s %8s %6s %6s %9s %7s %8s %5s %8s\n", "SUPERVISOR", "AGE", "POOL",
+           "BUSY/IDLE", "HEALTHY", "SESSIONS", "QUEUE", "FLIGHT", "COMMANDS", "ERRORS", "RESTARTS",
+           "DLQ", "LAG");
+    long long sum[NSUMMED], lag;
+    fleet_sums(latest, sum, &lag);
+    int stale = 0;
+    const char *id;
+    json_t *s;
+    json_object_foreach(latest, id, s)
+    {
         double age = (double)(now - num(s, "ts_ms")) / 1000.0;
         bool old = age * 1000 > 3.0 * interval_ms;
         stale += old;
@@ -149,15 +162,8 @@ static void print_table(json_t *latest, uint32_t interval_ms)
 
 static json_t *fleet_json(json_t *latest)
 {
-    long long sum[NSUMMED] = {0}, lag = 0;
-    const char *id;
-    json_t *s;
-    json_object_foreach(latest, id, s)
-    {
-        for (size_t i = 0; i < NSUMMED; i++)
-            sum[i] += num(s, SUMMED[i]);
-        lag += total_lag(s);
-    }
+    long long sum[NSUMMED], lag;
+    fleet_sums(latest, sum, &lag);
     json_t *f = json_object();
     for (size_t i = 0; i < NSUMMED; i++)
         json_object_set_new(f, SUMMED[i], json_integer(sum[i]));
