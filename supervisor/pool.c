@@ -343,10 +343,17 @@ static void worker_arm_timer(worker *w, uint64_t at_us)
     evtimer_add(w->ev_timer, &tv);
 }
 
+/* Ready for calls: not starting or stopping, and not dead (a reaped worker's last
+ * results may still be being read). */
+static bool worker_usable(const worker *w)
+{
+    return w->state == W_READY && !w->reaped;
+}
+
 static int worker_capacity(const worker *w)
 {
-    if (w->state != W_READY || w->reaped)
-        return 0; /* a reaped worker takes nothing while its last results are read */
+    if (!worker_usable(w))
+        return 0;
     int cap = w->pool->cfg.pipeline_depth - w->inflight;
     return cap > 0 ? cap : 0;
 }
@@ -642,7 +649,7 @@ static worker *choose_worker(sf_pool *p, pcall *c)
     worker *pref = NULL;
     if (s->last_slot >= 0) {
         worker *l = &p->slots[s->last_slot];
-        if (l->gen == s->last_gen && l->state == W_READY && !l->reaped)
+        if (l->gen == s->last_gen && worker_usable(l))
             pref = l;
     }
     if (pref && p->cfg.affinity != SF_AFFINITY_HINT) {
