@@ -78,7 +78,6 @@ typedef struct pcall {
     /* The spec's bytes, then the state's (one owned buffer), or NULL. */
     char *payload;
     uint32_t spec_len, state_len;
-    bool has_spec, has_state;
     bool sent_spec, sent_state; /* in full, in the last send */
     bool compact;               /* the last send named a cached spec or state instead */
     bool force_full;            /* the worker answered stale_cache: send everything */
@@ -230,6 +229,17 @@ void sf_pool_config_defaults(sf_pool_config *c)
 }
 
 /* ---------------------------------------------------------------- calls */
+
+/* A spec or state is a msgpack map, never empty: its length says whether the call has one. */
+static bool has_spec(const pcall *c)
+{
+    return c->spec_len > 0;
+}
+
+static bool has_state(const pcall *c)
+{
+    return c->state_len > 0;
+}
 
 static void pcall_free(pcall *c)
 {
@@ -444,10 +454,10 @@ static void worker_write_call(worker *w, pcall *c)
         s->last_slot == w->slot && s->last_gen == w->gen && s->inflight == 0 && !c->force_full;
     /* create_program always carries its spec: the worker builds it whatever it holds. */
     bool spec_cached =
-        c->has_spec && same && !c->spec_required && sess_knows_spec(s, c->prog_hash, c->spec_hash);
-    bool state_cached = c->has_state && same && s->state_known && s->state_hash == c->state_hash;
-    c->sent_spec = c->has_spec && !spec_cached;
-    c->sent_state = c->has_state && !state_cached;
+        has_spec(c) && same && !c->spec_required && sess_knows_spec(s, c->prog_hash, c->spec_hash);
+    bool state_cached = has_state(c) && same && s->state_known && s->state_hash == c->state_hash;
+    c->sent_spec = has_spec(c) && !spec_cached;
+    c->sent_state = has_state(c) && !state_cached;
     c->compact = spec_cached || state_cached;
     if (c->compact)
         s->compact_inflight = true;
@@ -455,7 +465,7 @@ static void worker_write_call(worker *w, pcall *c)
     unsigned char a[32], b[32];
     size_t an = 0, bn = 0;
     uint16_t n = c->nfields;
-    if (c->has_spec) {
+    if (has_spec(c)) {
         an += put_key(a, "spec_ver", true, c->spec_hash);
         n++;
         if (c->sent_spec) {
@@ -463,7 +473,7 @@ static void worker_write_call(worker *w, pcall *c)
             n++;
         }
     }
-    if (c->has_state) {
+    if (has_state(c)) {
         bn = state_cached ? put_key(b, "state_ver", true, s->state_ver)
                           : put_key(b, "state", false, 0);
         n++;
@@ -816,7 +826,7 @@ static void worker_complete_head(worker *w, const sf_frame *f)
         msgpack_packer_init(&pk, &st, msgpack_sbuffer_write);
         msgpack_pack_object(&pk, *f->state);
     }
-    if (c->has_state && (f->state || c->sent_state)) {
+    if (has_state(c) && (f->state || c->sent_state)) {
         s->state_known = true;
         s->state_ver = c->seq;
         s->state_hash = f->state ? sf_hash64(st.data, st.size) : c->state_hash;
@@ -1535,9 +1545,7 @@ int sf_pool_submit(sf_pool *p, const sf_pool_call *call, sf_pool_done_fn done, v
     c->drops_cache =
         strcmp(call->op, "cleanup_session") == 0 || strcmp(call->op, "delete_program") == 0;
     c->spec_required = strcmp(call->op, "create_program") == 0;
-    c->has_spec = call->spec != NULL || call->spec_raw.len > 0;
-    c->has_state = call->state != NULL || call->state_raw.len > 0;
-    if (c->has_spec || c->has_state) {
+    if (call->spec || call->spec_raw.len || call->state || call->state_raw.len) {
         msgpack_sbuffer pl;
         msgpack_sbuffer_init(&pl);
         msgpack_packer pk;
@@ -1553,11 +1561,11 @@ int sf_pool_submit(sf_pool *p, const sf_pool_call *call, sf_pool_done_fn done, v
             msgpack_sbuffer_write(&pl, call->state_raw.ptr, call->state_raw.len);
         c->state_len = (uint32_t)pl.size - c->spec_len;
         c->payload = msgpack_sbuffer_release(&pl);
-        if (c->has_spec) {
+        if (has_spec(c)) {
             c->spec_hash = sf_hash64(c->payload, c->spec_len);
             c->prog_hash = sf_hash64(call->program.ptr, call->program.len);
         }
-        if (c->has_state)
+        if (has_state(c))
             c->state_hash = sf_hash64(c->payload + c->spec_len, c->state_len);
     }
     if (sf_smap_count(p->sessions) >= SESSION_HINTS_MAX)
