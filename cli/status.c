@@ -7,7 +7,11 @@
  * partition, from their end offsets at start — keeps the newest snapshot per
  * supervisor (by ts_ms) and prints one row each plus a fleet total; --json
  * prints {"snapshots": [...], "fleet": {...}} instead. A supervisor whose
- * snapshot is older than three intervals is marked stale (it may be gone).
+ * snapshot is older than three intervals is marked stale (it may be gone):
+ * it keeps its row, but the fleet totals count live supervisors only, or a
+ * supervisor that restarted under a new id would be counted twice (its old
+ * snapshot lingers in the topic's tail). Staleness is judged against one
+ * clock reading, so the rows and the totals agree.
  * Nothing is committed and no group is joined: status is read-only.
  *
  * Exit status: 0 snapshots found, 1 none, 4 Kafka failure, 2 usage.
@@ -28,7 +32,10 @@ static const char USAGE[] =
     "\n"
     "  --timeout-ms T  how long to read the telemetry topic (default 5000)\n"
     "  --last N        messages read back from the end of each partition (default 50)\n"
-    "  --json          print {\"snapshots\": [...], \"fleet\": {...}} as JSON\n";
+    "  --json          print {\"snapshots\": [...], \"fleet\": {...}} as JSON\n"
+    "\n"
+    "A supervisor with no snapshot for over 3 telemetry intervals is stale: it keeps\n"
+    "its row (AGE marked *) and is listed in fleet.stale, but is not in the totals.\n";
 
 /* Counters summed into the fleet line, in table order after the supervisor column. */
 static const char *const SUMMED[] = {
@@ -111,64 +118,88 @@ static int read_tail(rd_kafka_t *c, int n, const int64_t *end, int timeout_ms, j
     return remaining;
 }
 
-/* The fleet's totals of SUMMED and of consumer lag, over each supervisor's latest snapshot. */
-static void fleet_sums(json_t *latest, long long sum[NSUMMED], long long *lag)
+/* A snapshot older than three telemetry intervals at now_ms: its supervisor may be gone. */
+static bool is_stale(json_t *snap, int64_t now_ms, uint32_t interval_ms)
 {
-    memset(sum, 0, NSUMMED * sizeof(sum[0]));
-    *lag = 0;
+    return (double)(now_ms - num(snap, "ts_ms")) > 3.0 * interval_ms;
+}
+
+/* The fleet line: SUMMED and consumer lag over the live supervisors' latest snapshots. */
+typedef struct fleet_total {
+    long long sum[NSUMMED];
+    long long lag;
+    size_t live, stale;
+} fleet_total;
+
+static fleet_total fleet_sums(json_t *latest, int64_t now_ms, uint32_t interval_ms)
+{
+    fleet_total t;
+    memset(&t, 0, sizeof(t));
     const char *id;
     json_t *s;
     json_object_foreach(latest, id, s)
     {
+        if (is_stale(s, now_ms, interval_ms)) {
+            t.stale++;
+            continue;
+        }
+        t.live++;
         for (size_t i = 0; i < NSUMMED; i++)
-            sum[i] += num(s, SUMMED[i]);
-        *lag += total_lag(s);
+            t.sum[i] += num(s, SUMMED[i]);
+        t.lag += total_lag(s);
     }
+    return t;
 }
 
-static void print_table(json_t *latest, uint32_t interval_ms)
+static void print_table(json_t *latest, int64_t now_ms, uint32_t interval_ms)
 {
-    int64_t now = args_wall_ms();
     printf("%-28s %7s %5s %9s %7s %8s %6s %6s %9s %7s %8s %5s %8s\n", "SUPERVISOR", "AGE", "POOL",
            "BUSY/IDLE", "HEALTHY", "SESSIONS", "QUEUE", "FLIGHT", "COMMANDS", "ERRORS", "RESTARTS",
            "DLQ", "LAG");
-    long long sum[NSUMMED], lag;
-    fleet_sums(latest, sum, &lag);
-    int stale = 0;
+    fleet_total t = fleet_sums(latest, now_ms, interval_ms);
     const char *id;
     json_t *s;
     json_object_foreach(latest, id, s)
     {
-        double age = (double)(now - num(s, "ts_ms")) / 1000.0;
-        bool old = age * 1000 > 3.0 * interval_ms;
-        stale += old;
+        double age = (double)(now_ms - num(s, "ts_ms")) / 1000.0;
         char ageb[16], bi[32];
-        snprintf(ageb, sizeof(ageb), "%.1fs%s", age, old ? "*" : "");
+        snprintf(ageb, sizeof(ageb), "%.1fs%s", age, is_stale(s, now_ms, interval_ms) ? "*" : "");
         snprintf(bi, sizeof(bi), "%lld/%lld", num(s, "busy_workers"), num(s, "idle_workers"));
         printf("%-28.28s %7s %5lld %9s %7lld %8lld %6lld %6lld %9lld %7lld %8lld %5lld %8lld\n", id,
                ageb, num(s, "pool_size"), bi, num(s, "healthy_workers"), num(s, "active_sessions"),
                num(s, "queue_depth"), num(s, "in_flight"), num(s, "total_commands"),
                num(s, "total_errors"), num(s, "restarts"), num(s, "dlq_count"), total_lag(s));
     }
+    const long long *sum = t.sum;
     char bi[32], label[40];
     snprintf(bi, sizeof(bi), "%lld/%lld", sum[1], sum[2]);
-    snprintf(label, sizeof(label), "fleet (%zu)", json_object_size(latest));
+    snprintf(label, sizeof(label), "fleet (%zu)", t.live);
     printf("%-28s %7s %5lld %9s %7lld %8lld %6lld %6lld %9lld %7lld %8lld %5lld %8lld\n", label,
-           "-", sum[0], bi, sum[3], sum[4], sum[5], sum[6], sum[7], sum[8], sum[9], sum[10], lag);
-    if (stale)
-        printf("* no snapshot for over 3 telemetry intervals (%u ms): stopped or stuck?\n",
-               interval_ms);
+           "-", sum[0], bi, sum[3], sum[4], sum[5], sum[6], sum[7], sum[8], sum[9], sum[10], t.lag);
+    if (t.stale)
+        printf("* no snapshot for over 3 telemetry intervals (%u ms): stopped or stuck? "
+               "%zu stale supervisor(s) not in the fleet total\n",
+               interval_ms, t.stale);
 }
 
-static json_t *fleet_json(json_t *latest)
+/* {SUMMED..., "lag", "supervisors": live count, "stale": [ids not summed]}. */
+static json_t *fleet_json(json_t *latest, int64_t now_ms, uint32_t interval_ms)
 {
-    long long sum[NSUMMED], lag;
-    fleet_sums(latest, sum, &lag);
+    fleet_total t = fleet_sums(latest, now_ms, interval_ms);
     json_t *f = json_object();
     for (size_t i = 0; i < NSUMMED; i++)
-        json_object_set_new(f, SUMMED[i], json_integer(sum[i]));
-    json_object_set_new(f, "lag", json_integer(lag));
-    json_object_set_new(f, "supervisors", json_integer((json_int_t)json_object_size(latest)));
+        json_object_set_new(f, SUMMED[i], json_integer(t.sum[i]));
+    json_object_set_new(f, "lag", json_integer(t.lag));
+    json_object_set_new(f, "supervisors", json_integer((json_int_t)t.live));
+    json_t *stale = json_array();
+    const char *id;
+    json_t *s;
+    json_object_foreach(latest, id, s)
+    {
+        if (is_stale(s, now_ms, interval_ms))
+            json_array_append_new(stale, json_string(id));
+    }
+    json_object_set_new(f, "stale", stale);
     return f;
 }
 
@@ -216,6 +247,7 @@ int cmd_status(int argc, char **argv)
                 topic, timeout_ms);
     if (bad)
         fprintf(stderr, "status: skipped %ld undecodable message(s) on %s\n", bad, topic);
+    int64_t now_ms = args_wall_ms();
     if (as_json) {
         json_t *arr = json_array();
         const char *id;
@@ -224,13 +256,14 @@ int cmd_status(int argc, char **argv)
         {
             json_array_append(arr, s);
         }
-        json_t *doc = json_pack("{s:o, s:o}", "snapshots", arr, "fleet", fleet_json(latest));
+        json_t *doc = json_pack("{s:o, s:o}", "snapshots", arr, "fleet",
+                                fleet_json(latest, now_ms, cfg.telemetry_interval_ms));
         char *txt = json_dumps(doc, JSON_COMPACT);
         printf("%s\n", txt);
         free(txt);
         json_decref(doc);
     } else if (json_object_size(latest) > 0) {
-        print_table(latest, cfg.telemetry_interval_ms);
+        print_table(latest, now_ms, cfg.telemetry_interval_ms);
     }
     if (json_object_size(latest) == 0)
         fprintf(stderr,

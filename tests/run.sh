@@ -54,7 +54,7 @@ valgrind_suites() {
     # Python workers and redis-server are skipped: valgrind checks our C.
     local t rc=0
     for t in test_vectors test_frame_reader test_codec test_offsets test_config test_args \
-        test_kafka test_store test_pool test_pool_lifecycle; do
+        test_kafka test_store test_pool test_pool_lifecycle test_status; do
         valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
             --trace-children=yes --trace-children-skip='*python*,*redis*' \
             "build/release/tests/unit/$t" --jobs 1 >/dev/null 2>"build/valgrind-$t.log" ||
