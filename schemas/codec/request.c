@@ -108,6 +108,26 @@ int sf_request_validate(sf_request *req, const msgpack_object *root, sf_err *err
     return 0;
 }
 
+/*
+ * A producer that sent JSON instead of msgpack is told so. '{' and '[' are
+ * msgpack positive fixints, so such bytes would otherwise fail with a puzzling
+ * "trailing bytes". No valid request starts with either byte, so this only
+ * rewords the message of a failed decode; the code stays malformed.
+ */
+static void name_json_payload(const char *data, size_t len, sf_err *err)
+{
+    if (err == NULL || len < 2 || (data[0] != '{' && data[0] != '['))
+        return;
+    json_error_t jerr;
+    json_t *j = json_loadb(data, len, 0, &jerr);
+    if (j == NULL)
+        return;
+    json_decref(j);
+    sf_fail(err, SF_E_MALFORMED, "",
+            "the payload is JSON, not msgpack: a request must be a msgpack map "
+            "(schemas/README.md)");
+}
+
 int sf_request_decode(sf_request *req, const char *data, size_t len, size_t max_bytes, sf_err *err)
 {
     memset(req, 0, sizeof(*req));
@@ -119,6 +139,7 @@ int sf_request_decode(sf_request *req, const char *data, size_t len, size_t max_
     msgpack_unpacked_init(&req->unpacked);
     if (sf_mp_unpack_map(&req->unpacked, data, len, err) < 0 ||
         sf_request_validate(req, &req->unpacked.data, err) < 0) {
+        name_json_payload(data, len, err);
         msgpack_unpacked_destroy(&req->unpacked);
         memset(req, 0, sizeof(*req));
         return -1;

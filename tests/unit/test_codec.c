@@ -178,3 +178,23 @@ Test(codec, reply_error_packs_and_validates)
     cr_expect(sf_str_eq(t, "timeout"));
     msgpack_unpacked_destroy(&u);
 }
+
+Test(codec, json_payload_is_named_as_json)
+{
+    static const char *const json[] = {
+        "{\"v\": 1, \"id\": \"r-1\", \"session\": \"s-1\", \"op\": \"ping\"}",
+        "[1, 2]\n",
+    };
+    sf_request req;
+    sf_err err;
+    for (size_t i = 0; i < sizeof(json) / sizeof(json[0]); i++) {
+        cr_assert_eq(sf_request_decode(&req, json[i], strlen(json[i]), 0, &err), -1);
+        cr_expect_eq(err.code, SF_E_MALFORMED, "%s", json[i]);
+        cr_expect(strstr(err.message, "JSON, not msgpack") != NULL, "%s: %s", json[i],
+                  err.message);
+    }
+    /* Starts like JSON but is not: the msgpack reading stands. */
+    cr_assert_eq(sf_request_decode(&req, "{oops", 5, 0, &err), -1);
+    cr_expect_eq(err.code, SF_E_MALFORMED);
+    cr_expect(strstr(err.message, "JSON") == NULL, "%s", err.message);
+}
