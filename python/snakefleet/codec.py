@@ -174,9 +174,33 @@ def decode_map(
 
 def decode_request(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
     """Decode and validate an execute request (a Kafka record value)."""
-    obj = decode_map(data, max_bytes, "request")
+    try:
+        obj = decode_map(data, max_bytes, "request")
+    except DecodeError as e:
+        if e.code == MALFORMED and _is_json(data):
+            raise DecodeError(MALFORMED, None, JSON_PAYLOAD) from None
+        raise
     validate_request(obj)
     return obj
+
+
+JSON_PAYLOAD = (
+    "the payload is JSON, not msgpack: a request must be a msgpack map (schemas/README.md)"
+)
+
+
+def _is_json(data: bytes) -> bool:
+    """A JSON object or array: '{' and '[' are msgpack fixints, so JSON bytes
+    fail as msgpack with "trailing bytes"; the error should say JSON instead."""
+    if len(data) < 2 or data[:1] not in (b"{", b"["):
+        return False
+    import json  # only on this error path: the worker does not pay for it
+
+    try:
+        json.loads(data)
+    except ValueError:
+        return False
+    return True
 
 
 def decode_reply(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:

@@ -303,3 +303,21 @@ def test_valid_frames() -> None:
     validate_frame({"t": "result", "v": 1, "seq": 1, "ok": True, "value": None, "exec_us": 0})
     validate_frame({"t": "error", "v": 1, "message": "m", "seq": 3})
     validate_frame({"t": "shutdown", "v": 1})
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'{"v": 1, "id": "r-1", "session": "s-1", "op": "ping"}', b"[1, 2]\n"],
+)
+def test_json_request_is_named_as_json(data: bytes) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_request(data)
+    assert (info.value.code, info.value.field) == ("malformed", None)
+    assert "JSON, not msgpack" in info.value.message
+
+
+def test_bytes_that_only_start_like_json_keep_the_msgpack_error() -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_request(b"{oops")
+    assert info.value.code == "malformed"
+    assert "JSON" not in info.value.message
