@@ -232,6 +232,9 @@ def request_cases() -> None:
     bad("request", "huge_declared_array", b"\x81\xa1v\xdd\xff\xff\xff\xff\x01", "truncated")
     bad("request", "garbage", b"\xc1\xc1\xc1garbage", "malformed")
     bad("request", "trailing_bytes", full + b"\x00", "malformed")
+    # A JSON value is not msgpack ('{' is a fixint and the rest trails); the
+    # decoders' message says it is JSON.
+    bad("request", "json_payload", json.dumps(base).encode(), "malformed")
     bad("request", "non_string_key", pack({1: "x", "v": 1}), "malformed")
     bad(
         "request",
