@@ -33,6 +33,7 @@ struct sf_kafka {
     struct event *ev_keepalive; /* polls a quiet consumer: max.poll.interval.ms */
     bool closing;
     bool close_unfinished; /* leaving the group timed out: destroy without closing again */
+    bool reset_latest;     /* auto.offset.reset starts a partition without a commit at its end */
 };
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -54,6 +55,9 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
            rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
+/* How long an assignment may wait for the group's committed offsets (for lag). */
+#define COMMITTED_TIMEOUT_MS 2000
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -71,7 +75,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             if (e)
                 sf_error("kafka.assign_failed", "reason=\"%s\"", rd_kafka_err2str(e));
         }
-        k->h.on_assign(k->h.ctx, parts);
+        rd_kafka_topic_partition_list_t *seen = rd_kafka_topic_partition_list_copy(parts);
+        sf_kafka_committed(k, seen, COMMITTED_TIMEOUT_MS);
+        k->h.on_assign(k->h.ctx, seen);
+        rd_kafka_topic_partition_list_destroy(seen);
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         /* librdkafka waits in "wait-unassign-call" until sf_kafka_finish_revoke. */
         k->h.on_revoke(k->h.ctx, rd_kafka_topic_partition_list_copy(parts));
@@ -227,6 +234,9 @@ sf_kafka *sf_kafka_new(struct event_base *base, const sf_config *cfg, const char
     sf_kafka *k = calloc(1, sizeof(*k));
     k->base = base;
     k->cfg = cfg;
+    const char *reset = sf_config_kafka_get(cfg, "auto.offset.reset");
+    k->reset_latest =
+        reset && (!strcmp(reset, "latest") || !strcmp(reset, "end") || !strcmp(reset, "largest"));
     k->h = *h;
     k->cpipe[0] = k->cpipe[1] = k->ppipe[0] = k->ppipe[1] = -1;
     char e[512];
@@ -514,14 +524,30 @@ void sf_kafka_pause_all(sf_kafka *k)
     }
 }
 
-int64_t sf_kafka_lag(sf_kafka *k, const char *topic, int32_t partition, int64_t position)
+void sf_kafka_committed(sf_kafka *k, rd_kafka_topic_partition_list_t *parts, int timeout_ms)
+{
+    rd_kafka_resp_err_t e = rd_kafka_committed(k->consumer, parts, timeout_ms);
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        if (e || tp->err) {
+            sf_warn("kafka.committed_unknown", "topic=%s partition=%d reason=\"%s\"", tp->topic,
+                    (int)tp->partition, rd_kafka_err2str(e ? e : tp->err));
+            tp->offset = SF_KAFKA_OFFSET_UNKNOWN;
+        }
+    }
+}
+
+int64_t sf_kafka_lag(sf_kafka *k, const char *topic, int32_t partition, int64_t next)
 {
     int64_t lo, hi;
-    if (rd_kafka_get_watermark_offsets(k->consumer, topic, partition, &lo, &hi) != 0 || hi < 0)
+    if (next == SF_KAFKA_OFFSET_UNKNOWN ||
+        rd_kafka_get_watermark_offsets(k->consumer, topic, partition, &lo, &hi) != 0 || hi < 0)
         return -1;
-    if (position < lo)
-        position = lo;
-    return hi > position ? hi - position : 0;
+    if (next < 0) /* no commit: consumption starts at auto.offset.reset */
+        next = k->reset_latest ? hi : lo;
+    else if (next < lo)
+        next = lo; /* the committed records were deleted by retention */
+    return hi > next ? hi - next : 0;
 }
 
 int sf_kafka_outq_len(sf_kafka *k)
@@ -598,6 +624,14 @@ sf_mock *sf_mock_start(const sf_config *cfg, int brokers, char *err, size_t errl
     char e[256];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set_log_cb(conf, on_log);
+    /* The handle only hosts the cluster and never connects, so it has no
+     * bootstrap.servers; log_level 4 drops librdkafka's notice (level 5) that
+     * it will not be able to connect, and keeps its warnings and errors. */
+    if (rd_kafka_conf_set(conf, "log_level", "4", e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "mock cluster: %s", e);
+        return NULL;
+    }
     sf_mock *m = calloc(1, sizeof(*m));
     m->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
     if (m->rk == NULL) {

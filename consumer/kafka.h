@@ -28,6 +28,7 @@ typedef struct sf_kafka_handlers {
     void *ctx;
     /* A request message; the callee owns msg (rd_kafka_message_destroy). */
     void (*on_message)(void *ctx, rd_kafka_message_t *msg);
+    /* Newly assigned partitions, each .offset the group's committed offset (sf_kafka_committed). */
     void (*on_assign)(void *ctx, const rd_kafka_topic_partition_list_t *parts);
     /* The callee must later call sf_kafka_finish_revoke(k, parts) (parts stays valid). */
     void (*on_revoke)(void *ctx, rd_kafka_topic_partition_list_t *parts);
@@ -71,8 +72,24 @@ void sf_kafka_pause_all(sf_kafka *k);
 
 void sf_kafka_finish_revoke(sf_kafka *k, rd_kafka_topic_partition_list_t *parts);
 
-/* Consumer lag of an assigned partition from cached watermarks, or -1. */
-int64_t sf_kafka_lag(sf_kafka *k, const char *topic, int32_t partition, int64_t position);
+/* A committed offset that could not be read (the coordinator did not answer). */
+#define SF_KAFKA_OFFSET_UNKNOWN (-2000)
+
+/*
+ * Reads the group's committed offsets of parts into their .offset, waiting up
+ * to timeout_ms: the offset, RD_KAFKA_OFFSET_INVALID when the group never
+ * committed one, or SF_KAFKA_OFFSET_UNKNOWN when it could not be read. The
+ * parts handed to on_assign carry them already.
+ */
+void sf_kafka_committed(sf_kafka *k, rd_kafka_topic_partition_list_t *parts, int timeout_ms);
+
+/*
+ * Consumer lag of an assigned partition: records from `next` (the first
+ * offset not yet finished, as committed or as stored since) to the cached
+ * high watermark. `next` RD_KAFKA_OFFSET_INVALID means no commit, so the lag
+ * counts from where auto.offset.reset starts. -1 while it cannot be known.
+ */
+int64_t sf_kafka_lag(sf_kafka *k, const char *topic, int32_t partition, int64_t next);
 
 /* Messages produced but not yet acknowledged. */
 int sf_kafka_outq_len(sf_kafka *k);

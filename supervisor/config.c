@@ -76,6 +76,8 @@ static const opt OPTS[] = {
     {"telemetry", "interval", T_U32, N(telemetry_interval_ms), "5000", 100, MAX_U32,
      "ms between telemetry snapshots"},
     {"redis", "url", T_STR, S(redis_url), "redis://127.0.0.1:6379", 0, 0, "session store"},
+    {"redis", "key_prefix", T_STR, S(redis_key_prefix), "sf", 0, 0,
+     "first part of every Redis key of this fleet: fleets sharing a database must differ"},
     {"redis", "user", T_STR, S(redis_user), "", 0, 0,
      "ACL user for AUTH (empty: the default user)"},
     {"redis", "password_env", T_STR, S(redis_password_env), "", 0, 0,

@@ -39,10 +39,10 @@ typedef struct part {
     sf_offsets *offsets;
     int live; /* jobs consumed and not yet freed */
     bool paused, revoking;
-    bool released;    /* revocation finished while jobs were still alive; freed by the last */
-    int64_t position; /* next offset to consume */
-    uint64_t epoch;   /* our lease on the partition (0 until Redis answered) */
-    char epoch_key[420];
+    bool released;  /* revocation finished while jobs were still alive; freed by the last */
+    int64_t next;   /* first offset not finished: committed, then stored (for lag) */
+    uint64_t epoch; /* our lease on the partition (0 until Redis answered) */
+    char epoch_key[SF_STORE_EPOCH_KEY_MAX];
     struct job *pend_head, *pend_tail; /* consumed before the lease was known */
     bool bumping;
     uint32_t gen;
@@ -235,10 +235,10 @@ static void on_assign(void *ctx, const rd_kafka_topic_partition_list_t *parts)
         snprintf(p->topic, sizeof(p->topic), "%s", tp->topic);
         p->partition = tp->partition;
         p->offsets = sf_offsets_new();
-        p->position = -1;
+        p->next = tp->offset; /* as committed, or none, or unknown: see sf_kafka_lag */
         p->gen = ++d->part_gen;
-        snprintf(p->epoch_key, sizeof(p->epoch_key), "sf:epoch:{%s}:%s/%d", d->cfg->group, p->topic,
-                 (int)p->partition);
+        sf_store_epoch_key(d->store, p->epoch_key, sizeof(p->epoch_key), d->cfg->group, p->topic,
+                           p->partition);
         d->parts[d->nparts++] = p;
         part_take_lease(d, p);
         sf_info("kafka.assigned", "topic=%s partition=%d protocol=%s", p->topic, (int)p->partition,
@@ -277,8 +277,10 @@ static void job_end(sf_daemon *d, job *j, bool finished)
     part *p = j->p;
     if (finished && !p->revoking) {
         int64_t next = sf_offsets_done(p->offsets, j->offset);
-        if (next > 0)
+        if (next > 0) {
             sf_kafka_store_offset(d->kafka, p->topic, p->partition, next);
+            p->next = next;
+        }
     }
     job_free(d, j);
     backpressure_check(d);
@@ -1200,7 +1202,6 @@ static void on_message(void *ctx, rd_kafka_message_t *m)
         rd_kafka_message_destroy(m); /* a redelivery of an offset already held */
         return;
     }
-    p->position = m->offset + 1;
     job *j = calloc(1, sizeof(*j));
     j->d = d;
     j->p = p;
@@ -1471,9 +1472,37 @@ static void kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
     msgpack_pack_uint64(pk, v);
 }
 
+/*
+ * Partitions whose committed offset could not be read at assignment (the
+ * coordinator did not answer) ask again, so an idle partition's lag does not
+ * stay unknown. Briefly blocking, and only while some lag is unknown.
+ */
+static void lag_refresh_unknown(sf_daemon *d)
+{
+    rd_kafka_topic_partition_list_t *l = NULL;
+    for (int i = 0; i < d->nparts; i++) {
+        part *p = d->parts[i];
+        if (p->next != SF_KAFKA_OFFSET_UNKNOWN || p->revoking)
+            continue;
+        if (l == NULL)
+            l = rd_kafka_topic_partition_list_new(4);
+        rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+    }
+    if (l == NULL)
+        return;
+    sf_kafka_committed(d->kafka, l, 500);
+    for (int i = 0; i < l->cnt; i++) {
+        part *p = part_find(d, l->elems[i].topic, l->elems[i].partition);
+        if (p && p->next == SF_KAFKA_OFFSET_UNKNOWN) /* a job may have finished since */
+            p->next = l->elems[i].offset;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 static void on_telemetry(evutil_socket_t fd, short what, void *arg)
 {
     sf_daemon *d = arg;
+    lag_refresh_unknown(d);
     sf_pool_stats *ps = malloc(sizeof(*ps));
     sf_pool_get_stats(d->pool, ps);
     msgpack_sbuffer sb;
@@ -1520,7 +1549,7 @@ static void on_telemetry(evutil_socket_t fd, short what, void *arg)
         char k[300];
         snprintf(k, sizeof(k), "%s/%d", p->topic, (int)p->partition);
         sf_mp_pack_cstr(&pk, k);
-        msgpack_pack_int64(&pk, sf_kafka_lag(d->kafka, p->topic, p->partition, p->position));
+        msgpack_pack_int64(&pk, sf_kafka_lag(d->kafka, p->topic, p->partition, p->next));
     }
     sf_mp_pack_cstr(&pk, "latency");
     msgpack_pack_map(&pk, 3);
@@ -1590,7 +1619,7 @@ void sf_daemon_get_stats(sf_daemon *d, sf_daemon_stats *o)
         part *p = d->parts[i];
         snprintf(o->lag[o->nlag].name, sizeof(o->lag[0].name), "%s/%d", p->topic,
                  (int)p->partition);
-        o->lag[o->nlag++].lag = sf_kafka_lag(d->kafka, p->topic, p->partition, p->position);
+        o->lag[o->nlag++].lag = sf_kafka_lag(d->kafka, p->topic, p->partition, p->next);
     }
 }
 
@@ -1622,6 +1651,13 @@ sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const ch
                             cfg->session_ttl_s, on_store_health, d, err, errlen);
     if (d->store == NULL)
         goto fail;
+    if (sf_store_set_key_prefix(d->store, cfg->redis_key_prefix) < 0) {
+        snprintf(err, errlen,
+                 "redis.key_prefix: '%s' must be 1 to %d bytes without braces, spaces or "
+                 "control characters",
+                 cfg->redis_key_prefix, SF_STORE_PREFIX_MAX);
+        goto fail;
+    }
     sf_kafka_handlers h = {.ctx = d,
                            .on_message = on_message,
                            .on_assign = on_assign,

@@ -114,11 +114,13 @@ static void on_metrics(struct evhttp_request *req, void *arg)
     summary(b, "request_seconds", "consume to reply", &s->latency);
     summary(b, "queue_wait_seconds", "wait for a worker", &p->queue_wait);
     summary(b, "exec_seconds", "execution in a worker", &p->exec);
-    evbuffer_add_printf(b, "# HELP snakefleet_consumer_lag messages behind the partition end\n"
+    evbuffer_add_printf(b, "# HELP snakefleet_consumer_lag records not yet finished, up to the "
+                           "partition end (absent while unknown)\n"
                            "# TYPE snakefleet_consumer_lag gauge\n");
     for (int i = 0; i < s->nlag; i++)
-        evbuffer_add_printf(b, "snakefleet_consumer_lag{partition=\"%s\"} %lld\n", s->lag[i].name,
-                            (long long)s->lag[i].lag);
+        if (s->lag[i].lag >= 0)
+            evbuffer_add_printf(b, "snakefleet_consumer_lag{partition=\"%s\"} %lld\n",
+                                s->lag[i].name, (long long)s->lag[i].lag);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", b);

@@ -48,7 +48,11 @@ struct sf_store {
     struct batch *claims, *commits; /* filling during this loop turn */
     struct event *ev_flush;
     bool flush_armed;
-    uint64_t calls; /* commands and script calls sent */
+    uint64_t calls;                       /* commands and script calls sent */
+    char prefix[SF_STORE_PREFIX_MAX + 2]; /* "<key_prefix>:" */
+    size_t prefix_len;
+    char index_key[SF_STORE_PREFIX_MAX + 16];    /* <prefix>:sessions */
+    char unfenced_key[SF_STORE_PREFIX_MAX + 16]; /* <prefix>:epoch:- (reads carry no epoch) */
 };
 
 /*
@@ -351,10 +355,40 @@ sf_store *sf_store_new(struct event_base *base, const char *url, const char *use
         free(st);
         return NULL;
     }
+    sf_store_set_key_prefix(st, SF_STORE_DEFAULT_PREFIX);
     st->ev_reconnect = evtimer_new(base, on_reconnect, st);
     st->ev_flush = event_new(base, -1, 0, on_flush, st);
     store_connect(st);
     return st;
+}
+
+static bool key_prefix_valid(const char *prefix)
+{
+    size_t n = prefix ? strlen(prefix) : 0;
+    if (n == 0 || n > SF_STORE_PREFIX_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)prefix[i];
+        if (c <= ' ' || c == 0x7f || c == '{' || c == '}')
+            return false;
+    }
+    return true;
+}
+
+int sf_store_set_key_prefix(sf_store *st, const char *prefix)
+{
+    if (!key_prefix_valid(prefix))
+        return -1;
+    st->prefix_len = (size_t)snprintf(st->prefix, sizeof(st->prefix), "%s:", prefix);
+    snprintf(st->index_key, sizeof(st->index_key), "%s:sessions", prefix);
+    snprintf(st->unfenced_key, sizeof(st->unfenced_key), "%s:epoch:-", prefix);
+    return 0;
+}
+
+void sf_store_epoch_key(const sf_store *st, char *buf, size_t cap, const char *group,
+                        const char *topic, int32_t partition)
+{
+    snprintf(buf, cap, "%sepoch:{%s}:%s/%d", st->prefix, group, topic, (int)partition);
 }
 
 void sf_store_free(sf_store *st)
@@ -580,7 +614,10 @@ static void send_script(sf_store *st, int kind, int script, int argc, const char
  * ARGV[2] the session TTL; the rest is per script.
  */
 typedef struct keys {
-    char state[300], programs[300], epoch[460], request[460];
+    char state[SF_STORE_PREFIX_MAX + SF_MAX_SESSION_BYTES + 16];
+    char programs[SF_STORE_PREFIX_MAX + SF_MAX_SESSION_BYTES + 16];
+    char epoch[SF_STORE_EPOCH_KEY_MAX];
+    char request[SF_STORE_PREFIX_MAX + SF_MAX_SESSION_BYTES + SF_MAX_ID_BYTES + 16];
     size_t state_len, programs_len, epoch_len, request_len;
 } keys;
 
@@ -601,17 +638,17 @@ static size_t cat3(char *dst, size_t cap, const char *a, size_t al, const char *
 }
 
 /* memcpy, not snprintf: this runs for every Redis command (four keys each). */
-static void make_keys(keys *k, const char *s, size_t slen, const sf_fence *f, const char *id,
-                      size_t idlen)
+static void make_keys(const sf_store *st, keys *k, const char *s, size_t slen, const sf_fence *f,
+                      const char *id, size_t idlen)
 {
-    k->state_len = cat3(k->state, sizeof(k->state), "sf:{", 4, s, slen, "}:state", 7);
-    k->programs_len = cat3(k->programs, sizeof(k->programs), "sf:{", 4, s, slen, "}:programs", 10);
-    const char *ek = f ? f->key : "sf:epoch:-";
+    char tag[SF_STORE_PREFIX_MAX + SF_MAX_SESSION_BYTES + 8]; /* <prefix>:{S */
+    size_t tl = cat3(tag, sizeof(tag), st->prefix, st->prefix_len, "{", 1, s, slen);
+    k->state_len = cat3(k->state, sizeof(k->state), tag, tl, "}:state", 7, "", 0);
+    k->programs_len = cat3(k->programs, sizeof(k->programs), tag, tl, "}:programs", 10, "", 0);
+    const char *ek = f ? f->key : st->unfenced_key;
     k->epoch_len = cat3(k->epoch, sizeof(k->epoch), ek, strlen(ek), "", 0, "", 0);
-    char prefix[SF_MAX_SESSION_BYTES + 16];
-    size_t rl = cat3(prefix, sizeof(prefix), "sf:{", 4, s, slen, "}:req:", 6);
     k->request_len =
-        cat3(k->request, sizeof(k->request), prefix, rl, id ? id : "", id ? idlen : 0, "", 0);
+        cat3(k->request, sizeof(k->request), tag, tl, "}:req:", 6, id ? id : "", id ? idlen : 0);
 }
 
 /* Refuses a write from a supervisor whose partition lease is no longer current. */
@@ -636,7 +673,7 @@ static const char LUA_CREATE[] =
           "repeat rounds = rounds + 1 "
           "local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 100) "
           "for _, m in ipairs(due) do "
-          "local left = redis.call('PTTL', 'sf:{' .. m .. '}:state') "
+          "local left = redis.call('PTTL', ARGV[6] .. '{' .. m .. '}:state') "
           "if left > 0 then redis.call('ZADD', KEYS[4], now + left, m) "
           "else redis.call('ZREM', KEYS[4], m) end end "
           "n = redis.call('ZCARD', KEYS[4]) "
@@ -815,11 +852,12 @@ static void eval(sf_store *st, int kind, int script, const keys *k, const sf_fen
 }
 
 /* The keys of create/end: the session index in place of a request key. */
-static void make_index_keys(keys *k, const char *s, size_t slen, const sf_fence *f)
+static void make_index_keys(const sf_store *st, keys *k, const char *s, size_t slen,
+                            const sf_fence *f)
 {
-    make_keys(k, s, slen, f, NULL, 0);
-    k->request_len = cat3(k->request, sizeof(k->request), SF_STORE_INDEX_KEY,
-                          strlen(SF_STORE_INDEX_KEY), "", 0, "", 0);
+    make_keys(st, k, s, slen, f, NULL, 0);
+    k->request_len =
+        cat3(k->request, sizeof(k->request), st->index_key, strlen(st->index_key), "", 0, "", 0);
 }
 
 void sf_store_create_session(sf_store *st, const sf_fence *f, const char *s, size_t slen,
@@ -827,19 +865,19 @@ void sf_store_create_session(sf_store *st, const sf_fence *f, const char *s, siz
                              void *arg)
 {
     keys k;
-    make_index_keys(&k, s, slen, f);
+    make_index_keys(st, &k, s, slen, f);
     char max[24];
     snprintf(max, sizeof(max), "%llu", (unsigned long long)max_sessions);
-    const char *a[] = {state, max, s};
-    size_t l[] = {len, strlen(max), slen};
-    eval(st, K_CREATE, S_CREATE, &k, f, 3, a, l, cb, arg);
+    const char *a[] = {state, max, s, st->prefix};
+    size_t l[] = {len, strlen(max), slen, st->prefix_len};
+    eval(st, K_CREATE, S_CREATE, &k, f, 4, a, l, cb, arg);
 }
 
 void sf_store_end_session(sf_store *st, const sf_fence *f, const char *s, size_t slen,
                           sf_store_cb cb, void *arg)
 {
     keys k;
-    make_index_keys(&k, s, slen, f);
+    make_index_keys(st, &k, s, slen, f);
     const char *a[] = {s};
     size_t l[] = {slen};
     eval(st, K_COUNT, S_END, &k, f, 1, a, l, cb, arg);
@@ -848,7 +886,7 @@ void sf_store_end_session(sf_store *st, const sf_fence *f, const char *s, size_t
 void sf_store_get_state(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg)
 {
     keys k;
-    make_keys(&k, s, slen, NULL, NULL, 0);
+    make_keys(st, &k, s, slen, NULL, NULL, 0);
     eval(st, K_GET_STATE, S_GET, &k, NULL, 0, NULL, NULL, cb, arg);
 }
 
@@ -856,7 +894,7 @@ void sf_store_set_state(sf_store *st, const sf_fence *f, const char *s, size_t s
                         const void *state, size_t len, sf_store_cb cb, void *arg)
 {
     keys k;
-    make_keys(&k, s, slen, f, NULL, 0);
+    make_keys(st, &k, s, slen, f, NULL, 0);
     const char *a[] = {state};
     size_t l[] = {len};
     eval(st, K_SET_STATE, S_SET, &k, f, 1, a, l, cb, arg);
@@ -867,7 +905,7 @@ void sf_store_put_program(sf_store *st, const sf_fence *f, const char *s, size_t
                           void *arg)
 {
     keys k;
-    make_keys(&k, s, slen, f, NULL, 0);
+    make_keys(st, &k, s, slen, f, NULL, 0);
     const char *a[] = {p, spec};
     size_t l[] = {plen, len};
     eval(st, K_COUNT, S_PUT_PROGRAM, &k, f, 2, a, l, cb, arg);
@@ -877,7 +915,7 @@ void sf_store_get_program(sf_store *st, const char *s, size_t slen, const char *
                           sf_store_cb cb, void *arg)
 {
     keys k;
-    make_keys(&k, s, slen, NULL, NULL, 0);
+    make_keys(st, &k, s, slen, NULL, NULL, 0);
     const char *a[] = {p};
     size_t l[] = {plen};
     eval(st, K_GET_PROGRAM, S_GET_PROGRAM, &k, NULL, 1, a, l, cb, arg);
@@ -887,7 +925,7 @@ void sf_store_delete_program(sf_store *st, const sf_fence *f, const char *s, siz
                              const char *p, size_t plen, sf_store_cb cb, void *arg)
 {
     keys k;
-    make_keys(&k, s, slen, f, NULL, 0);
+    make_keys(st, &k, s, slen, f, NULL, 0);
     const char *a[] = {p};
     size_t l[] = {plen};
     eval(st, K_DELETE, S_DEL_PROGRAM, &k, f, 1, a, l, cb, arg);
@@ -896,7 +934,7 @@ void sf_store_delete_program(sf_store *st, const sf_fence *f, const char *s, siz
 void sf_store_list_programs(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg)
 {
     keys k;
-    make_keys(&k, s, slen, NULL, NULL, 0);
+    make_keys(st, &k, s, slen, NULL, NULL, 0);
     eval(st, K_LIST, S_LIST, &k, NULL, 0, NULL, NULL, cb, arg);
 }
 
@@ -1013,7 +1051,7 @@ void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen,
                     size_t plen, sf_store_cb cb, void *arg)
 {
     keys k;
-    make_keys(&k, s, slen, f, id, idlen);
+    make_keys(st, &k, s, slen, f, id, idlen);
     char epoch[24], ttl[16];
     snprintf(epoch, sizeof(epoch), "%llu", f ? (unsigned long long)f->epoch : 0ull);
     snprintf(ttl, sizeof(ttl), "%u", claim_ttl_ms);
@@ -1027,7 +1065,7 @@ void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen
                      size_t state_len, uint32_t dedupe_ttl_s, sf_store_cb cb, void *arg)
 {
     keys k;
-    make_keys(&k, s, slen, f, id, idlen);
+    make_keys(st, &k, s, slen, f, id, idlen);
     char epoch[24], ttl[16];
     snprintf(epoch, sizeof(epoch), "%llu", f ? (unsigned long long)f->epoch : 0ull);
     snprintf(ttl, sizeof(ttl), "%u", dedupe_ttl_s);

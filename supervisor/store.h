@@ -3,8 +3,10 @@
  *
  * A session is two keys, with the `{session}` hash tag so a Redis Cluster
  * keeps them on one slot (schemas/README.md, "Session store"):
- *   sf:{S}:state     string, the session state as a msgpack map
- *   sf:{S}:programs  hash, program id -> program spec (msgpack map)
+ *   P:{S}:state     string, the session state as a msgpack map
+ *   P:{S}:programs  hash, program id -> program spec (msgpack map)
+ * where P is the fleet's key prefix (redis.key_prefix, "sf" by default), so
+ * fleets sharing one Redis database never see each other's keys.
  * Every access refreshes both TTLs (session_ttl). Each operation is one
  * round trip (a single command or one Lua script), so it is atomic and
  * pipelines with everything else in flight.
@@ -29,8 +31,11 @@ typedef enum {
     SF_STORE_LIMIT,       /* create_session: max_sessions are stored already */
 } sf_store_status;
 
-/* The session index: a sorted set of session id -> expiry (ms), for max_sessions. */
-#define SF_STORE_INDEX_KEY "sf:sessions"
+/* The default key prefix (redis.key_prefix); at most SF_STORE_PREFIX_MAX bytes. */
+#define SF_STORE_DEFAULT_PREFIX "sf"
+#define SF_STORE_PREFIX_MAX     64
+/* Room for a lease key: prefix, group and topic (each at most 249 bytes) and partition. */
+#define SF_STORE_EPOCH_KEY_MAX (SF_STORE_PREFIX_MAX + 2 * 256 + 32)
 
 /*
  * A write's lease: the key holding its partition's epoch and the epoch the
@@ -74,6 +79,16 @@ sf_store *sf_store_new(struct event_base *base, const char *url, const char *use
                        const char *password, uint32_t session_ttl_s,
                        void (*on_health)(void *arg, bool up), void *health_arg, char *err,
                        size_t errlen);
+/*
+ * Every key the store touches starts with "<prefix>:" (the session index is
+ * <prefix>:sessions). Call before the first command; "sf" until then.
+ * Returns -1 for a prefix that is empty, too long, or holds a brace, a space
+ * or a control byte (it would break the hash tags or the key layout).
+ */
+int sf_store_set_key_prefix(sf_store *st, const char *prefix);
+/* The lease key of a partition: <prefix>:epoch:{group}:topic/partition. */
+void sf_store_epoch_key(const sf_store *st, char *buf, size_t cap, const char *group,
+                        const char *topic, int32_t partition);
 /* Closes the connection; callbacks still pending are dropped, never called. */
 void sf_store_free(sf_store *st);
 bool sf_store_connected(const sf_store *st);

@@ -646,3 +646,72 @@ Test(store, a_failing_item_fails_alone_in_its_batch)
     cr_expect_eq(b.status, SF_STORE_OK, "the other item of its batch does not");
     cr_expect_eq(b.claim, 0);
 }
+
+/* Keys Redis holds, one per line of `redis-cli KEYS *` output, into buf. */
+static int redis_keys(char *buf, size_t cap)
+{
+    char cmd[96];
+    snprintf(cmd, sizeof(cmd), "redis-cli -p %d --raw KEYS '*' 2>/dev/null", redis_port);
+    FILE *f = popen(cmd, "r");
+    cr_assert(f, "redis-cli");
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    return pclose(f);
+}
+
+Test(store, fleets_with_their_own_key_prefix_share_a_database_apart)
+{
+    char err[256], url[64];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", redis_port);
+    sf_store *green = sf_store_new(base, url, NULL, NULL, 600, NULL, NULL, err, sizeof(err));
+    cr_assert(green, "%s", err);
+    cr_assert_eq(sf_store_set_key_prefix(green, "green"), 0);
+    cr_expect_eq(sf_store_set_key_prefix(green, ""), -1, "an empty prefix");
+    cr_expect_eq(sf_store_set_key_prefix(green, "a{b"), -1, "a brace breaks the hash tags");
+    cr_expect_eq(sf_store_set_key_prefix(green, "a b"), -1, "a space");
+    char k1[SF_STORE_EPOCH_KEY_MAX], k2[SF_STORE_EPOCH_KEY_MAX];
+    sf_store_epoch_key(st, k1, sizeof(k1), "g", "t", 3);
+    sf_store_epoch_key(green, k2, sizeof(k2), "g", "t", 3);
+    cr_expect_str_eq(k1, "sf:epoch:{g}:t/3", "the default layout is unchanged");
+    cr_expect_str_eq(k2, "green:epoch:{g}:t/3");
+    sf_store *stores[2] = {st, green};
+    const char *states[2] = {"\x81\xa1n\x01", "\x81\xa1n\x02"};
+    const char *keys[2] = {k1, k2};
+    for (int i = 0; i < 2; i++) {
+        got g = {0};
+        sf_store_create_session(stores[i], NULL, S("same"), states[i], 4, 1, on_got, &g);
+        wait_done(&g);
+        cr_expect_eq(g.status, SF_STORE_OK, "max_sessions=1 counts each fleet's own sessions");
+        cr_expect_eq(g.count, 1);
+        g = (got){0};
+        sf_store_bump_epoch(stores[i], keys[i], on_got, &g);
+        wait_done(&g);
+        cr_expect_eq(g.count, 1, "each fleet has its own lease epochs");
+        g = (got){0};
+        sf_store_claim(stores[i], NULL, S("same"), S("req"), "me", 10000, NULL, 0, on_got, &g);
+        wait_done(&g);
+        cr_expect_eq(g.claim, 0, "a request id is claimed once per fleet");
+    }
+    for (int i = 0; i < 2; i++) {
+        got g = {0};
+        sf_store_get_state(stores[i], S("same"), on_got, &g);
+        wait_done(&g);
+        cr_expect(g.len == 4 && memcmp(g.value, states[i], 4) == 0, "fleet %d reads its own state",
+                  i);
+    }
+    got g = {0};
+    sf_store_end_session(green, NULL, S("same"), on_got, &g);
+    wait_done(&g);
+    g = (got){0};
+    sf_store_get_state(st, S("same"), on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_OK, "ending green's session leaves the other fleet's");
+    char list[4096];
+    cr_assert_eq(redis_keys(list, sizeof(list)), 0);
+    int n = 0;
+    for (char *line = strtok(list, "\n"); line; line = strtok(NULL, "\n"), n++)
+        cr_expect(strncmp(line, "sf:", 3) == 0 || strncmp(line, "green:", 6) == 0,
+                  "a key outside both prefixes: %s", line);
+    cr_expect_geq(n, 5, "sf's session, index, epoch and claim, and green's epoch and claim");
+    sf_store_free(green);
+}
