@@ -1727,6 +1727,13 @@ void sf_daemon_shutdown(sf_daemon *d)
     event_add(d->ev_drain, &tv);
 }
 
+int sf_daemon_reload(sf_daemon *d)
+{
+    if (d->shutting_down)
+        return -1;
+    return sf_pool_reload(d->pool);
+}
+
 int sf_daemon_done(const sf_daemon *d)
 {
     return d->done;

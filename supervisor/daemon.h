@@ -28,6 +28,13 @@ sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const ch
 /* Graceful stop (SIGTERM): stop consuming, drain, commit, leave, stop the pool. */
 void sf_daemon_shutdown(sf_daemon *d);
 
+/*
+ * Reload (SIGHUP): program code changed on disk is picked up by replacing
+ * the pool's workers one by one between calls (sf_pool_reload); nothing
+ * queued or running is lost. Returns -1 while shutting down.
+ */
+int sf_daemon_reload(sf_daemon *d);
+
 /* Whether the daemon finished its shutdown (the loop may exit). */
 int sf_daemon_done(const sf_daemon *d);
 

@@ -117,6 +117,7 @@ typedef struct worker {
     uint64_t rss_kb, rss_checked_us;
     bool ping_outstanding;
     bool eof, reaped;
+    uint32_t code_gen; /* the pool's code_gen when it was spawned: older ones are reloaded */
     int status;
     const char *kill_type; /* why we killed it: "timeout", "worker_crashed", NULL */
     char kill_msg[160];
@@ -151,6 +152,10 @@ struct sf_pool {
     int crash_idx;
     bool degraded;
     sf_zygote *zygote;
+    sf_zygote *old_zygote; /* the one a reload replaced, until it has exited */
+    uint32_t code_gen;     /* bumped by each sf_pool_reload */
+    bool rolling;          /* workers of an older code_gen remain */
+    uint64_t reloads;
     /* counters */
     uint64_t total_commands, total_errors, restarts, recycles, crashes, timeouts, checkout_timeouts,
         spawned;
@@ -517,6 +522,7 @@ static void worker_send(worker *w, pcall *c)
 }
 
 static void worker_begin_stop(worker *w);
+static void pool_roll(sf_pool *p);
 static void worker_kill(worker *w, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -599,6 +605,7 @@ static int worker_spawn(sf_pool *p, worker *w, char *errbuf, size_t errlen)
     }
     w->pid = pid;
     w->state = W_STARTING;
+    w->code_gen = p->code_gen;
     w->max_requests = jittered_max_requests(&p->cfg);
     w->out = evbuffer_new();
     w->reader = sf_reader_new(p->cfg.max_frame_bytes);
@@ -908,6 +915,8 @@ static void worker_on_frame(worker *w, const char *body, size_t len)
                     (double)(w->ready_us - w->spawn_us) / 1000.0);
             if (p->stopping)
                 worker_begin_stop(w);
+            else
+                pool_roll(p);
         }
         break;
     case SF_FRAME_RESULT:
@@ -1168,6 +1177,7 @@ static void worker_handle_death(worker *w)
         if (w->respawn_at_us == 0)
             slot_fill(p, w);
     }
+    pool_roll(p);
     pool_dispatch(p);
     pool_check_stopped(p);
 }
@@ -1215,7 +1225,8 @@ static bool pool_owns_pid(const sf_pool *p, pid_t pid)
     for (int i = 0; i < p->nslots; i++)
         if (p->slots[i].state != W_EMPTY && p->slots[i].pid == pid)
             return true;
-    return p->zygote && sf_zygote_pid(p->zygote) == pid;
+    return (p->zygote && sf_zygote_pid(p->zygote) == pid) ||
+           (p->old_zygote && sf_zygote_pid(p->old_zygote) == pid);
 }
 
 /*
@@ -1263,6 +1274,13 @@ static void pool_reap(sf_pool *p)
     }
     if (p->zygote)
         sf_zygote_reap(p->zygote);
+    if (p->old_zygote) {
+        sf_zygote_reap(p->old_zygote);
+        if (sf_zygote_stopped(p->old_zygote)) {
+            sf_zygote_free(p->old_zygote);
+            p->old_zygote = NULL;
+        }
+    }
     pool_reap_orphans(p);
 }
 
@@ -1321,6 +1339,7 @@ static void on_maint(evutil_socket_t fd, short what, void *arg)
             slot_fill(p, w);
         }
     }
+    pool_roll(p);
     if (p->degraded && p->consecutive_crashes == 0) {
         p->degraded = false;
         sf_info("pool.recovered", "workers=%d", pool_live_in(p, 0, p->nslots));
@@ -1603,7 +1622,8 @@ static void pool_check_stopped(sf_pool *p)
         if (p->slots[i].state != W_EMPTY)
             return;
     }
-    if (p->zygote && !sf_zygote_stopped(p->zygote))
+    if ((p->zygote && !sf_zygote_stopped(p->zygote)) ||
+        (p->old_zygote && !sf_zygote_stopped(p->old_zygote)))
         return;
     p->stopped = true;
     evtimer_del(p->ev_maint);
@@ -1646,6 +1666,69 @@ void sf_pool_stop(sf_pool *p, void (*done)(void *arg), void *arg)
     pool_check_stopped(p);
 }
 
+/*
+ * A rolling replacement after a reload: workers spawned before it are
+ * drained (a busy one after its current call, so no call is cut short) and
+ * their slots filled afresh, which imports the programs' code anew. At most
+ * half the pool (at least one worker) is being replaced at any time, so the
+ * rest keeps serving; idle workers go first.
+ */
+static void pool_roll(sf_pool *p)
+{
+    if (!p->rolling || p->stopping)
+        return;
+    int limit = p->cfg.pool_size / 2 > 1 ? p->cfg.pool_size / 2 : 1;
+    int changing = 0, stale = 0;
+    for (int i = 0; i < p->nslots; i++) {
+        const worker *w = &p->slots[i];
+        changing += w->state == W_STARTING || w->state == W_DRAINING || w->state == W_STOPPING;
+        stale += w->state != W_EMPTY && w->code_gen != p->code_gen;
+    }
+    for (int pass = 0; pass < 2 && changing < limit; pass++) {
+        for (int i = 0; i < p->nslots && changing < limit; i++) {
+            worker *w = &p->slots[i];
+            if (w->state != W_READY || w->code_gen == p->code_gen || (pass == 0 && w->inflight))
+                continue;
+            sf_info("pool.worker_recycle", "worker=%s pid=%d reason=reload calls=%llu", w->id,
+                    (int)w->pid, (unsigned long long)w->calls);
+            p->recycles++;
+            w->state = W_DRAINING;
+            changing++;
+            if (w->inflight == 0)
+                worker_begin_stop(w);
+        }
+    }
+    if (stale == 0) {
+        p->rolling = false;
+        sf_info("pool.reloaded", "code_gen=%u workers=%d", p->code_gen,
+                pool_live_in(p, 0, p->nslots));
+    }
+}
+
+int sf_pool_reload(sf_pool *p)
+{
+    if (!p->started || p->stopping)
+        return -1;
+    p->code_gen++;
+    p->reloads++;
+    p->rolling = true;
+    sf_info("pool.reload", "code_gen=%u workers=%d zygote=%d", p->code_gen,
+            pool_live_in(p, 0, p->nslots), p->cfg.zygote && p->preload);
+    if (p->cfg.zygote && p->preload) {
+        /* The zygote imported the preload modules: forks of it would run the old code. */
+        sf_zygote_free(p->old_zygote); /* a reload before the last one's zygote exited */
+        p->old_zygote = p->zygote;
+        sf_zygote_stop(p->old_zygote);
+        char errbuf[256];
+        p->zygote = sf_zygote_start(p->base, p->python, p->preload, p->env, &p->pgid,
+                                    p->cfg.startup_timeout_ms, errbuf, sizeof(errbuf));
+        if (p->zygote == NULL)
+            sf_warn("pool.zygote_unavailable", "reason=\"%s\" fallback=exec", errbuf);
+    }
+    pool_roll(p);
+    return 0;
+}
+
 bool sf_pool_stopped(const sf_pool *p)
 {
     return p->stopped || !p->started;
@@ -1681,6 +1764,7 @@ void sf_pool_free(sf_pool *p)
         pcall_free(c);
     }
     sf_zygote_free(p->zygote);
+    sf_zygote_free(p->old_zygote);
     event_free(p->ev_sigchld);
     event_free(p->ev_maint);
     event_free(p->ev_health);
@@ -1710,6 +1794,7 @@ void sf_pool_get_stats(const sf_pool *p, sf_pool_stats *s)
     s->total_errors = p->total_errors;
     s->restarts = p->restarts;
     s->recycles = p->recycles;
+    s->reloads = p->reloads;
     s->crashes = p->crashes;
     s->timeouts = p->timeouts;
     s->checkout_timeouts = p->checkout_timeouts;
@@ -1788,6 +1873,7 @@ json_t *sf_pool_stats_json(const sf_pool_stats *s)
     json_object_set_new(j, "total_errors", json_integer((json_int_t)s->total_errors));
     json_object_set_new(j, "restarts", json_integer((json_int_t)s->restarts));
     json_object_set_new(j, "recycles", json_integer((json_int_t)s->recycles));
+    json_object_set_new(j, "reloads", json_integer((json_int_t)s->reloads));
     json_object_set_new(j, "crashes", json_integer((json_int_t)s->crashes));
     json_object_set_new(j, "timeouts", json_integer((json_int_t)s->timeouts));
     json_object_set_new(j, "checkout_timeouts", json_integer((json_int_t)s->checkout_timeouts));

@@ -123,6 +123,14 @@ int sf_pool_submit(sf_pool *p, const sf_pool_call *call, sf_pool_done_fn done, v
  * → SIGKILL. `done` runs once every worker and the zygote are reaped.
  */
 void sf_pool_stop(sf_pool *p, void (*done)(void *arg), void *arg);
+
+/*
+ * Picks up changed program code without a restart: the zygote (if any) is
+ * started afresh, and every worker is replaced in a rolling way, each after
+ * its current call, so no call is cut short or lost (pool.reload, then
+ * pool.reloaded once no older worker remains). Returns -1 while stopping.
+ */
+int sf_pool_reload(sf_pool *p);
 bool sf_pool_stopped(const sf_pool *p);
 
 /* Frees a stopped pool (or kills the workers of one that was not stopped). */
@@ -143,7 +151,7 @@ typedef struct sf_pool_stats {
     int queued, in_flight;
     bool degraded;
     uint64_t total_commands, total_errors, restarts, recycles, crashes, timeouts, checkout_timeouts,
-        spawned;
+        spawned, reloads;
     uint64_t stale_retries;   /* calls sent again in full: the worker's cache had lost them */
     uint64_t active_sessions; /* sessions with a call queued or in flight */
     sf_hist queue_wait, exec;

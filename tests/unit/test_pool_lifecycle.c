@@ -287,3 +287,108 @@ Test(lifecycle, zygote_workers_inherit_preload)
 {
     preload_is_imported_before_ready(true);
 }
+
+/* Writes the module sf_reload_mod.py into dir: v1 returns `v1`; with v2, a v2 too. */
+static void write_reload_module(const char *dir, const char *v1, bool v2)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/sf_reload_mod.py", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fprintf(f,
+            "import time\n\n\ndef v1(ctx, seconds=0):\n    time.sleep(seconds)\n"
+            "    return '%s'\n",
+            v1);
+    if (v2)
+        fprintf(f, "\n\ndef v2(ctx):\n    return 'new'\n");
+    fclose(f);
+}
+
+static void exec_entry(outcome *o, const char *session, const char *entry, const char *args)
+{
+    char spec[160];
+    snprintf(spec, sizeof(spec), "{\"kind\":\"callable\",\"entry\":\"sf_reload_mod:%s\"}", entry);
+    h_submit(o, session, "execute_program", entry, args, spec, NULL);
+}
+
+typedef struct old_pids {
+    int pids[8], n;
+} old_pids;
+
+/* Every worker is ready and none of them is one of the old pids. */
+static bool all_replaced(void *arg)
+{
+    old_pids *old = arg;
+    sf_pool_stats *s = h_stats();
+    if (s->workers != 2 || s->idle != 2)
+        return false;
+    for (int i = 0; i < s->nworkers; i++)
+        for (int j = 0; j < old->n; j++)
+            if (s->worker[i].pid == old->pids[j])
+                return false;
+    return true;
+}
+
+/*
+ * Program code changed on disk under a running pool: after sf_pool_reload a
+ * new function is found and a changed one runs its new code, while the call
+ * in flight at the reload finishes on the old worker (nothing cut short).
+ * With a zygote that preloaded the module, the zygote is replaced too.
+ */
+static void reload_picks_up_new_code(bool zygote)
+{
+    char dir[] = "/tmp/sf-reload-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    write_reload_module(dir, "old", false);
+    sf_pool_config c;
+    h_config(&c);
+    c.python_path = dir;
+    c.zygote = zygote;
+    c.preload = zygote ? "sf_reload_mod" : NULL;
+    h_start(&c);
+    int want = 2;
+    cr_assert(h_run_until(all_ready, &want, 15000));
+    outcome o, running, missing;
+    exec_entry(&missing, "s1", "v2", "{}");
+    h_wait(&missing, 10000);
+    cr_expect(!missing.ok && strcmp(missing.type, "invalid_program") == 0,
+              "v2 is not there yet: %s", missing.type);
+    exec_entry(&running, "s2", "v1", "{\"seconds\": 0.5}");
+    h_sleep_loop(100); /* it is running */
+    old_pids old;
+    old.n = worker_pids(old.pids, 8);
+    write_reload_module(dir, "changed", true);
+    cr_assert_eq(sf_pool_reload(h_pool), 0);
+    h_wait(&running, 10000);
+    cr_expect(running.ok, "the call in flight at the reload: %s %s", running.type, running.message);
+    cr_expect(running.value && strcmp(json_string_value(running.value), "old") == 0,
+              "it finished on its old worker, with the old code");
+    cr_assert(h_run_until(all_replaced, &old, 20000), "every worker replaced");
+    cr_expect_eq(h_stats()->reloads, 1);
+    exec_entry(&o, "s1", "v2", "{}");
+    h_wait(&o, 10000);
+    cr_expect(o.ok && o.value && strcmp(json_string_value(o.value), "new") == 0,
+              "the new function: %s %s", o.type, o.message);
+    h_outcome_clear(&o);
+    exec_entry(&o, "s3", "v1", "{}");
+    h_wait(&o, 10000);
+    cr_expect(o.ok && o.value && strcmp(json_string_value(o.value), "changed") == 0,
+              "the changed function runs its new code");
+    h_outcome_clear(&o);
+    h_outcome_clear(&running);
+    h_outcome_clear(&missing);
+    h_stop();
+    char cmd[96];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+Test(lifecycle, reload_picks_up_changed_code)
+{
+    reload_picks_up_new_code(false);
+}
+
+Test(lifecycle, reload_replaces_the_zygote_that_preloaded_the_code)
+{
+    reload_picks_up_new_code(true);
+}
