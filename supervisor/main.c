@@ -22,7 +22,8 @@ static const char USAGE[] =
     "\n"
     "  -c, --config FILE   INI file; every key also as SNAKEFLEET_<SECTION>_<KEY>\n"
     "                      and as --section.key=value (later sources win)\n"
-    "  --dev               run against an embedded Kafka mock cluster (no broker needed)\n"
+    "  --dev               run against an embedded Kafka mock cluster (no broker needed);\n"
+    "                      prints KAFKA_BOOTSTRAP=HOST:PORT, its address, on stdout\n"
     "  --print-config      print the effective configuration with each value's source\n"
     "  -h, --help          this text and every option\n";
 
@@ -99,6 +100,9 @@ int main(int argc, char **argv)
         }
         bootstrap = sf_mock_bootstrap(mock);
         sf_info("supervisor.dev_broker", "bootstrap=%s", bootstrap);
+        /* The one line on stdout, for scripts: the form `snakefleet dev-broker` prints. */
+        printf("KAFKA_BOOTSTRAP=%s\n", bootstrap);
+        fflush(stdout);
         /* The mock holds an empty fetch for the whole fetch.wait.max.ms. */
         if (sf_config_kafka_get(&cfg, "fetch.wait.max.ms") == NULL)
             sf_config_kafka_set(&cfg, "fetch.wait.max.ms", "5", "--dev");
