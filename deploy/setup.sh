@@ -1,15 +1,35 @@
 #!/usr/bin/env bash
 # Installs what snakefleet needs on a fresh Debian 12 machine: the C build
-# dependencies, redis-server, and the project's Python venv (.venv at the
-# repository root, with the snakefleet package installed editable).
+# dependencies and tools, redis-server, Java and Maven for the Kafka test
+# broker, and the project's Python venv (.venv at the repository root, with
+# the snakefleet package installed editable).
 # Idempotent: a second run only checks. Used by tests/run.sh, quickstart.sh
 # and bench/run.sh.
+#
+# Usage: deploy/setup.sh [-h|--help]
+#   Installs the missing Debian packages (apt-get, with sudo when not root),
+#   creates .venv and installs python/ into it editable with its dev, kafka
+#   and dspy extras. Takes no other arguments.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-DEB_PACKAGES=(build-essential cmake pkg-config clang clang-format valgrind
-  librdkafka-dev libhiredis-dev libmsgpack-dev libevent-dev libinih-dev
-  libjansson-dev libcriterion-dev redis-server python3 python3-venv)
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
+case "${1:-}" in
+  "") ;;
+  -h|--help) usage; exit 0 ;;
+  *) echo "setup.sh: error: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+esac
+
+# What the scripts under deploy/, tests/ and bench/ run, not only what the C
+# build links: ninja-build (every cmake -G Ninja), git (tests/run.sh's format
+# check lists files with it), libclang-rt-14-dev (clang's sanitizer and
+# libFuzzer runtimes: the -DSF_FUZZ=ON build links them), redis-tools
+# (redis-cli: deploy/redis/*.sh), maven and a Java 17 runtime
+# (deploy/kafka/*.sh fetch and run the Kafka test broker).
+DEB_PACKAGES=(build-essential cmake ninja-build pkg-config git clang clang-format
+  libclang-rt-14-dev valgrind librdkafka-dev libhiredis-dev libmsgpack-dev
+  libevent-dev libinih-dev libjansson-dev libcriterion-dev redis-server redis-tools
+  maven openjdk-17-jre-headless python3 python3-venv)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
