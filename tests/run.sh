@@ -7,10 +7,12 @@
 #
 #   tests/run.sh            everything
 #   FUZZ_SECONDS=0 …        skip fuzzing;  SKIP_INTEGRATION=1 … skip Kafka/Redis
+#   FUZZ_BUILD_DIR=DIR …    the libFuzzer build's directory (default build/fuzz)
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 FUZZ_SECONDS="${FUZZ_SECONDS:-15}"
+FUZZ_DIR="${FUZZ_BUILD_DIR:-build/fuzz}"
 JOBS="$(nproc)"
 
 "$ROOT/deploy/setup.sh" || { echo "run.sh: setup failed" >&2; exit 1; }
@@ -42,9 +44,11 @@ build_release() {
     cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
         cmake --build build/release -j "$JOBS"
 }
+fuzz_built=0 # set by build_fuzz: the fuzz stage tells a failed build from a crash
 build_fuzz() {
-    CC=clang cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSF_FUZZ=ON \
-        -DSF_SANITIZE=ON -DSF_TESTS=OFF >/dev/null && cmake --build build/fuzz -j "$JOBS"
+    CC=clang cmake -S . -B "$FUZZ_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSF_FUZZ=ON \
+        -DSF_SANITIZE=ON -DSF_TESTS=OFF >/dev/null && cmake --build "$FUZZ_DIR" -j "$JOBS" &&
+        fuzz_built=1
 }
 criterion() {
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
@@ -74,18 +78,40 @@ c_format() {
     [[ -z "$files" ]] || clang-format --dry-run --Werror $files
 }
 fuzz() {
-    local t dir
+    local t dir bin log rc before artifacts
     for t in fuzz_frame_reader fuzz_request; do
-        dir="build/fuzz/corpus-$t"
+        bin="$FUZZ_DIR/tests/fuzz/$t"
+        log="$FUZZ_DIR/$t.log"
+        if ((!fuzz_built)); then # an older binary may be there: it would test stale code
+            echo "fuzz: $t not run: the libFuzzer build failed (see its stage above)" >&2
+            return 1
+        elif [[ ! -x "$bin" ]]; then
+            echo "fuzz: $t binary missing: no $bin after a successful build" >&2
+            return 1
+        fi
+        dir="$FUZZ_DIR/corpus-$t"
         mkdir -p "$dir"
         case $t in
         fuzz_frame_reader) cp schemas/vectors/frame/*.msgpack "$dir"/ ;;
         fuzz_request) cp schemas/vectors/request/*.msgpack "$dir"/ ;;
         esac
-        "build/fuzz/tests/fuzz/$t" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 \
-            -artifact_prefix="build/fuzz/$t-" "$dir" 2>"build/fuzz/$t.log" ||
-            { echo "fuzz: $t found a crash, see build/fuzz/$t.log" >&2; tail -40 "build/fuzz/$t.log" >&2; return 1; }
-        grep -E "^Done [0-9]+ runs" "build/fuzz/$t.log"
+        # A finding leaves an artifact (crash-, leak-, timeout-, oom-, slow-unit-…):
+        # one that was not there before the run.
+        before=$(find "$FUZZ_DIR" -maxdepth 1 -name "$t-*-*" | sort)
+        rc=0
+        "$bin" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 \
+            -artifact_prefix="$FUZZ_DIR/$t-" "$dir" 2>"$log" || rc=$?
+        artifacts=$(comm -13 <(echo "$before") <(find "$FUZZ_DIR" -maxdepth 1 -name "$t-*-*" | sort))
+        if [[ -n "$artifacts" ]]; then
+            echo "fuzz: $t found a crash ($artifacts), see $log (exit $rc)" >&2
+            tail -40 "$log" >&2
+            return 1
+        elif ((rc != 0)); then
+            echo "fuzz: $t failed without a finding (exit $rc: could not run?), see $log" >&2
+            tail -20 "$log" >&2
+            return 1
+        fi
+        grep -E "^Done [0-9]+ runs" "$log"
     done
 }
 
