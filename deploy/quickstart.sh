@@ -8,8 +8,20 @@
 # created, a stateful program created and executed, state read, sessions
 # ended), prints the replies and the fleet's stats, and stops everything it
 # started — also on Ctrl-C or failure.
+#
+# Usage: deploy/quickstart.sh [-h|--help]
+#   Takes no other arguments. Needs sudo (or root) when Debian packages are
+#   missing; builds into build/release; everything else lives in a
+#   /tmp/snakefleet-quickstart.* dir that is removed at the end.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
+case "${1:-}" in
+    "") ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "quickstart.sh: error: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+esac
 cd "$ROOT"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }

@@ -27,6 +27,7 @@ DEFAULT_KAFKA_VERSION=3.9.2
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 die() { echo "kafka/fetch.sh: error: $*" >&2; exit 1; }
+usage_error() { echo "kafka/fetch.sh: error: $*" >&2; exit 2; }
 note() { echo "kafka/fetch.sh: $*" >&2; }
 
 check_only=0
@@ -35,7 +36,7 @@ while (($#)); do
   case "$1" in
     --check) check_only=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    -*) die "unknown option '$1' (try --help)" ;;
+    -*) usage_error "unknown option '$1' (try --help)" ;;
     *) version="$1" ;;
   esac
   shift

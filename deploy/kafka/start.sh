@@ -50,6 +50,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 die() { echo "kafka/start.sh: error: $*" >&2; exit 1; }
+usage_error() { echo "kafka/start.sh: error: $*" >&2; exit 2; }
 note() { echo "kafka/start.sh: $*" >&2; }
 now_ms() { date +%s%3N; }
 t0="$(now_ms)"
@@ -66,7 +67,7 @@ if [[ -n "${KAFKA_EXTRA_PROPS:-}" ]]; then
   mapfile -t extra_props <<<"$KAFKA_EXTRA_PROPS"
 fi
 
-need_arg() { (($1 >= 2)) || die "$2 needs a value"; }
+need_arg() { (($1 >= 2)) || usage_error "$2 needs a value"; }
 while (($#)); do
   case "$1" in
     -d|--dir) need_arg $# "$1"; dir="$2"; shift 2 ;;
@@ -77,7 +78,7 @@ while (($#)); do
     -w|--timeout) need_arg $# "$1"; timeout_s="$2"; shift 2 ;;
     --no-warm) warm=0; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown argument '$1' (try --help)" ;;
+    *) usage_error "unknown argument '$1' (try --help)" ;;
   esac
 done
 

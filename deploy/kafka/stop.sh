@@ -4,19 +4,29 @@
 # wait for the clean shutdown, then SIGKILL; then removes DIR unless KEEP=1.
 # Idempotent: a broker already gone is fine, and so is a missing DIR.
 #
-# Usage: deploy/kafka/stop.sh [DIR]      DIR defaults to $KAFKA_DIR
+# Usage: deploy/kafka/stop.sh [-h|--help] [--] [DIR]   DIR defaults to $KAFKA_DIR
 # Environment:
 #   KEEP=1               keep DIR (data, logs) after stopping
 #   KAFKA_STOP_TIMEOUT   seconds to wait after SIGTERM before SIGKILL (30)
-# Exit status 0 when no broker of DIR is left running.
+# Exit status 0 when no broker of DIR is left running; 2 on a usage error.
 set -euo pipefail
 
 die() { echo "kafka/stop.sh: error: $*" >&2; exit 1; }
 note() { echo "kafka/stop.sh: $*" >&2; }
+usage_error() { echo "kafka/stop.sh: error: $*" >&2; exit 2; }
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
+while (($#)); do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --) shift; break ;;
+    -*) usage_error "unknown option '$1' (try --help)" ;;
+    *) break ;;
+  esac
+done
+(($# <= 1)) || usage_error "one DIR at most, got $# arguments (try --help)"
 dir="${1:-${KAFKA_DIR:-}}"
-[[ -n "$dir" ]] || die "usage: stop.sh DIR (or set KAFKA_DIR)"
-(($# <= 1)) || die "usage: stop.sh DIR (one argument)"
+[[ -n "$dir" ]] || usage_error "no DIR given and KAFKA_DIR is not set (try --help)"
 stop_timeout="${KAFKA_STOP_TIMEOUT:-30}"
 [[ "$stop_timeout" =~ ^[0-9]+$ ]] || die "invalid KAFKA_STOP_TIMEOUT '$stop_timeout'"
 

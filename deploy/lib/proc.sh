@@ -1,6 +1,18 @@
 # shellcheck shell=bash
 # Process helpers shared by the deploy scripts (sourced, not run). Callers
 # define note() and die().
+#
+# Usage: source "$(dirname "${BASH_SOURCE[0]}")/../lib/proc.sh"   (from a deploy script)
+#   alive PID, wait_gone PID SECONDS, stop_pid PID SECONDS NAME; see below.
+#   Run on its own it only prints this text (-h, --help).
+
+# Run rather than sourced: say what this file is, and do nothing else.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  case "${1:-}" in
+    -h|--help) sed -n '2,/^$/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "lib/proc.sh: error: this file is sourced by the deploy scripts, not run (try --help)" >&2; exit 2 ;;
+  esac
+fi
 
 # alive PID: the process exists and is not a zombie waiting to be reaped.
 alive() {

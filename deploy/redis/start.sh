@@ -26,6 +26,7 @@
 set -euo pipefail
 
 die() { echo "redis/start.sh: error: $*" >&2; exit 1; }
+usage_error() { echo "redis/start.sh: error: $*" >&2; exit 2; }
 note() { echo "redis/start.sh: $*" >&2; }
 now_ms() { date +%s%3N; }
 t0="$(now_ms)"
@@ -38,7 +39,7 @@ appendonly="${REDIS_APPENDONLY:-yes}"
 appendfsync="${REDIS_APPENDFSYNC:-everysec}"
 extra=()
 
-need_arg() { (($1 >= 2)) || die "$2 needs a value"; }
+need_arg() { (($1 >= 2)) || usage_error "$2 needs a value"; }
 while (($#)); do
   case "$1" in
     -d|--dir) need_arg $# "$1"; dir="$2"; shift 2 ;;
@@ -46,7 +47,7 @@ while (($#)); do
     -w|--timeout) need_arg $# "$1"; timeout_s="$2"; shift 2 ;;
     --) shift; extra=("$@"); break ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown argument '$1' (try --help)" ;;
+    *) usage_error "unknown argument '$1' (try --help)" ;;
   esac
 done
 

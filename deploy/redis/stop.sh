@@ -5,19 +5,29 @@
 # redis-server of DIR); then removes DIR unless KEEP=1. Idempotent: a server
 # already gone is fine, and so is a missing DIR.
 #
-# Usage: deploy/redis/stop.sh [DIR]      DIR defaults to $REDIS_DIR
+# Usage: deploy/redis/stop.sh [-h|--help] [--] [DIR]   DIR defaults to $REDIS_DIR
 # Environment:
 #   KEEP=1               keep DIR (AOF, log) after stopping
 #   REDIS_STOP_TIMEOUT   seconds to wait for the shutdown before killing (10)
-# Exit status 0 when no redis-server of DIR is left running.
+# Exit status 0 when no redis-server of DIR is left running; 2 on a usage error.
 set -euo pipefail
 
 die() { echo "redis/stop.sh: error: $*" >&2; exit 1; }
 note() { echo "redis/stop.sh: $*" >&2; }
+usage_error() { echo "redis/stop.sh: error: $*" >&2; exit 2; }
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
+while (($#)); do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --) shift; break ;;
+    -*) usage_error "unknown option '$1' (try --help)" ;;
+    *) break ;;
+  esac
+done
+(($# <= 1)) || usage_error "one DIR at most, got $# arguments (try --help)"
 dir="${1:-${REDIS_DIR:-}}"
-[[ -n "$dir" ]] || die "usage: stop.sh DIR (or set REDIS_DIR)"
-(($# <= 1)) || die "usage: stop.sh DIR (one argument)"
+[[ -n "$dir" ]] || usage_error "no DIR given and REDIS_DIR is not set (try --help)"
 stop_timeout="${REDIS_STOP_TIMEOUT:-10}"
 [[ "$stop_timeout" =~ ^[0-9]+$ ]] || die "invalid REDIS_STOP_TIMEOUT '$stop_timeout'"
 
