@@ -33,6 +33,9 @@
 #                             supervisor, the echo, the py baseline and the
 #                             load generator (space separated KEY=VALUE)
 #   BENCH_BUILD_DIR [build/release]
+#   REDIS_APPENDFSYNC [always] and the other REDIS_* of deploy/redis/start.sh;
+#                             everysec for numbers comparable with runs before
+#                             always became the default (recorded in settings)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -197,8 +200,10 @@ done
     "$SESSIONS" "[${INFLIGHTS// /, }]" "$POOL_SIZE" "$DEPTH"
   printf ' "kafka": "%s", "warmup_s": %s, "seconds": %s, "reps": %s, "nproc": %s, "loadavg": "%s",' \
     "$KAFKA_SETTINGS" "$WARMUP" "$SECS" "$REPS" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
-  printf ' "partitions": {"requests": 8, "replies": 4}, "redis": "%s", "librdkafka": "%s"}\n' \
-    "$(redis-server --version | grep -o 'v=[0-9.]*')" "$(pkg-config --modversion rdkafka)"
+  printf ' "partitions": {"requests": 8, "replies": 4}, "redis": "%s", "redis_appendfsync": "%s",' \
+    "$(redis-server --version | grep -o 'v=[0-9.]*')" \
+    "$(redis-cli -p "$REDIS_PORT" config get appendfsync 2>/dev/null | tail -1)"
+  printf ' "librdkafka": "%s"}\n' "$(pkg-config --modversion rdkafka)"
 } >>"$RESULTS"
 for ((rep = 1; rep <= REPS; rep++)); do
   say "peak, round $rep/$REPS (closed loop, $SESSIONS sessions, outstanding: $INFLIGHTS)"

@@ -100,7 +100,8 @@ def main() -> int:
         f"{settings.get('kafka')}; topics: requests 8 partitions, replies 4; "
         f"{settings.get('reps')} rounds of {settings.get('warmup_s')} s warm-up + "
         f"{settings.get('seconds')} s measured; librdkafka {settings.get('librdkafka')}, "
-        f"Redis {settings.get('redis')}; load average at start {settings.get('loadavg')} "
+        f"Redis {settings.get('redis')} (appendfsync {settings.get('redis_appendfsync', '?')}); "
+        f"load average at start {settings.get('loadavg')} "
         f"on {settings.get('nproc')} cores"
     )
     print()

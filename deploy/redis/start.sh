@@ -17,10 +17,18 @@
 #   -p, --port PORT        port ($REDIS_PORT, else 16379)
 #   -w, --timeout SECONDS  readiness wait ($REDIS_START_TIMEOUT, else 20)
 #   -- ARGS                extra redis-server arguments (e.g. --maxmemory 256mb)
-# Environment (persistence defaults: no RDB snapshots, AOF fsync'd every second):
+# Environment (persistence defaults: no RDB snapshots, AOF fsync'd on every write):
 #   REDIS_SAVE         value of `save` (default "": no snapshots)
 #   REDIS_APPENDONLY   yes|no (default yes)
-#   REDIS_APPENDFSYNC  always|everysec|no (default everysec)
+#   REDIS_APPENDFSYNC  always|everysec|no (default always)
+# appendfsync always: Redis fsyncs the AOF before it answers a write, so a
+# write the supervisor was told is stored (and whose request's offset it then
+# commits in Kafka) survives a crash of the machine. everysec fsyncs once a
+# second in the background: a power loss or kernel crash can lose up to about
+# 2 s of acknowledged writes (Redis's own worst case for it; with a slow disk
+# a redis-server crash can too), i.e. session state and remembered replies of
+# requests already committed in Kafka, which are not delivered again. Choose
+# everysec only for benchmarks or throwaway data.
 # Files in DIR: redis.conf, redis.pid, redis.log, appendonlydir/, env (the
 # stdout lines above), .snakefleet-redis (marks the dir as removable by stop.sh).
 set -euo pipefail
@@ -36,7 +44,7 @@ port="${REDIS_PORT:-16379}"
 timeout_s="${REDIS_START_TIMEOUT:-20}"
 save="${REDIS_SAVE:-}"
 appendonly="${REDIS_APPENDONLY:-yes}"
-appendfsync="${REDIS_APPENDFSYNC:-everysec}"
+appendfsync="${REDIS_APPENDFSYNC:-always}"
 extra=()
 
 need_arg() { (($1 >= 2)) || usage_error "$2 needs a value"; }

@@ -1,10 +1,13 @@
 """The scripts under deploy/: each answers -h and --help with its usage and
 exit 0, touching nothing; each refuses an unknown option with exit 2 and says
-which."""
+which. And deploy/redis/start.sh's Redis fsyncs its AOF on every write unless
+told otherwise."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -71,3 +74,47 @@ def test_unknown_option_is_a_usage_error(script: Path, tmp_path: Path) -> None:
     assert "--no-such-option" in r.stderr or "sourced" in r.stderr, r.stderr
     assert "error" in r.stderr, r.stderr
     assert left_behind(tmp_path) == [], left_behind(tmp_path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def redis_setting(port: int, key: str) -> str:
+    out = subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", str(port), "config", "get", key],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    ).stdout.split()
+    assert len(out) == 2 and out[0] == key, out
+    return out[1]
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")
+@pytest.mark.parametrize(
+    ("env", "want"), [({}, "always"), ({"REDIS_APPENDFSYNC": "everysec"}, "everysec")]
+)
+def test_redis_start_fsyncs_every_write_by_default(
+    env: dict[str, str], want: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "redis"
+    start = DEPLOY / "redis" / "start.sh"
+    stop = DEPLOY / "redis" / "stop.sh"
+    for _ in range(3):  # another process may take the free port first
+        port = free_port()
+        r = run_script(start, "-d", str(data), "-p", str(port), tmp=tmp_path, **env)
+        if r.returncode == 0:
+            break
+    assert r.returncode == 0, r.stderr
+    try:
+        assert redis_setting(port, "appendonly") == "yes"
+        assert redis_setting(port, "appendfsync") == want
+        assert f"appendfsync {want}" in (data / "redis.conf").read_text()
+    finally:
+        s = run_script(stop, str(data), tmp=tmp_path)
+        assert s.returncode == 0, s.stderr
+    assert not data.exists()
