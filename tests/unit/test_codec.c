@@ -190,8 +190,7 @@ Test(codec, json_payload_is_named_as_json)
     for (size_t i = 0; i < sizeof(json) / sizeof(json[0]); i++) {
         cr_assert_eq(sf_request_decode(&req, json[i], strlen(json[i]), 0, &err), -1);
         cr_expect_eq(err.code, SF_E_MALFORMED, "%s", json[i]);
-        cr_expect(strstr(err.message, "JSON, not msgpack") != NULL, "%s: %s", json[i],
-                  err.message);
+        cr_expect(strstr(err.message, "JSON, not msgpack") != NULL, "%s: %s", json[i], err.message);
     }
     /* Starts like JSON but is not: the msgpack reading stands. */
     cr_assert_eq(sf_request_decode(&req, "{oops", 5, 0, &err), -1);
