@@ -112,7 +112,13 @@ class EncodeError(ValueError):
 
 
 class FrameTooLarge(EncodeError):
-    """An encoded frame over the reader's limit (sending it would break the stream)."""
+    """An encoded frame over the reader's limit (sending it would break the stream):
+    `size` is the frame body's length in bytes, `limit` the limit it exceeds."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"frame of {size} bytes exceeds the limit of {limit}")
+        self.size = size
+        self.limit = limit
 
 
 # ---------------------------------------------------------------- decoding
@@ -290,7 +296,7 @@ def encode(obj: Any) -> bytes:
     """msgpack-encode one message (bin stays bin, str stays str)."""
     try:
         data: bytes = _packb(obj, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as e:
+    except Exception as e:  # noqa: BLE001 - a dict subclass's items() is user code
         raise EncodeError(f"not serializable: {type(e).__name__}: {e}") from None
     return data
 
@@ -300,7 +306,7 @@ def encode_frame(obj: Message, max_frame_bytes: int | None = MAX_FRAME_BYTES) ->
     exceeds `max_frame_bytes` (a reader would drop the stream on it)."""
     body = encode(obj)
     if max_frame_bytes is not None and len(body) > max_frame_bytes:
-        raise FrameTooLarge(f"frame of {len(body)} bytes exceeds the limit of {max_frame_bytes}")
+        raise FrameTooLarge(len(body), max_frame_bytes)
     return _pack_length(len(body)) + body
 
 

@@ -13,6 +13,7 @@ from snakefleet.codec import (
     DecodeError,
     EncodeError,
     FrameReader,
+    FrameTooLarge,
     decode_map,
     decode_reply,
     decode_request,
@@ -162,6 +163,27 @@ def test_encode_errors() -> None:
         encode_frame({"pad": "x" * 100}, max_frame_bytes=64)
     assert len(encode_frame({"pad": "x" * 100}, max_frame_bytes=None)) > 100
     assert MAX_FRAME_BYTES == 16 * 1024 * 1024
+
+
+def test_too_large_frame_tells_its_size_and_limit() -> None:
+    with pytest.raises(FrameTooLarge) as info:
+        encode_frame({"pad": "x" * 100}, max_frame_bytes=64)
+    assert (info.value.size, info.value.limit) == (len(encode({"pad": "x" * 100})), 64)
+    assert str(info.value) == f"frame of {info.value.size} bytes exceeds the limit of 64"
+
+
+class _RaisingMap(dict[str, Any]):
+    def items(self) -> Any:
+        raise RuntimeError("items() broke")
+
+
+def test_user_code_failing_inside_encode_is_an_encode_error() -> None:
+    """msgpack calls a dict subclass's items(); what it raises must not escape as
+    something the worker does not expect."""
+    with pytest.raises(EncodeError, match="RuntimeError: items\\(\\) broke"):
+        encode({"m": _RaisingMap(a=1)})
+    with pytest.raises(EncodeError, match="BufferError"):
+        encode(memoryview(bytes(8))[::2])
 
 
 # ---------------------------------------------------------------- requests
