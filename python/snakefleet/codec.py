@@ -33,6 +33,7 @@ import msgpack  # type: ignore[import-untyped]  # ships no type information
 # strings here (PEP 563), so type-only names are imported for checkers only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any, Callable, NoReturn
 
     Message = dict[str, Any]
@@ -308,6 +309,156 @@ def encode_frame(obj: Message, max_frame_bytes: int | None = MAX_FRAME_BYTES) ->
     if max_frame_bytes is not None and len(body) > max_frame_bytes:
         raise FrameTooLarge(len(body), max_frame_bytes)
     return _pack_length(len(body)) + body
+
+
+# ---------------------------------------------------------------- explaining a refusal
+#
+# encode() and the decoder only say that a value cannot go on the wire; these
+# say where in it and why. They run after a refusal, never on a value that went
+# out, so the happy path pays nothing for them. The walk follows msgpack's
+# order (a map's key, then its value) and stops at the first item the contract
+# refuses: a type msgpack cannot encode, an int out of its range, a string that
+# is not UTF-8, a map key that is not a string (bin keys pass below a root map
+# that allows them, as in the decoder), an ext type, or containers nested deeper
+# than the C decoder reads.
+#
+# A path is Python subscript notation from a root name: `result`,
+# `result["items"][3]`, `state[1]` (the entry of `state` whose key is the int
+# 1, when the key is at fault). String keys are shown in double quotes with
+# JSON escapes (a valid Python literal too), other keys as repr(); a key longer
+# than 40 characters is cut and ends in "...".
+
+# The supervisor refuses a container, empty or not, this many levels below a
+# message's root map (SF_MP_MAX_DEPTH in schemas/codec/mp.c, and msgpack-c's
+# unpack stack); a result or state sits one level below the frame's root.
+WIRE_MAX_DEPTH = 32
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+_KEY_SHOWN = 40
+
+
+def find_unsendable(
+    value: Any, root: str, str_keys_at_root: bool = False
+) -> tuple[str, str] | None:
+    """(path, problem) of the first item of `value`, a result or session state
+    one level below a frame's root, that the wire cannot carry; e.g.
+    ('result["items"][3]', 'value of type set (msgpack cannot encode it)').
+    None when none is found. `str_keys_at_root`: the root map's keys must be
+    strings, bin ones too are refused (a state is stored as a message of its own)."""
+    try:
+        return _walk(value, root, str_keys_at_root)
+    except Exception:  # noqa: BLE001 - a dict subclass's items() is user code
+        return None  # the caller falls back on the encoder's own words
+
+
+def refusal_message(what: str, found: tuple[str, str] | None, error: Exception) -> str:
+    """'<what> is not serializable at <path>: <problem>' for what
+    find_unsendable() found; with the encoder's or decoder's own words (`error`)
+    when it found nothing."""
+    if found is None:
+        return f"{what} is not serializable: {str(error).removeprefix('not serializable: ')}"
+    path, problem = found
+    return f"{what} is not serializable at {path}: {problem}"
+
+
+def _walk(value: Any, root: str, str_keys_at_root: bool) -> tuple[str, str] | None:
+    path: list[Any] = []  # the subscripts from the root down to `item`
+    open_containers: list[tuple[Iterator[tuple[Any, Any]], bool]] = []  # (entries, is a map)
+    item = value
+    while True:
+        problem = _value_problem(item, len(open_containers) + 1)
+        if problem is not None:
+            return _render_path(root, path), problem
+        if isinstance(item, dict):
+            open_containers.append((iter(item.items()), True))
+            path.append(None)
+        elif isinstance(item, (list, tuple)):
+            open_containers.append((enumerate(item), False))
+            path.append(None)
+        while open_containers:  # on to the next item in encoding order
+            entries, is_map = open_containers[-1]
+            entry = next(entries, None)
+            if entry is None:
+                open_containers.pop()
+                path.pop()
+                continue
+            key, item = entry
+            path[-1] = key
+            if is_map:
+                problem = _key_problem(key, str_keys_at_root and len(open_containers) == 1)
+                if problem is not None:
+                    return _render_path(root, path), problem
+            break
+        else:
+            return None
+
+
+def _value_problem(item: Any, depth: int) -> str | None:
+    """Why `item`, `depth` levels below a message's root, cannot be sent; None if it can."""
+    if item is None or isinstance(item, (bool, float, bytes, bytearray)):
+        return None
+    if isinstance(item, (msgpack.ExtType, msgpack.Timestamp)):  # ExtType is a namedtuple
+        return f"value of type {_type_name(item)} (msgpack ext types are not part of the contract)"
+    if isinstance(item, (dict, list, tuple)):
+        if depth >= WIRE_MAX_DEPTH:
+            return (
+                f"containers nested more than {WIRE_MAX_DEPTH - 1} levels deep"
+                " (the supervisor reads no deeper)"
+            )
+        return None
+    if isinstance(item, str):
+        return None if _is_utf8(item) else "value of type str with a lone surrogate (not UTF-8)"
+    if isinstance(item, int):
+        if _INT_MIN <= item <= _INT_MAX:
+            return None
+        return "value of type int out of msgpack's range (-2**63 to 2**64-1)"
+    if isinstance(item, memoryview):
+        return None if item.c_contiguous else "value of type memoryview that is not contiguous"
+    return f"value of type {_type_name(item)} (msgpack cannot encode it)"
+
+
+def _key_problem(key: Any, str_only: bool) -> str | None:
+    if isinstance(key, str):
+        return None if _is_utf8(key) else "key of type str with a lone surrogate (not UTF-8)"
+    if isinstance(key, (bytes, memoryview)) and not str_only:
+        return None
+    return f"key of type {_type_name(key)} (map keys must be strings)"
+
+
+def _is_utf8(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _type_name(obj: Any) -> str:
+    """'set', 'datetime.datetime', 'Thing' (a class of __main__)."""
+    cls = type(obj)
+    module = getattr(cls, "__module__", None)
+    if module in (None, "builtins", "__main__"):
+        return cls.__qualname__
+    return f"{module}.{cls.__qualname__}"
+
+
+def _render_path(root: str, path: list[Any]) -> str:
+    return root + "".join(f"[{_subscript(key)}]" for key in path)
+
+
+def _subscript(key: Any) -> str:
+    if isinstance(key, str):
+        import json  # only on the error path: keeps worker start-up lean
+
+        shown = key if len(key) <= _KEY_SHOWN else key[:_KEY_SHOWN] + "..."
+        # Non-ASCII shows as itself, unless a lone surrogate would make the
+        # message itself unsendable: then everything is escaped.
+        return json.dumps(shown, ensure_ascii=not _is_utf8(shown))
+    try:
+        text = repr(key)
+    except Exception:  # noqa: BLE001 - user __repr__, or an int too long to print
+        text = f"<{_type_name(key)}>"
+    return text if len(text) <= _KEY_SHOWN else text[:_KEY_SHOWN] + "..."
 
 
 # ---------------------------------------------------------------- validation

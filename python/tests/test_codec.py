@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import datetime
 import struct
 from typing import Any
 
@@ -20,6 +22,8 @@ from snakefleet.codec import (
     decode_value,
     encode,
     encode_frame,
+    find_unsendable,
+    refusal_message,
     validate_frame,
     validate_reply,
     validate_request,
@@ -184,6 +188,134 @@ def test_user_code_failing_inside_encode_is_an_encode_error() -> None:
         encode({"m": _RaisingMap(a=1)})
     with pytest.raises(EncodeError, match="BufferError"):
         encode(memoryview(bytes(8))[::2])
+
+
+# ---------------------------------------------------------------- explaining a refusal
+
+
+def nest(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "path", "problem"),
+    [
+        ({1, 2}, "result", "value of type set (msgpack cannot encode it)"),
+        (
+            {"items": [1, 2, 3, datetime.datetime(2024, 1, 1)]},
+            'result["items"][3]',
+            "value of type datetime.datetime (msgpack cannot encode it)",
+        ),
+        ([object()], "result[0]", "value of type object (msgpack cannot encode it)"),
+        ({"a": {"b": {3: 1}}}, 'result["a"]["b"][3]', "key of type int (map keys must be strings)"),
+        ({(1, 2): 1}, "result[(1, 2)]", "key of type tuple (map keys must be strings)"),
+        ({None: 1}, "result[None]", "key of type NoneType (map keys must be strings)"),
+        (
+            {"x": (1, {2.5: 1})},
+            'result["x"][1][2.5]',
+            "key of type float (map keys must be strings)",
+        ),
+        (
+            [2**64],
+            "result[0]",
+            "value of type int out of msgpack's range (-2**63 to 2**64-1)",
+        ),
+        (
+            [-(2**63) - 1],
+            "result[0]",
+            "value of type int out of msgpack's range (-2**63 to 2**64-1)",
+        ),
+        ({"s": "\ud800"}, 'result["s"]', "value of type str with a lone surrogate (not UTF-8)"),
+        (
+            {"\udc80": 1},
+            'result["\\udc80"]',
+            "key of type str with a lone surrogate (not UTF-8)",
+        ),
+        (
+            [msgpack.Timestamp(1, 0)],
+            "result[0]",
+            "value of type msgpack.ext.Timestamp (msgpack ext types are not part of the contract)",
+        ),
+        (
+            {"e": msgpack.ExtType(3, b"")},
+            'result["e"]',
+            "value of type msgpack.ext.ExtType (msgpack ext types are not part of the contract)",
+        ),
+        (
+            memoryview(bytes(8))[::2],
+            "result",
+            "value of type memoryview that is not contiguous",
+        ),
+        (
+            nest(32),
+            "result" + "[0]" * 31,
+            "containers nested more than 31 levels deep (the supervisor reads no deeper)",
+        ),
+    ],
+)
+def test_find_unsendable_names_path_and_problem(value: Any, path: str, problem: str) -> None:
+    assert find_unsendable(value, "result") == (path, problem)
+
+
+def test_find_unsendable_finds_nothing_in_what_the_wire_carries() -> None:
+    fine = {
+        "t": (1, (2, "x")),  # tuples are arrays
+        "nan": float("nan"),
+        "bin": b"\x00",
+        "ba": bytearray(b"\x01"),
+        "mv": memoryview(b"ab"),
+        "big": 2**64 - 1,
+        "small": -(2**63),
+        "od": collections.OrderedDict(a=[True, None]),
+        "ü": "ünïcode",
+        b"bin key": 1,  # below the root of a frame, as the decoder allows
+        "deep": nest(30),
+    }
+    assert find_unsendable(fine, "result") is None
+    assert find_unsendable(fine, "state", str_keys_at_root=True) == (
+        "state[b'bin key']",
+        "key of type bytes (map keys must be strings)",
+    )
+
+
+def test_find_unsendable_reports_the_first_item_in_encoding_order() -> None:
+    value = {"a": [1, {"b": {1, 2}}], 5: "x", "c": object()}
+    assert find_unsendable(value, "result") == (
+        'result["a"][1]["b"]',
+        "value of type set (msgpack cannot encode it)",
+    )
+    del value["a"]
+    assert find_unsendable(value, "result") == (
+        "result[5]",
+        "key of type int (map keys must be strings)",
+    )
+
+
+def test_find_unsendable_cuts_long_keys_and_escapes_strings() -> None:
+    key = "k" * 60
+    path, _ = find_unsendable({key: {1}}, "result") or ("", "")
+    assert path == 'result["' + "k" * 40 + '..."]'
+    path, _ = find_unsendable({'say "hi"\n': {1}}, "result") or ("", "")
+    assert path == 'result["say \\"hi\\"\\n"]'
+
+
+def test_find_unsendable_survives_user_code_that_raises() -> None:
+    assert find_unsendable({"m": _RaisingMap(a=1)}, "result") is None
+
+
+def test_refusal_message() -> None:
+    found = ('result["x"]', "value of type set (msgpack cannot encode it)")
+    error = EncodeError("not serializable: TypeError: can not serialize 'set' object")
+    assert refusal_message("the result", found, error) == (
+        'the result is not serializable at result["x"]:'
+        " value of type set (msgpack cannot encode it)"
+    )
+    assert refusal_message("the result", None, error) == (
+        "the result is not serializable: TypeError: can not serialize 'set' object"
+    )
 
 
 # ---------------------------------------------------------------- requests
