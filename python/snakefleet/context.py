@@ -16,7 +16,7 @@ empty map, and only a non-empty state counts as a change.
 
 from __future__ import annotations
 
-from snakefleet.codec import EncodeError, encode
+from snakefleet.codec import EncodeError, encode, find_unsendable, refusal_message
 
 # `typing` costs a worker ~3 ms of start-up (it imports `re`); annotations are
 # strings here (PEP 563), so type-only names are imported for checkers only.
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from typing import Any
 
     State = dict[str, Any]
+
+
+STATE = "the session state"  # how error messages name it
 
 
 class StateError(ValueError):
@@ -69,7 +72,8 @@ class SessionContext:
         """The state to return in `result.state`, or None if it is unchanged.
 
         Raises StateError when the state is no longer a map with string keys
-        or holds a value msgpack cannot encode."""
+        or holds a value msgpack cannot encode; nested keys and ext types are
+        judged when the reply is encoded (Worker.on_call)."""
         state = self.state
         if not isinstance(state, dict):
             raise StateError(f"ctx.state must be a dict, got {type(state).__name__}")
@@ -78,11 +82,18 @@ class SessionContext:
         try:
             after = encode(state)
         except EncodeError as e:
-            raise StateError(f"session state is {e}") from None
+            raise StateError(state_refusal(state, e)) from None
         if after == self._baseline:
             return None
         for key in state:
-            if type(key) is not str:
-                raise StateError(f"session state keys must be strings, got {key!r}")
+            if not isinstance(key, str):
+                raise StateError(state_refusal(state, EncodeError("map keys must be strings")))
         self.encoded = after
         return state
+
+
+def state_refusal(state: State, error: Exception) -> str:
+    """Why a session state cannot be sent, naming the path of the offending
+    item (`state["cart"][3]`, `state[1]`). A state is stored as a message of
+    its own, so even bin keys are refused at its top level."""
+    return refusal_message(STATE, find_unsendable(state, "state", str_keys_at_root=True), error)
