@@ -34,6 +34,14 @@ struct sf_kafka {
     bool closing;
     bool close_unfinished; /* leaving the group timed out: destroy without closing again */
     bool reset_latest;     /* auto.offset.reset starts a partition without a commit at its end */
+    /* Each assigned partition's offsets as listed at assignment, for lag until
+     * the first fetch response brings librdkafka's own watermarks. */
+    struct ends {
+        char topic[256];
+        int32_t partition;
+        int64_t lo, hi;
+    } * ends;
+    int nends, cap_ends;
 };
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -58,6 +66,51 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 /* How long an assignment may wait for the group's committed offsets (for lag). */
 #define COMMITTED_TIMEOUT_MS 2000
 
+static struct ends *ends_find(sf_kafka *k, const char *topic, int32_t partition)
+{
+    for (int i = 0; i < k->nends; i++)
+        if (k->ends[i].partition == partition && strcmp(k->ends[i].topic, topic) == 0)
+            return &k->ends[i];
+    return NULL;
+}
+
+/*
+ * Lists the first and next offsets of newly assigned partitions (one
+ * ListOffsets round per leader and end), so lag is known at once rather than
+ * after the first fetch response. A failed lookup leaves lag unknown until then.
+ */
+static void ends_list(sf_kafka *k, const rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_topic_partition_list_t *l[2];
+    for (int e = 0; e < 2; e++) {
+        l[e] = rd_kafka_topic_partition_list_copy(parts);
+        for (int i = 0; i < l[e]->cnt; i++) /* ListOffsets' "timestamps" for either end */
+            l[e]->elems[i].offset = e == 0 ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
+        rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(k->consumer, l[e], 2000);
+        if (err)
+            sf_warn("kafka.list_offsets_failed", "reason=\"%s\"", rd_kafka_err2str(err));
+        for (int i = 0; err && i < l[e]->cnt; i++)
+            l[e]->elems[i].offset = -1;
+    }
+    for (int i = 0; i < parts->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        struct ends *x = ends_find(k, tp->topic, tp->partition);
+        if (x == NULL) {
+            if (k->nends == k->cap_ends) {
+                k->cap_ends = k->cap_ends ? 2 * k->cap_ends : 16;
+                k->ends = realloc(k->ends, (size_t)k->cap_ends * sizeof(*k->ends));
+            }
+            x = &k->ends[k->nends++];
+            snprintf(x->topic, sizeof(x->topic), "%s", tp->topic);
+            x->partition = tp->partition;
+        }
+        x->lo = l[0]->elems[i].err ? -1 : l[0]->elems[i].offset;
+        x->hi = l[1]->elems[i].err ? -1 : l[1]->elems[i].offset;
+    }
+    rd_kafka_topic_partition_list_destroy(l[0]);
+    rd_kafka_topic_partition_list_destroy(l[1]);
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -77,6 +130,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
         rd_kafka_topic_partition_list_t *seen = rd_kafka_topic_partition_list_copy(parts);
         sf_kafka_committed(k, seen, COMMITTED_TIMEOUT_MS);
+        ends_list(k, parts);
         k->h.on_assign(k->h.ctx, seen);
         rd_kafka_topic_partition_list_destroy(seen);
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
@@ -304,6 +358,7 @@ void sf_kafka_free(sf_kafka *k)
         if (k->ppipe[i] >= 0)
             close(k->ppipe[i]);
     }
+    free(k->ends);
     free(k);
 }
 
@@ -539,9 +594,20 @@ void sf_kafka_committed(sf_kafka *k, rd_kafka_topic_partition_list_t *parts, int
 
 int64_t sf_kafka_lag(sf_kafka *k, const char *topic, int32_t partition, int64_t next)
 {
-    int64_t lo, hi;
-    if (next == SF_KAFKA_OFFSET_UNKNOWN ||
-        rd_kafka_get_watermark_offsets(k->consumer, topic, partition, &lo, &hi) != 0 || hi < 0)
+    int64_t lo = -1, hi = -1;
+    if (next == SF_KAFKA_OFFSET_UNKNOWN)
+        return -1;
+    if (rd_kafka_get_watermark_offsets(k->consumer, topic, partition, &lo, &hi) != 0 || hi < 0 ||
+        lo < 0) {
+        const struct ends *x = ends_find(k, topic, partition); /* no fetch answered yet */
+        if (x == NULL)
+            return -1;
+        if (hi < 0)
+            hi = x->hi;
+        if (lo < 0)
+            lo = x->lo;
+    }
+    if (hi < 0 || (next < 0 && !k->reset_latest && lo < 0))
         return -1;
     if (next < 0) /* no commit: consumption starts at auto.offset.reset */
         next = k->reset_latest ? hi : lo;

@@ -1,6 +1,7 @@
 /*
  * main.c — snakefleet-supervisor: loads the configuration, wires the daemon
- * into one libevent loop, and turns SIGTERM/SIGINT into a graceful stop.
+ * into one libevent loop, turns SIGTERM/SIGINT into a graceful stop and
+ * SIGHUP into a reload of the program code.
  */
 #include <event2/event.h>
 #include <signal.h>
@@ -25,12 +26,25 @@ static const char USAGE[] =
     "  --dev               run against an embedded Kafka mock cluster (no broker needed);\n"
     "                      prints KAFKA_BOOTSTRAP=HOST:PORT, its address, on stdout\n"
     "  --print-config      print the effective configuration with each value's source\n"
-    "  -h, --help          this text and every option\n";
+    "  -h, --help          this text and every option\n"
+    "\n"
+    "Signals: SIGTERM or SIGINT drains and stops (a second one exits at once);\n"
+    "SIGHUP reloads program code: workers are replaced one by one between calls.\n";
 
 typedef struct app {
     sf_daemon *daemon;
     int signals;
 } app;
+
+/* SIGHUP: pick up changed program code (systemctl reload); see sf_daemon_reload. */
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+    app *a = arg;
+    if (sf_daemon_reload(a->daemon) < 0)
+        sf_warn("supervisor.signal", "signal=%d action=ignored reason=shutting_down", (int)sig);
+    else
+        sf_info("supervisor.signal", "signal=%d action=reload", (int)sig);
+}
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -129,12 +143,15 @@ int main(int argc, char **argv)
     }
     struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, &a);
     struct event *sigint = evsignal_new(base, SIGINT, on_signal, &a);
+    struct event *sighup = evsignal_new(base, SIGHUP, on_reload, &a);
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
+    event_add(sighup, NULL);
     event_base_dispatch(base);
     int rc = sf_daemon_done(a.daemon) ? 0 : 1;
     event_free(sigterm);
     event_free(sigint);
+    event_free(sighup);
     sf_http_free(http);
     sf_daemon_free(a.daemon);
     event_base_free(base);
