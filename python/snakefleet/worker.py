@@ -45,15 +45,19 @@ from snakefleet.codec import (
     decode_value,
     encode,
     encode_frame,
+    find_unsendable,
+    refusal_message,
     validate_frame,
 )
-from snakefleet.context import SessionContext, StateError
+from snakefleet.context import STATE, SessionContext, StateError
 from snakefleet.log import Logger
 from snakefleet.programs import (
     INTERNAL,
     INVALID_REQUEST,
     PROGRAM_ERROR,
     STALE_CACHE,
+    CallableProgram,
+    Program,
     ProgramError,
     ProgramRegistry,
     available_kinds,
@@ -66,7 +70,7 @@ from snakefleet.programs import (
 # strings here (PEP 563), so type-only names are imported for checkers only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from types import FrameType
+    from types import CodeType, FrameType
     from typing import Any
 
     from snakefleet.codec import Message
@@ -82,6 +86,9 @@ EXIT_INTERRUPTED = 130
 STATE_CACHE_MAX = 4096
 
 PYTHON_VERSION = "{}.{}.{}".format(*sys.version_info[:3])
+# Results the decode check can skip: the decoder gives back these exactly as
+# the encoder took them (anything else may hide a non-string key or an ext type).
+PLAIN_RESULTS = frozenset({type(None), bool, int, float, str, bytes})
 
 USAGE = "usage: python -m snakefleet.worker --worker-id ID [--max-frame-bytes N]"
 
@@ -307,18 +314,30 @@ class Worker:
         reply["exec_us"] = (time.perf_counter_ns() - started) // 1000
         try:
             data = encode_frame(reply, self.max_frame_bytes)
-            if type(reply.get("value")) in (dict, list, tuple) or state is not None:
-                decode_value(memoryview(data)[4:])  # nested non-string map keys
+            if type(value) not in PLAIN_RESULTS or state is not None:
+                decode_value(memoryview(data)[4:])  # nested non-string map keys, ext types
         except FrameTooLarge as e:
-            error = ProgramError(PROGRAM_ERROR, f"the result is too large to send: {e}")
-            data = self.encode_error_result(call, error, started)
+            message = too_large_message(value, state, e)
+            data = self.unsendable_result(call, message, FrameTooLarge, started)
         except (EncodeError, DecodeError) as e:
-            error = ProgramError(PROGRAM_ERROR, f"the result is not serializable: {e}")
-            data = self.encode_error_result(call, error, started)
+            message = refused_reply_message(value, state, e)
+            data = self.unsendable_result(call, message, EncodeError, started)
         else:
             if state is not None and self._produced is not None:
                 self.cache_state(*self._produced)  # the state went out: it is the new version
         return data
+
+    def unsendable_result(
+        self, call: Message, message: str, kind: type[EncodeError], started: int
+    ) -> bytes:
+        """The program_error for a reply that cannot be sent, with a traceback
+        naming the program that produced it."""
+        program = None
+        if call["op"] == "execute_program":
+            program = self.registry.get(call["session"], call["program"])
+        where = returned_traceback(program, call["op"], kind, message)
+        error = ProgramError(PROGRAM_ERROR, message, where)
+        return self.encode_error_result(call, error, started)
 
     def encode_error_result(self, call: Message, error: ProgramError, started: int) -> bytes:
         reply = self.error_result(call, error)
@@ -396,7 +415,9 @@ class Worker:
         try:
             delta = ctx.state_delta()
         except StateError as e:
-            raise ProgramError(PROGRAM_ERROR, str(e)) from None
+            message = str(e)
+            where = returned_traceback(program, call["op"], EncodeError, message)
+            raise ProgramError(PROGRAM_ERROR, message, where) from None
         if delta is not None and baseline is not None and ctx.encoded is not None:
             self._produced = (session, call["seq"], ctx.encoded)
         return value, delta
@@ -446,6 +467,109 @@ class Worker:
             "rss_kb": rss_kb(),
             "python": PYTHON_VERSION,
         }
+
+
+# ---------------------------------------------------------------- unsendable replies
+#
+# A reply is encoded after the program has returned, so when its result or
+# state cannot be sent no frame of user code is left to point at. These build
+# the error's message and a traceback that says as much.
+
+
+def refused_reply_message(value: Any, state: dict[str, Any] | None, error: Exception) -> str:
+    """Why a reply that the encoder or the decode check refused cannot be sent,
+    naming the offending item: the result is searched first, then the state."""
+    found = find_unsendable(value, "result")
+    if found is None and state is not None:
+        found = find_unsendable(state, "state", str_keys_at_root=True)
+        if found is not None:
+            return refusal_message(STATE, found, error)
+    return refusal_message(
+        "the result" if state is None else "the result or " + STATE, found, error
+    )
+
+
+def too_large_message(value: Any, state: dict[str, Any] | None, error: FrameTooLarge) -> str:
+    """Which part makes the reply too large: the result or the session state
+    (the one that is too large even without the other), or both; with the
+    sizes of each."""
+    result_size = len(encode(value))
+    if state is None:
+        return f"the result is too large to send: {error} (result {result_size} bytes)"
+    state_size = len(encode(state))
+    rest = error.size - result_size - state_size  # the frame's other fields
+    result_alone = rest + result_size > error.limit
+    state_alone = rest + state_size > error.limit
+    if result_alone and not state_alone:
+        subject = "the result is"
+    elif state_alone and not result_alone:
+        subject = f"{STATE} is"
+    else:
+        subject = f"the result and {STATE} are"
+    return (
+        f"{subject} too large to send: {error}"
+        f" (result {result_size} bytes, session state {state_size} bytes)"
+    )
+
+
+def returned_traceback(
+    program: Program | None, op: str, kind: type[EncodeError], message: str
+) -> str:
+    """A traceback for a result or state found unsendable after the program
+    returned, ending in `kind: message`. It has the layout of
+    format_user_traceback()'s, from the same traceback module, but its one
+    frame is where the program's function is defined, and a last line says so.
+    Without a Python function behind the program (a dspy program, a builtin)
+    or a program at all (ops the worker answers itself), the frame's place
+    says that instead."""
+    import traceback  # only on the error path: keeps worker start-up lean
+
+    code = None if program is None else program_code(program)
+    lines = ["Traceback (most recent call last):\n"]
+    if code is not None:
+        frame = traceback.FrameSummary(code.co_filename, code.co_firstlineno, code.co_name)
+        lines += traceback.format_list([frame])
+    elif program is None:
+        lines.append(f"  (no user code ran: the worker answers op '{op}' itself)\n")
+    else:
+        lines.append(
+            f"  (no Python function to show for program '{program.program_id}'"
+            f" of kind '{program.kind}')\n"
+        )
+    lines.append(f"{kind.__module__}.{kind.__qualname__}: {message}\n")
+    if code is not None:
+        lines.append(
+            f"(checked after {code.co_name} returned: the line shown is where it is"
+            " defined, not where the value was made)\n"
+        )
+    return "".join(lines)
+
+
+def program_code(program: Program) -> CodeType | None:
+    """The code of the Python function behind a callable program, through
+    decorators (`__wrapped__`), partials, bound methods and callable objects
+    (their class's `__call__`); None when there is none to find."""
+    import functools
+    import types
+
+    if not isinstance(program, CallableProgram):
+        return None
+    fn: Any = program.fn
+    try:
+        for _ in range(8):  # one layer of wrapping a turn; nobody stacks 8
+            if hasattr(fn, "__wrapped__"):
+                fn = fn.__wrapped__
+            elif isinstance(fn, functools.partial):
+                fn = fn.func
+            elif isinstance(getattr(fn, "__code__", None), types.CodeType):
+                return fn.__code__  # type: ignore[no-any-return]  # a function, a bound method
+            elif isinstance(fn, type):
+                return None  # a class as entry: no one function is "the program"
+            else:
+                fn = type(fn).__call__
+    except Exception:  # noqa: BLE001 - a user object's __getattr__ may raise anything
+        return None
+    return None
 
 
 def serve(

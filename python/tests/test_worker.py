@@ -137,12 +137,20 @@ def test_program_namespaced_by_session(worker: WorkerProc) -> None:
     assert worker.call("delete_program", "alice", program="p")["value"] is False
 
 
-@pytest.mark.parametrize("what", ["object", "set", "int_keys"])
-def test_not_serializable_result(worker: WorkerProc, what: str) -> None:
+@pytest.mark.parametrize(
+    ("what", "where"),
+    [
+        ("object", "at result: value of type object"),
+        ("set", "at result: value of type set"),
+        ("int_keys", 'at result["ok"][1]: key of type int'),
+    ],
+)
+def test_not_serializable_result(worker: WorkerProc, what: str, where: str) -> None:
     r = worker.execute("bad_result", args={"what": what})
     assert r["ok"] is False
     assert r["error"]["type"] == "program_error"
-    assert "not serializable" in r["error"]["message"]
+    assert r["error"]["message"].startswith(f"the result is not serializable {where}")
+    assert "in bad_result" in r["error"]["traceback"]
     assert worker.call("ping")["value"] == "pong"
 
 
