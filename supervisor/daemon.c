@@ -46,6 +46,8 @@ typedef struct part {
     struct job *pend_head, *pend_tail; /* consumed before the lease was known */
     bool bumping;
     uint32_t gen;
+    uint32_t lease_failures; /* in a row; logged on the first, then every 30 s, and when over */
+    uint64_t lease_failed_log_us; /* when the last lease.failed line was written */
 } part;
 
 typedef struct sessq sessq;
@@ -167,6 +169,21 @@ typedef struct lease_ctx {
 static void part_take_lease(sf_daemon *d, part *p);
 
 /*
+ * A partition without a lease cannot run what it consumes: it stops fetching
+ * until the lease is taken, so what it holds meanwhile is bounded by what was
+ * already fetched (and by supervisor.max_queued), not by Redis' downtime.
+ */
+static void part_pause_for_lease(sf_daemon *d, part *p)
+{
+    if (p->paused || p->revoking || d->shutting_down)
+        return;
+    p->paused = true;
+    d->any_paused = true;
+    sf_kafka_pause(d->kafka, p->topic, p->partition);
+    sf_info("lease.pause", "topic=%s partition=%d held=%d", p->topic, (int)p->partition, p->live);
+}
+
+/*
  * The lease is ours: requests consumed meanwhile may run now. Writes carry
  * this epoch; a supervisor that loses the partition keeps its old epoch, and
  * Redis refuses its writes once the next owner has bumped it.
@@ -184,21 +201,38 @@ static void on_lease(void *arg, const sf_store_reply *r)
         return;
     p->bumping = false;
     if (r->status != SF_STORE_OK || r->count <= 0) {
-        sf_warn("lease.failed", "topic=%s partition=%d reason=\"%s\" action=retry", p->topic,
-                (int)p->partition, r->error ? r->error : "no epoch");
+        /* One line when it starts failing and one every 30 s while it goes on, not per try. */
+        uint64_t t = now_us();
+        if (p->lease_failures++ == 0 || t - p->lease_failed_log_us >= 30000000u) {
+            p->lease_failed_log_us = t;
+            sf_warn(
+                "lease.failed",
+                "topic=%s partition=%d reason=\"%s\" failures=%u held=%d action=pause_and_retry",
+                p->topic, (int)p->partition, r->error ? r->error : "no epoch", p->lease_failures,
+                p->live);
+        }
+        part_pause_for_lease(d, p);
         struct timeval tv = {0, 200000};
         evtimer_add(d->ev_lease_retry, &tv);
         return;
     }
     p->epoch = (uint64_t)r->count;
-    sf_info("lease.taken", "topic=%s partition=%d epoch=%llu", p->topic, (int)p->partition,
-            (unsigned long long)p->epoch);
+    sf_info("lease.taken", "topic=%s partition=%d epoch=%llu failures=%u", p->topic,
+            (int)p->partition, (unsigned long long)p->epoch, p->lease_failures);
+    p->lease_failures = 0;
     while (p->pend_head) {
         struct job *j = p->pend_head;
         p->pend_head = j->next;
         if (p->pend_head == NULL)
             p->pend_tail = NULL;
         sessq_push(d, j);
+    }
+    if (p->paused && !d->redis_down && !d->shutting_down &&
+        (uint32_t)d->held < d->cfg->resume_below) {
+        p->paused = false;
+        sf_kafka_resume(d->kafka, p->topic, p->partition);
+        sf_info("lease.resume", "topic=%s partition=%d held=%d", p->topic, (int)p->partition,
+                d->held);
     }
 }
 
@@ -241,6 +275,8 @@ static void on_assign(void *ctx, const rd_kafka_topic_partition_list_t *parts)
                            p->partition);
         d->parts[d->nparts++] = p;
         part_take_lease(d, p);
+        if (d->redis_down)
+            part_pause_for_lease(d, p); /* assigned during an outage: nothing may run */
         sf_info("kafka.assigned", "topic=%s partition=%d protocol=%s", p->topic, (int)p->partition,
                 sf_kafka_protocol(d->kafka));
     }
@@ -1283,7 +1319,10 @@ static void on_message(void *ctx, rd_kafka_message_t *m)
         return;
     }
     if (p->epoch == 0) {
-        /* no lease yet: hold it, in order, until Redis gives one */
+        /* no lease yet: hold it, in order, until Redis gives one; fetch no more meanwhile
+         * unless the lease is on its way (bumping, first try) */
+        if (p->lease_failures || d->redis_down)
+            part_pause_for_lease(d, p);
         j->next = NULL;
         if (p->pend_tail)
             p->pend_tail->next = j;
@@ -1333,7 +1372,7 @@ static void backpressure_check(sf_daemon *d)
         bool still = false;
         for (int i = 0; i < d->nparts; i++) {
             part *p = d->parts[i];
-            if (p->paused && !p->revoking) {
+            if (p->paused && !p->revoking && p->epoch) {
                 p->paused = false;
                 sf_kafka_resume(d->kafka, p->topic, p->partition);
                 sf_info("backpressure.resume", "topic=%s partition=%d held=%d", p->topic,
