@@ -72,6 +72,7 @@ typedef struct job {
     bool claimed;                  /* the request id is ours in Redis: its reply is cached */
     bool dlq_sent;                 /* a DLQ record was produced for it */
     bool lost;                     /* a record it produced was not acknowledged */
+    msgpack_sbuffer *owed;         /* an answer sent, not yet remembered in Redis (remember_owed) */
     struct event *ev_retry;        /* waiting for another owner's claim, or for Redis */
     uint64_t unavailable_since_us; /* Redis failed this job first at; 0 = never */
     char session_key[SF_MAX_SESSION_BYTES + 1];
@@ -288,6 +289,10 @@ static void job_free(sf_daemon *d, job *j)
 {
     if (j->ev_retry)
         event_free(j->ev_retry);
+    if (j->owed) {
+        msgpack_sbuffer_free(j->owed);
+        j->owed = NULL;
+    }
     if (j->valid)
         sf_request_release(&j->req);
     rd_kafka_message_destroy(j->msg);
@@ -488,8 +493,8 @@ static void pack_reply(sf_daemon *d, job *j, const reply_parts *rp, msgpack_sbuf
     sf_reply_pack(&pk, &r);
 }
 
-/* Produces reply bytes to the job's reply topic; the session moves on. */
-static void emit_reply(sf_daemon *d, job *j, const char *data, size_t len, bool ok)
+/* Produces reply bytes to the job's reply topic (and counts the answer). */
+static void produce_reply(sf_daemon *d, job *j, const char *data, size_t len, bool ok)
 {
     sf_debug("request.reply", "session=%s id=%.*s offset=%lld ok=%d", j->session_key,
              j->valid ? (int)j->req.id.len : 0, j->valid ? j->req.id.ptr : "", (long long)j->offset,
@@ -500,6 +505,12 @@ static void emit_reply(sf_daemon *d, job *j, const char *data, size_t len, bool 
         d->total_errors++;
     sf_hist_record(&d->latency, now_us() - j->consumed_us);
     produce(d, j, j->reply_to, &sb, true);
+}
+
+/* Produces reply bytes to the job's reply topic; the session moves on. */
+static void emit_reply(sf_daemon *d, job *j, const char *data, size_t len, bool ok)
+{
+    produce_reply(d, j, data, len, ok);
     job_replied(d, j);
 }
 
@@ -519,6 +530,8 @@ static void send_reply_state(sf_daemon *d, job *j, const reply_parts *rp,
 
 static void reply_error(sf_daemon *d, job *j, bool remember, const char *type, const char *field,
                         const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static void remember_owed(sf_daemon *d, job *j);
+static bool op_is_read(sf_op op);
 
 typedef struct commit_ctx {
     job *j;
@@ -648,8 +661,63 @@ static void reply_error(sf_daemon *d, job *j, bool remember, const char *type, c
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     pack_reply(d, j, &rp, &sb);
-    emit_reply(d, j, sb.data, sb.size, false);
+    if (strcmp(type, "unavailable") == 0 && j->valid && !op_is_read(j->req.op)) {
+        /* Redis could not take the answer: it goes out now and is remembered before the
+         * session moves on, so a redelivery gets it again and never runs after the
+         * session's later requests. */
+        produce_reply(d, j, sb.data, sb.size, false);
+        j->owed = msgpack_sbuffer_new();
+        msgpack_sbuffer_write(j->owed, sb.data, sb.size);
+        remember_owed(d, j);
+    } else {
+        emit_reply(d, j, sb.data, sb.size, false);
+    }
     msgpack_sbuffer_destroy(&sb);
+}
+
+static void on_owed_retry(evutil_socket_t fd, short what, void *arg)
+{
+    job *j = arg;
+    event_free(j->ev_retry);
+    j->ev_retry = NULL;
+    remember_owed(j->d, j);
+}
+
+static void on_owed(void *arg, const sf_store_reply *r)
+{
+    job *j = arg;
+    sf_daemon *d = j->d;
+    switch (r->status) {
+    case SF_STORE_OK:
+    case SF_STORE_NOT_FOUND: /* a record without state has no session to miss */
+        sf_info("request.answer_remembered", "session=%s id=%.*s offset=%lld", j->session_key,
+                SF_STR_ARG(j->req.id), (long long)j->offset);
+        session_next(d, j);
+        if (j->producing == 0) /* else its delivery report ends it */
+            job_end(d, j, !j->lost);
+        break;
+    case SF_STORE_FENCED:
+        job_fenced(d, j, r->error); /* the partition's next owner answers it (again) */
+        break;
+    case SF_STORE_LIMIT:
+    case SF_STORE_UNAVAILABLE: {
+        /* Until Redis takes it, whatever the wait: the session's next request would need
+         * Redis too, and a drain or rebalance is bounded by its own timeout. */
+        j->ev_retry = evtimer_new(d->base, on_owed_retry, j);
+        struct timeval tv = {0, 250000};
+        evtimer_add(j->ev_retry, &tv);
+        break;
+    }
+    }
+}
+
+/* Writes the answer already sent as the request's dedupe record, fenced by our lease. */
+static void remember_owed(sf_daemon *d, job *j)
+{
+    sf_fence f = job_fence(j);
+    sf_store_commit(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
+                    j->req.id.len, j->owed->data, j->owed->size, NULL, 0, d->cfg->dedupe_ttl_s,
+                    on_owed, j);
 }
 
 static void reply_ok_raw(sf_daemon *d, job *j, const msgpack_sbuffer *result)

@@ -114,3 +114,77 @@ def test_a_partition_without_a_lease_pauses_while_redis_is_down(
         seq = [byid[f"{s}/x{r}"][0]["result"] for r in range(rounds)]
         assert seq == list(range(1, rounds + 1)), f"{s}: {seq}"
     assert b.has_event("lease.resume"), "the paused partitions resumed"
+
+
+@pytest.mark.timeout(300)
+def test_an_unavailable_answer_is_the_only_answer_after_a_sigkill(
+    own_redis: RedisServer, kafka: KafkaEnv, fleet: Fleet
+) -> None:
+    """Redis refuses writes for longer than redis.retry_timeout: the first
+    round of executes is answered `unavailable`. Redis takes writes again, a
+    second round runs, and the supervisor is SIGKILLed before its offsets are
+    committed, so the next owner gets both rounds again. Every request keeps
+    its one answer (the first round stays `unavailable`, it does not run
+    after the second), and every counter is exactly 1."""
+    own_redis.start()
+    opts: dict[str, Any] = {
+        "redis__url": own_redis.url,
+        "redis__retry_timeout": 1500,
+        # nothing committed before the SIGKILL: the next owner re-reads everything
+        "kafka__auto__commit__interval__ms": 600000,
+    }
+    a = fleet.start(**opts)
+    fleet.wait_stable([a])
+    replies = kafka.replies()
+    sessions = [kafka.session(i) for i in range(16)]
+    create_sessions(kafka, replies, sessions)
+
+    own_redis.cli("CONFIG", "SET", "maxmemory", "1")  # every write refused (OOM)
+    try:
+        first = [f"{s}/x0" for s in sessions]
+        for rid in first:
+            kafka.send(kafka.request(rid, rid.split("/")[0], "execute_program", program="c"))
+        kafka.flush()
+        got = replies.wait_ids(first, 60)
+        assert all(got[r][0]["error"]["type"] == "unavailable" for r in first), {
+            r: got[r][0] for r in first
+        }
+        time.sleep(1)
+    finally:
+        own_redis.cli("CONFIG", "SET", "maxmemory", "0")
+    second = [f"{s}/x1" for s in sessions]
+    for rid in second:
+        kafka.send(kafka.request(rid, rid.split("/")[0], "execute_program", program="c"))
+    kafka.flush()
+    got = replies.wait_ids(second, 60)
+    assert all(got[r][0]["ok"] and got[r][0]["result"] == 1 for r in second), {
+        r: got[r][0] for r in second
+    }
+    a.kill()
+    b = fleet.start(**{**opts, "kafka__auto__commit__interval__ms": 1000})
+    fleet.wait_stable([b])
+
+    def answered_again() -> bool:
+        replies.poll(0.5)
+        return all(len(replies.by_id().get(r, [])) >= 2 for r in first + second)
+
+    wait_until(
+        answered_again,
+        60,
+        "the next owner to answer both rounds again",
+    )
+    byid = replies.by_id()
+    differ = {
+        r: [(x.get("ok"), x.get("result"), (x.get("error") or {}).get("type")) for x in byid[r]]
+        for r in first + second
+        if len({str((x.get("ok"), x.get("result"), x.get("error"))) for x in byid[r]}) != 1
+    }
+    assert not differ, f"{len(differ)} requests got two different answers: {differ}"
+    finals = []
+    for s in sessions:
+        kafka.send(kafka.request(f"{s}/final", s, "get_session_state"))
+        finals.append(f"{s}/final")
+    kafka.flush()
+    got = replies.wait_ids(finals, 60)
+    wrong = {r: got[r][0].get("result") for r in finals if got[r][0].get("result") != {"n": 1}}
+    assert not wrong, f"counters not exactly 1 (a first-round request ran late): {wrong}"
