@@ -59,6 +59,9 @@ static const opt OPTS[] = {
     {"supervisor", "http_listen", T_STR, S(http_listen), "", 0, 0,
      "host:port for /metrics and /health (empty: off)"},
     {"supervisor", "log_level", T_STR, S(log_level), "info", 0, 0, "debug, info, warn or error"},
+    {"supervisor", "partition_check", T_STR, S(partition_check_name), "refuse", 0, 0,
+     "a request whose key maps to another partition under topics.partitioner: refuse "
+     "(wrong_partition error, not run), warn (run, logged and counted) or off"},
     {"topics", "group", T_STR, S(group), "snakefleet", 0, 0, "Kafka consumer group"},
     {"topics", "requests", T_STR, S(requests), "snakefleet.requests", 0, 0,
      "request topics (comma-separated)"},
@@ -73,6 +76,10 @@ static const opt OPTS[] = {
      "partitions of a created request topic"},
     {"topics", "replication", T_U32, N(replication), "1", 1, 100,
      "replication factor of created topics"},
+    {"topics", "partitioner", T_STR, S(partitioner_name), "murmur2_random", 0, 0,
+     "how the fleet's producers map a key to a partition (librdkafka's name; murmur2_random "
+     "is the Java client's murmur2): murmur2_random, murmur2, consistent_random, consistent, "
+     "fnv1a_random or fnv1a"},
     {"telemetry", "interval", T_U32, N(telemetry_interval_ms), "5000", 100, MAX_U32,
      "ms between telemetry snapshots"},
     {"redis", "url", T_STR, S(redis_url), "redis://127.0.0.1:6379", 0, 0, "session store"},
@@ -444,6 +451,26 @@ int sf_config_finish(sf_config *c, char *err, size_t errlen)
     if (c->resume_below >= c->max_queued)
         return fail(err, errlen, "supervisor.resume_below (%u) must be below max_queued (%u)",
                     c->resume_below, c->max_queued);
+    if (sf_partitioner_parse(c->partitioner_name, &c->partitioner) < 0) {
+        int i = 0;
+        find_opt("topics", "partitioner", &i);
+        return fail(err, errlen, "topics.partitioner (%s): '%s' is not one of %s", c->sources[i],
+                    c->partitioner_name, sf_partitioner_names());
+    }
+    static const char *const checks[] = {"refuse", "warn", "off"};
+    bool known = false;
+    for (int i = 0; i < 3 && !known; i++) {
+        if (strcmp(c->partition_check_name, checks[i]) == 0) {
+            c->partition_check = (sf_partition_check)i;
+            known = true;
+        }
+    }
+    if (!known) {
+        int i = 0;
+        find_opt("supervisor", "partition_check", &i);
+        return fail(err, errlen, "supervisor.partition_check (%s): '%s' is not refuse, warn or off",
+                    c->sources[i], c->partition_check_name);
+    }
     static const char *const levels[] = {"debug", "info", "warn", "error"};
     bool ok = false;
     for (int i = 0; i < 4; i++) {

@@ -14,9 +14,17 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "partitioner.h"
 #include "pool.h"
 
 #define SF_CONFIG_MAX_KAFKA 64
+
+/* supervisor.partition_check: what a request whose key maps to another partition gets. */
+typedef enum {
+    SF_PARTITION_CHECK_REFUSE, /* a wrong_partition error, not run */
+    SF_PARTITION_CHECK_WARN,   /* run, logged and counted */
+    SF_PARTITION_CHECK_OFF,
+} sf_partition_check;
 
 typedef struct sf_kv {
     char key[128];
@@ -35,6 +43,8 @@ typedef struct sf_config {
     uint32_t revoke_timeout_ms;
     char http_listen[64];
     char log_level[16];
+    char partition_check_name[16];
+    sf_partition_check partition_check; /* parsed from partition_check_name */
     /* [topics] */
     char group[128];
     char requests[256];
@@ -44,6 +54,8 @@ typedef struct sf_config {
     bool create_topics;
     uint32_t partitions;
     uint32_t replication;
+    char partitioner_name[32];  /* librdkafka's name: also the producer's `partitioner` */
+    sf_partitioner partitioner; /* parsed from partitioner_name */
     /* [telemetry] */
     uint32_t telemetry_interval_ms;
     /* [redis] */

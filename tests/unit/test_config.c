@@ -163,3 +163,40 @@ Test(config, deploy_example_loads_and_sets_every_option)
     cr_expect(strstr(out, "; default") == NULL, "options missing from %s:\n%s", ini, out);
     free(out);
 }
+
+Test(config, partitioner_and_partition_check_are_checked_by_name)
+{
+    sf_config c;
+    char err[512];
+    sf_config_defaults(&c);
+    cr_assert_eq(sf_config_finish(&c, err, sizeof(err)), 0, "%s", err);
+    cr_expect_str_eq(c.partitioner_name, "murmur2_random");
+    cr_expect_eq(c.partitioner, SF_PARTITIONER_MURMUR2_RANDOM);
+    cr_expect_eq(c.partition_check, SF_PARTITION_CHECK_REFUSE);
+    cr_assert_eq(
+        sf_config_set(&c, "topics.partitioner=consistent_random", "flag", err, sizeof(err)), 0);
+    cr_assert_eq(sf_config_set(&c, "supervisor.partition_check=warn", "flag", err, sizeof(err)), 0);
+    cr_assert_eq(sf_config_finish(&c, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(c.partitioner, SF_PARTITIONER_CONSISTENT_RANDOM);
+    cr_expect_eq(c.partition_check, SF_PARTITION_CHECK_WARN);
+    cr_assert_eq(sf_config_set(&c, "supervisor.partition_check=off", "flag", err, sizeof(err)), 0);
+    cr_assert_eq(sf_config_finish(&c, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(c.partition_check, SF_PARTITION_CHECK_OFF);
+
+    sf_config_defaults(&c);
+    cr_assert_eq(
+        sf_config_set(&c, "topics.partitioner=random", "--topics.partitioner", err, sizeof(err)),
+        0);
+    cr_expect_eq(sf_config_finish(&c, err, sizeof(err)), -1);
+    cr_expect(strstr(err, "topics.partitioner (--topics.partitioner)") && strstr(err, "'random'") &&
+                  strstr(err, "murmur2_random"),
+              "%s", err);
+    sf_config_defaults(&c);
+    char *env[] = {"SNAKEFLEET_SUPERVISOR_PARTITION_CHECK=reject", NULL};
+    cr_assert_eq(sf_config_load_env(&c, env, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(sf_config_finish(&c, err, sizeof(err)), -1);
+    cr_expect(
+        strstr(err, "supervisor.partition_check (env SNAKEFLEET_SUPERVISOR_PARTITION_CHECK)") &&
+            strstr(err, "'reject'"),
+        "%s", err);
+}
