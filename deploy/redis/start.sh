@@ -36,6 +36,8 @@ set -euo pipefail
 die() { echo "redis/start.sh: error: $*" >&2; exit 1; }
 usage_error() { echo "redis/start.sh: error: $*" >&2; exit 2; }
 note() { echo "redis/start.sh: $*" >&2; }
+# shellcheck source=deploy/lib/proc.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/proc.sh"
 now_ms() { date +%s%3N; }
 t0="$(now_ms)"
 
@@ -69,7 +71,9 @@ command -v redis-cli >/dev/null 2>&1 || die "redis-cli not found (Debian: apt-ge
 
 if [[ -n "$dir" && -f "$dir/redis.pid" ]]; then
   old="$(cat "$dir/redis.pid")"
-  if [[ "$old" =~ ^[0-9]+$ ]] && kill -0 "$old" 2>/dev/null; then
+  # alive, not kill -0: a server killed with SIGKILL may stay a zombie until its
+  # parent (init, after daemonizing) reaps it, and a zombie serves nothing
+  if [[ "$old" =~ ^[0-9]+$ ]] && alive "$old"; then
     die "a redis-server (pid $old) is already running in $dir; stop it with deploy/redis/stop.sh $dir"
   fi
 fi
