@@ -22,6 +22,10 @@
 
 #define POLL_BATCH 500
 
+/* How long a topic may take to show up in the brokers' metadata after it was created
+ * (KRaft brokers follow the controller's log within milliseconds). */
+#define SF_KAFKA_TOPIC_PROPAGATION_MS "5000"
+
 struct sf_kafka {
     struct event_base *base;
     const sf_config *cfg;
@@ -165,7 +169,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     if (m->err)
         sf_error("kafka.delivery_failed", "topic=%s error=%s", rd_kafka_topic_name(m->rkt),
                  rd_kafka_err2str(m->err));
-    k->h.on_delivery(k->h.ctx, m->_private, m->err);
+    k->h.on_delivery(k->h.ctx, m->_private, rd_kafka_topic_name(m->rkt), m->err);
 }
 
 static void drain_pipe(int fd)
@@ -258,7 +262,14 @@ static rd_kafka_conf_t *make_conf(const sf_config *cfg, const char *bootstrap, b
             rc |= set(conf, "auto.offset.reset", "earliest", "default", err, errlen);
     } else {
         rc |= set(conf, "enable.idempotence", "true", "required", err, errlen);
-        rc |= set(conf, "partitioner", "murmur2_random", "required", err, errlen);
+        rc |= set(conf, "partitioner", cfg->partitioner_name, "topics.partitioner", err, errlen);
+        /* librdkafka holds records to a topic the brokers do not know for this long after
+         * its first use (30 s by default) before failing them, in case it was just created;
+         * a reply to a missing topic holds its partition's commits that long. Once failed,
+         * the topic is asked for every second, so one created later is used at once. */
+        if (sf_config_kafka_get(cfg, "topic.metadata.propagation.max.ms") == NULL)
+            rc |= set(conf, "topic.metadata.propagation.max.ms", SF_KAFKA_TOPIC_PROPAGATION_MS,
+                      "default", err, errlen);
     }
     if (rc) {
         rd_kafka_conf_destroy(conf);
@@ -490,9 +501,9 @@ int sf_kafka_subscribe(sf_kafka *k, char *err, size_t errlen)
     return 0;
 }
 
-int sf_kafka_produce(sf_kafka *k, const char *topic, const void *key, size_t keylen,
-                     const void *value, size_t len, rd_kafka_headers_t *headers, void *opaque,
-                     char *err, size_t errlen)
+rd_kafka_resp_err_t sf_kafka_produce(sf_kafka *k, const char *topic, const void *key, size_t keylen,
+                                     const void *value, size_t len, rd_kafka_headers_t *headers,
+                                     void *opaque, char *err, size_t errlen)
 {
     rd_kafka_resp_err_t e = rd_kafka_producev(
         k->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY((void *)key, keylen),
@@ -502,10 +513,10 @@ int sf_kafka_produce(sf_kafka *k, const char *topic, const void *key, size_t key
         if (headers)
             rd_kafka_headers_destroy(headers);
         snprintf(err, errlen, "cannot produce to %s: %s", topic, rd_kafka_err2str(e));
-        return -1;
+        return e;
     }
     /* headers are owned by the message now */
-    return 0;
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 void sf_kafka_store_offset(sf_kafka *k, const char *topic, int32_t partition, int64_t next)

@@ -32,8 +32,9 @@ typedef struct sf_kafka_handlers {
     void (*on_assign)(void *ctx, const rd_kafka_topic_partition_list_t *parts);
     /* The callee must later call sf_kafka_finish_revoke(k, parts) (parts stays valid). */
     void (*on_revoke)(void *ctx, rd_kafka_topic_partition_list_t *parts);
-    /* A produced message was acknowledged or failed; opaque as given to sf_kafka_produce. */
-    void (*on_delivery)(void *ctx, void *opaque, rd_kafka_resp_err_t err);
+    /* A produced message was acknowledged or failed; opaque and topic as given to
+     * sf_kafka_produce. */
+    void (*on_delivery)(void *ctx, void *opaque, const char *topic, rd_kafka_resp_err_t err);
 } sf_kafka_handlers;
 
 /*
@@ -52,12 +53,15 @@ int sf_kafka_subscribe(sf_kafka *k, char *err, size_t errlen);
 
 /*
  * Produces value to topic with key; headers (may be NULL) are taken over.
- * on_delivery(opaque) follows. Returns 0, or -1 when the message could not be
- * queued (err says why; on_delivery is not called then).
+ * on_delivery(opaque) follows. Returns RD_KAFKA_RESP_ERR_NO_ERROR, or why the
+ * message could not be queued (err says it in words; on_delivery is not
+ * called then): RD_KAFKA_RESP_ERR__QUEUE_FULL is worth trying again shortly;
+ * RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC (librdkafka knows the topic is missing)
+ * or RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE will not change by retrying.
  */
-int sf_kafka_produce(sf_kafka *k, const char *topic, const void *key, size_t keylen,
-                     const void *value, size_t len, rd_kafka_headers_t *headers, void *opaque,
-                     char *err, size_t errlen);
+rd_kafka_resp_err_t sf_kafka_produce(sf_kafka *k, const char *topic, const void *key, size_t keylen,
+                                     const void *value, size_t len, rd_kafka_headers_t *headers,
+                                     void *opaque, char *err, size_t errlen);
 
 /* Stores `next` as the offset to commit for topic/partition (committed by auto-commit). */
 void sf_kafka_store_offset(sf_kafka *k, const char *topic, int32_t partition, int64_t next);

@@ -112,6 +112,11 @@ struct sf_daemon {
     size_t max_record;     /* the largest value the producer takes (message.max.bytes - room) */
     size_t sweep_sessions; /* sweep idle session queues when more than this many exist */
     sf_hist latency;
+    /* Records the producer's queue had no room for, oldest first (see produce()). */
+    struct unsent *unsent_head, *unsent_tail;
+    int nunsent;
+    uint64_t unsent_since_us;
+    struct event *ev_unsent;
 };
 
 static uint64_t now_us(void)
@@ -350,52 +355,151 @@ static bool permanent_delivery_error(rd_kafka_resp_err_t err)
 }
 
 /*
- * Kafka acknowledged (or gave up on) a record the job produced. A reply that
- * can never be delivered (no such topic, too large) goes to the DLQ with the
- * reason and the request is finished: holding its offset open would stall the
- * partition's commits for good. A transient failure (the broker unreachable
- * for message.timeout.ms) leaves the offset open: the request is consumed
- * again after a restart or rebalance, and answered from the dedupe cache.
+ * Kafka refused a record of the job, at once (rd_kafka_producev) or in its
+ * delivery report: every reply is accounted for before its offset may be
+ * committed. A reply refused for good (no such topic, not authorized, too
+ * large) is answered by a DLQ record with the reason instead, and the job
+ * finishes once that record is acknowledged: holding its offset open would
+ * stall the partition's commits for good. Anything else leaves the offset
+ * open — a DLQ record refused, a transient failure (the brokers unreachable
+ * for message.timeout.ms): the request is consumed again after a restart or
+ * rebalance, and answered from the dedupe cache.
  */
-static void on_delivery(void *ctx, void *opaque, rd_kafka_resp_err_t err)
+static void record_failed(sf_daemon *d, job *j, const char *topic, rd_kafka_resp_err_t err,
+                          const char *stage)
+{
+    bool dlq = strcmp(topic, d->cfg->dlq) == 0;
+    if (!dlq && permanent_delivery_error(err)) {
+        char reason[512];
+        snprintf(reason, sizeof(reason), "reply undeliverable to '%s': %s", topic,
+                 rd_kafka_err2str(err));
+        sf_error("reply.undeliverable", "session=%s offset=%lld reply_to=%s stage=%s error=%s",
+                 j->session_key, (long long)j->offset, topic, stage, rd_kafka_err2str(err));
+        send_dlq(d, j, "reply_undeliverable", reason);
+        return;
+    }
+    j->lost = true;
+    sf_error(dlq ? "dlq.lost" : "reply.lost",
+             "session=%s topic=%s partition=%d offset=%lld record_topic=%s stage=%s error=%s "
+             "action=\"offset left uncommitted: the request is consumed again after a restart "
+             "or rebalance\"",
+             j->session_key, j->p->topic, (int)j->p->partition, (long long)j->offset, topic, stage,
+             rd_kafka_err2str(err));
+}
+
+/* Kafka acknowledged (or gave up on) a record the job produced. */
+static void on_delivery(void *ctx, void *opaque, const char *topic, rd_kafka_resp_err_t err)
 {
     sf_daemon *d = ctx;
     job *j = opaque;
     if (j == NULL)
         return; /* telemetry */
-    if (err && permanent_delivery_error(err) && !j->dlq_sent) {
-        char reason[512];
-        snprintf(reason, sizeof(reason), "reply undeliverable to '%s': %s", j->reply_to,
-                 rd_kafka_err2str(err));
-        sf_error("reply.undeliverable", "session=%s offset=%lld reply_to=%s error=%s",
-                 j->session_key, (long long)j->offset, j->reply_to, rd_kafka_err2str(err));
-        send_dlq(d, j, "reply_undeliverable", reason);
-        err = RD_KAFKA_RESP_ERR_NO_ERROR; /* answered, by the DLQ record */
-    } else if (err) {
-        j->lost = true;
-        sf_error("reply.lost", "session=%s offset=%lld error=%s", j->session_key,
-                 (long long)j->offset, rd_kafka_err2str(err));
-    }
+    if (err)
+        record_failed(d, j, topic, err, "delivery");
     if (--j->producing == 0 && j->replied)
         job_end(d, j, !j->lost);
 }
 
-static void produce(sf_daemon *d, job *j, const char *topic, const msgpack_sbuffer *sb,
-                    bool with_corr)
+static rd_kafka_resp_err_t produce_now(sf_daemon *d, job *j, const char *topic, const void *data,
+                                       size_t len, bool with_corr, char *err, size_t errlen)
 {
     rd_kafka_headers_t *h = NULL;
     if (with_corr && j->corr) {
         h = rd_kafka_headers_new(1);
         rd_kafka_header_add(h, j->corr_name, -1, j->corr, (ssize_t)j->corr_len);
     }
-    char err[256];
     const void *key = j->valid ? j->req.session.ptr : j->session_key;
     size_t keylen = j->valid ? j->req.session.len : strlen(j->session_key);
+    return sf_kafka_produce(d->kafka, topic, keylen ? key : NULL, keylen, data, len, h, j, err,
+                            errlen);
+}
+
+/* A record the producer's queue had no room for, kept until it has. */
+typedef struct unsent {
+    struct unsent *next;
+    job *j;
+    bool with_corr;
+    char topic[256];
+    size_t len;
+    char data[];
+} unsent;
+
+#define UNSENT_RETRY_MS 50
+
+/*
+ * The producer's queue has room again (or not yet): produce the records kept
+ * meanwhile, oldest first, so none overtakes an older one of its session.
+ */
+static void on_unsent(evutil_socket_t fd, short what, void *arg)
+{
+    sf_daemon *d = arg;
+    while (d->unsent_head) {
+        unsent *u = d->unsent_head;
+        char err[256];
+        rd_kafka_resp_err_t e =
+            produce_now(d, u->j, u->topic, u->data, u->len, u->with_corr, err, sizeof(err));
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            struct timeval tv = {0, UNSENT_RETRY_MS * 1000};
+            evtimer_add(d->ev_unsent, &tv);
+            return;
+        }
+        d->unsent_head = u->next;
+        if (d->unsent_head == NULL)
+            d->unsent_tail = NULL;
+        d->nunsent--;
+        job *j = u->j;
+        if (e) { /* still counted in j->producing: it ends here instead of in a report */
+            record_failed(d, j, u->topic, e, "produce");
+            if (--j->producing == 0 && j->replied)
+                job_end(d, j, !j->lost);
+        }
+        free(u);
+    }
+    sf_info("kafka.queue_room", "waited_ms=%llu",
+            (unsigned long long)((now_us() - d->unsent_since_us) / 1000));
+}
+
+/*
+ * Produces one record of the job, which then waits for its delivery report.
+ * A full producer queue (the brokers slow or away) is no reason to give up on
+ * it: it is kept, in order, and produced once there is room — the job waits.
+ * Any other refusal is handled at once like a failed delivery (record_failed).
+ */
+static void produce(sf_daemon *d, job *j, const char *topic, const msgpack_sbuffer *sb,
+                    bool with_corr)
+{
+    char err[256];
     j->producing++;
-    if (sf_kafka_produce(d->kafka, topic, keylen ? key : NULL, keylen, sb->data, sb->size, h, j,
-                         err, sizeof(err)) < 0) {
+    rd_kafka_resp_err_t e =
+        d->unsent_head ? RD_KAFKA_RESP_ERR__QUEUE_FULL
+                       : produce_now(d, j, topic, sb->data, sb->size, with_corr, err, sizeof(err));
+    if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        unsent *u = malloc(sizeof(*u) + sb->size);
+        u->next = NULL;
+        u->j = j;
+        u->with_corr = with_corr;
+        snprintf(u->topic, sizeof(u->topic), "%s", topic);
+        u->len = sb->size;
+        memcpy(u->data, sb->data, sb->size);
+        if (d->unsent_tail)
+            d->unsent_tail->next = u;
+        else
+            d->unsent_head = u;
+        d->unsent_tail = u;
+        if (d->nunsent++ == 0) {
+            d->unsent_since_us = now_us();
+            sf_warn("kafka.queue_full",
+                    "session=%s topic=%s outq=%d action=\"keep records in "
+                    "order, produce them once there is room\"",
+                    j->session_key, topic, sf_kafka_outq_len(d->kafka));
+            struct timeval tv = {0, UNSENT_RETRY_MS * 1000};
+            evtimer_add(d->ev_unsent, &tv);
+        }
+        return;
+    }
+    if (e) {
         j->producing--;
-        sf_error("reply.produce_failed", "session=%s reason=\"%s\"", j->session_key, err);
+        record_failed(d, j, topic, e, "produce");
     }
 }
 
@@ -417,10 +521,10 @@ static void session_next(sf_daemon *d, job *j)
 static void job_replied(sf_daemon *d, job *j)
 {
     session_next(d, j);
-    /* Nothing could be queued for Kafka (logged by produce()): finish the offset
-     * anyway, or one unanswerable request would stall its partition for good. */
+    /* Nothing is on its way to Kafka: what it produced was refused at once, and no DLQ
+     * record stands in for it (record_failed), so its offset stays uncommitted. */
     if (j->producing == 0)
-        job_end(d, j, true);
+        job_end(d, j, !j->lost);
 }
 
 typedef struct reply_parts {
@@ -1665,7 +1769,7 @@ static void on_telemetry(evutil_socket_t fd, short what, void *arg)
     pack_hist(&pk, "exec", &ps->exec);
     char err[256];
     if (sf_kafka_produce(d->kafka, d->cfg->telemetry_topic, d->cfg->id, strlen(d->cfg->id), sb.data,
-                         sb.size, NULL, NULL, err, sizeof(err)) < 0)
+                         sb.size, NULL, NULL, err, sizeof(err)) != RD_KAFKA_RESP_ERR_NO_ERROR)
         sf_warn("telemetry.produce_failed", "reason=\"%s\"", err);
     sf_info("telemetry", "held=%d queued=%d requests=%llu errors=%llu dlq=%llu workers=%d busy=%d",
             d->held, d->queued, (unsigned long long)d->total_requests,
@@ -1741,6 +1845,7 @@ sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const ch
     d->sessions = sf_smap_new(sizeof(sessq));
     d->ev_revoke_timeout = evtimer_new(base, on_revoke_timeout, d);
     d->ev_lease_retry = evtimer_new(base, on_lease_retry, d);
+    d->ev_unsent = evtimer_new(base, on_unsent, d);
     /* A claim outlives the longest call; a redelivery waits that long for its owner. */
     d->sweep_sessions = SESSION_SWEEP_MIN;
     /* A record holds its value plus the key (a session id), headers and framing. */
@@ -1877,6 +1982,12 @@ void sf_daemon_free(sf_daemon *d)
     sf_smap_free(d->sessions);
     event_free(d->ev_revoke_timeout);
     event_free(d->ev_lease_retry);
+    event_free(d->ev_unsent);
+    while (d->unsent_head) {
+        struct unsent *u = d->unsent_head;
+        d->unsent_head = u->next;
+        free(u);
+    }
     event_free(d->ev_telemetry);
     if (d->ev_drain)
         event_free(d->ev_drain);

@@ -31,7 +31,7 @@ static void on_revoke(void *ctx, rd_kafka_topic_partition_list_t *parts)
     sf_kafka_finish_revoke(k, parts);
 }
 
-static void on_delivery(void *ctx, void *opaque, rd_kafka_resp_err_t err)
+static void on_delivery(void *ctx, void *opaque, const char *topic, rd_kafka_resp_err_t err)
 {
 }
 
