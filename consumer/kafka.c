@@ -4,8 +4,9 @@
  *
  * Settings the guarantees depend on are forced after the pass-through:
  * enable.auto.offset.store=false (only the contiguous finished prefix is
- * stored), enable.idempotence=true and partitioner=murmur2_random (a session
- * maps to the same partition as with the Java client).
+ * stored), enable.idempotence=true and partitioner=topics.partitioner
+ * (murmur2_random by default: a session maps to the same partition as with the
+ * Java client).
  */
 #include "kafka.h"
 
@@ -46,6 +47,16 @@ struct sf_kafka {
         int64_t lo, hi;
     } * ends;
     int nends, cap_ends;
+    /* The request topics' partition counts (sf_kafka_partition_count), from the
+     * brokers' metadata at each assignment and every telemetry interval. */
+    struct counts {
+        char topic[256];
+        rd_kafka_topic_t *rkt; /* on the producer: what Metadata is asked about */
+        int32_t partitions;    /* 0 while unknown */
+        bool failing;          /* the last lookup failed (logged once) */
+    } counts[SF_KAFKA_MAX_REQUEST_TOPICS];
+    int ncounts;
+    struct event *ev_counts;
 };
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -115,6 +126,75 @@ static void ends_list(sf_kafka *k, const rd_kafka_topic_partition_list_t *parts)
     rd_kafka_topic_partition_list_destroy(l[1]);
 }
 
+/* How long a partition count lookup may hold the loop: at assignment, on the timer. */
+#define COUNTS_ASSIGN_TIMEOUT_MS  2000
+#define COUNTS_REFRESH_TIMEOUT_MS 500
+
+/*
+ * Asks the brokers for the partition count of the request topics in `parts`
+ * (all of them when NULL): one Metadata request per topic, each bounded by
+ * timeout_ms. A failed lookup keeps the count known before.
+ */
+static void counts_refresh(sf_kafka *k, const rd_kafka_topic_partition_list_t *parts,
+                           int timeout_ms)
+{
+    for (int i = 0; i < k->ncounts; i++) {
+        struct counts *c = &k->counts[i];
+        bool wanted = parts == NULL;
+        for (int p = 0; parts && p < parts->cnt && !wanted; p++)
+            wanted = strcmp(parts->elems[p].topic, c->topic) == 0;
+        if (!wanted)
+            continue;
+        if (c->rkt == NULL)
+            c->rkt = rd_kafka_topic_new(k->producer, c->topic, NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t e = c->rkt ? rd_kafka_metadata(k->producer, 0, c->rkt, &md, timeout_ms)
+                                       : rd_kafka_last_error();
+        int32_t n = 0;
+        if (!e && md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            n = md->topics[0].partition_cnt;
+        else if (!e)
+            e = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (n <= 0) {
+            if (!c->failing)
+                sf_warn("kafka.partition_count_unknown",
+                        "topic=%s reason=\"%s\" partitions=%d action=\"%s\"", c->topic,
+                        e ? rd_kafka_err2str(e) : "no partitions", (int)c->partitions,
+                        c->partitions ? "keep the last count" : "partitions not checked yet");
+            c->failing = true;
+            continue;
+        }
+        c->failing = false;
+        if (n != c->partitions)
+            sf_info("kafka.partition_count", "topic=%s partitions=%d previous=%d", c->topic, (int)n,
+                    (int)c->partitions);
+        c->partitions = n;
+    }
+}
+
+/* Partitions may be added to a request topic between two assignments. */
+static void on_counts_timer(evutil_socket_t fd, short what, void *arg)
+{
+    sf_kafka *k = arg;
+    if (!k->closing)
+        counts_refresh(k, NULL, COUNTS_REFRESH_TIMEOUT_MS);
+}
+
+int sf_kafka_topic_slot(const sf_kafka *k, const char *topic)
+{
+    for (int i = 0; i < k->ncounts; i++)
+        if (strcmp(k->counts[i].topic, topic) == 0)
+            return i;
+    return -1;
+}
+
+int32_t sf_kafka_partition_count(const sf_kafka *k, int slot)
+{
+    return slot >= 0 && slot < k->ncounts ? k->counts[slot].partitions : 0;
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -135,6 +215,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         rd_kafka_topic_partition_list_t *seen = rd_kafka_topic_partition_list_copy(parts);
         sf_kafka_committed(k, seen, COMMITTED_TIMEOUT_MS);
         ends_list(k, parts);
+        if (!k->closing)
+            counts_refresh(k, parts, COUNTS_ASSIGN_TIMEOUT_MS);
         k->h.on_assign(k->h.ctx, seen);
         rd_kafka_topic_partition_list_destroy(seen);
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
@@ -338,6 +420,10 @@ sf_kafka *sf_kafka_new(struct event_base *base, const sf_config *cfg, const char
     k->ev_keepalive = event_new(base, -1, EV_PERSIST, on_keepalive, k);
     struct timeval second = {1, 0};
     event_add(k->ev_keepalive, &second);
+    k->ev_counts = event_new(base, -1, EV_PERSIST, on_counts_timer, k);
+    struct timeval every = {(time_t)(cfg->telemetry_interval_ms / 1000),
+                            (suseconds_t)(cfg->telemetry_interval_ms % 1000) * 1000};
+    event_add(k->ev_counts, &every);
     return k;
 fail:
     sf_kafka_free(k);
@@ -354,6 +440,8 @@ void sf_kafka_free(sf_kafka *k)
         event_free(k->ev_p);
     if (k->ev_keepalive)
         event_free(k->ev_keepalive);
+    if (k->ev_counts)
+        event_free(k->ev_counts);
     if (k->cq)
         rd_kafka_queue_destroy(k->cq);
     if (k->pq)
@@ -361,6 +449,9 @@ void sf_kafka_free(sf_kafka *k)
     if (k->consumer)
         rd_kafka_destroy_flags(k->consumer,
                                k->close_unfinished ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE : 0);
+    for (int i = 0; i < k->ncounts; i++) /* topic handles go before their client */
+        if (k->counts[i].rkt)
+            rd_kafka_topic_destroy(k->counts[i].rkt);
     if (k->producer)
         rd_kafka_destroy(k->producer);
     for (int i = 0; i < 2; i++) {
@@ -488,7 +579,11 @@ int sf_kafka_ensure_topics(sf_kafka *k, char *err, size_t errlen)
 int sf_kafka_subscribe(sf_kafka *k, char *err, size_t errlen)
 {
     char names[16][256];
-    int n = split_topics(k->cfg->requests, names, 16);
+    int n = split_topics(k->cfg->requests, names, SF_KAFKA_MAX_REQUEST_TOPICS);
+    bool first = k->ncounts == 0; /* slots are given once and do not move */
+    for (int i = 0; i < n && first; i++)
+        if (names[i][0] != '^') /* a pattern's topics have no slot: not checked */
+            memcpy(k->counts[k->ncounts++].topic, names[i], sizeof(k->counts[0].topic));
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
     for (int i = 0; i < n; i++)
         rd_kafka_topic_partition_list_add(l, names[i], RD_KAFKA_PARTITION_UA);

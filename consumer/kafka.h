@@ -95,6 +95,22 @@ void sf_kafka_committed(sf_kafka *k, rd_kafka_topic_partition_list_t *parts, int
  */
 int64_t sf_kafka_lag(sf_kafka *k, const char *topic, int32_t partition, int64_t next);
 
+/* Request topics (topics.requests) whose partition counts are kept. */
+#define SF_KAFKA_MAX_REQUEST_TOPICS 16
+
+/*
+ * A request topic's slot for sf_kafka_partition_count, given at subscription:
+ * -1 for a topic not named in topics.requests (one matched by a pattern).
+ */
+int sf_kafka_topic_slot(const sf_kafka *k, const char *topic);
+
+/*
+ * The slot's partition count as the brokers last gave it, 0 while unknown:
+ * looked up at each assignment (blocking up to 2 s) and every
+ * telemetry.interval (up to 0.5 s); a failed lookup keeps the last count.
+ */
+int32_t sf_kafka_partition_count(const sf_kafka *k, int slot);
+
 /* Messages produced but not yet acknowledged. */
 int sf_kafka_outq_len(sf_kafka *k);
 

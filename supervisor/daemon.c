@@ -32,6 +32,7 @@
 
 #define MAX_PARTS         1024
 #define SESSION_SWEEP_MIN 100000 /* idle session queues kept between telemetry ticks */
+#define MAX_CONFLICTS     10     /* runs of a request on a state changed under it, at most */
 
 typedef struct part {
     char topic[256];
@@ -48,6 +49,9 @@ typedef struct part {
     uint32_t gen;
     uint32_t lease_failures; /* in a row; logged on the first, then every 30 s, and when over */
     uint64_t lease_failed_log_us; /* when the last lease.failed line was written */
+    int topic_slot;               /* for sf_kafka_partition_count (-1: not checked) */
+    uint32_t misrouted_unlogged;  /* wrong_partition requests since the last log line */
+    uint64_t misrouted_log_us;    /* when the last request.wrong_partition line was written */
 } part;
 
 typedef struct sessq sessq;
@@ -75,6 +79,8 @@ typedef struct job {
     msgpack_sbuffer *owed;         /* an answer sent, not yet remembered in Redis (remember_owed) */
     struct event *ev_retry;        /* waiting for another owner's claim, or for Redis */
     uint64_t unavailable_since_us; /* Redis failed this job first at; 0 = never */
+    uint64_t state_version;        /* of the state its run read: its commit is conditional on it */
+    int conflicts;                 /* runs whose state another writer changed meanwhile */
     char session_key[SF_MAX_SESSION_BYTES + 1];
 } job;
 
@@ -101,7 +107,7 @@ struct sf_daemon {
     uint64_t shutdown_deadline_us;
     /* counters */
     uint64_t total_requests, total_errors, dlq_count, invalid, deadline_exceeded, poison,
-        deduplicated, fenced, session_limit_refusals;
+        deduplicated, fenced, session_limit_refusals, wrong_partition, conflicts;
     uint64_t stored_sessions;   /* fleet-wide, as the last create_session here saw it */
     uint64_t session_warned_us; /* last near-the-limit warning */
     uint32_t claim_ttl_ms, claim_wait_ms;
@@ -277,6 +283,7 @@ static void on_assign(void *ctx, const rd_kafka_topic_partition_list_t *parts)
         p->offsets = sf_offsets_new();
         p->next = tp->offset; /* as committed, or none, or unknown: see sf_kafka_lag */
         p->gen = ++d->part_gen;
+        p->topic_slot = sf_kafka_topic_slot(d->kafka, p->topic);
         sf_store_epoch_key(d->store, p->epoch_key, sizeof(p->epoch_key), d->cfg->group, p->topic,
                            p->partition);
         d->parts[d->nparts++] = p;
@@ -655,6 +662,24 @@ static void on_committed(void *arg, const sf_store_reply *r)
     case SF_STORE_FENCED:
         job_fenced(d, j, r->error);
         break;
+    case SF_STORE_CONFLICT:
+        /* Another writer (a supervisor running this session too: a producer with another
+         * partitioner, partitions added) changed the state under this run: nothing was
+         * saved. Run it again on the current state, a few times, then say so. */
+        d->conflicts++;
+        sf_warn("store.conflict", "session=%s id=%.*s partition=%d conflicts=%d action=%s",
+                j->session_key, SF_STR_ARG(j->req.id), (int)j->p->partition, j->conflicts + 1,
+                j->conflicts + 1 < MAX_CONFLICTS ? "run_again" : "answer_conflict");
+        if (++j->conflicts < MAX_CONFLICTS)
+            /* after a jittered pause that doubles, so two writers racing do not race again */
+            retry_in(d, j, (2L << j->conflicts) + random() % (2L << j->conflicts));
+        else
+            reply_error(d, j, true, "conflict", "session",
+                        "session '%s' was changed by another writer during each of %d runs; "
+                        "its new state was not saved (are two supervisors running it? check "
+                        "the producers' partitioner)",
+                        j->session_key, j->conflicts);
+        break;
     case SF_STORE_NOT_FOUND:
         reply_error(d, j, false, "session_not_found", "session",
                     "Session not found: '%s' ended while the call ran; its new state "
@@ -733,7 +758,8 @@ static void send_reply_state(sf_daemon *d, job *j, const reply_parts *rp,
     sf_fence f = job_fence(j);
     sf_store_commit(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
                     j->req.id.len, x->reply.data, x->reply.size, state ? state->data : NULL,
-                    state ? state->size : 0, d->cfg->dedupe_ttl_s, on_committed, x);
+                    state ? state->size : 0, (int64_t)j->state_version, d->cfg->dedupe_ttl_s,
+                    on_committed, x);
 }
 
 static void send_reply(sf_daemon *d, job *j, const reply_parts *rp)
@@ -804,6 +830,7 @@ static void on_owed(void *arg, const sf_store_reply *r)
         job_fenced(d, j, r->error); /* the partition's next owner answers it (again) */
         break;
     case SF_STORE_LIMIT:
+    case SF_STORE_CONFLICT: /* not an answer a record without state gets */
     case SF_STORE_UNAVAILABLE: {
         /* Until Redis takes it, whatever the wait: the session's next request would need
          * Redis too, and a drain or rebalance is bounded by its own timeout. */
@@ -820,7 +847,7 @@ static void remember_owed(sf_daemon *d, job *j)
 {
     sf_fence f = job_fence(j);
     sf_store_commit(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
-                    j->req.id.len, j->owed->data, j->owed->size, NULL, 0, d->cfg->dedupe_ttl_s,
+                    j->req.id.len, j->owed->data, j->owed->size, NULL, 0, -1, d->cfg->dedupe_ttl_s,
                     on_owed, j);
 }
 
@@ -1150,6 +1177,7 @@ static void done_execute_read(void *arg, const sf_store_reply *r)
                     err.message);
         return;
     }
+    j->state_version = r->version;
     sf_pool_call c = {.op = "execute_program",
                       .session = j->req.session,
                       .program = j->req.program,
@@ -1395,6 +1423,60 @@ static bool header(rd_kafka_message_t *m, const char *a, const char *b, const vo
     return false;
 }
 
+/*
+ * The partition the record's key maps to under topics.partitioner when that
+ * is not the one it came on (its producer partitions another way, or the
+ * partition count changed since); -1 when it is, or when that cannot be told:
+ * no key, the count not known yet or older than the partition. One hash.
+ */
+static int32_t misrouted_to(sf_daemon *d, const part *p, const rd_kafka_message_t *m,
+                            int32_t *count)
+{
+    *count = sf_kafka_partition_count(d->kafka, p->topic_slot);
+    if (m->partition >= *count)
+        return -1;
+    int32_t want = sf_partitioner_partition(d->cfg->partitioner, m->key, m->key_len, *count);
+    return want >= 0 && want != m->partition ? want : -1;
+}
+
+/*
+ * A request on a partition its key does not map to: the session's other
+ * requests may be running on another supervisor at the same time. Counted,
+ * and logged once a minute per partition with how many; with
+ * supervisor.partition_check = refuse it is answered wrong_partition and not
+ * run. Returns whether it was answered.
+ */
+static bool wrong_partition(sf_daemon *d, job *j, int32_t want, int32_t count)
+{
+    part *p = j->p;
+    bool refuse = d->cfg->partition_check == SF_PARTITION_CHECK_REFUSE;
+    sf_partitioner pt = d->cfg->partitioner;
+    d->wrong_partition++;
+    p->misrouted_unlogged++;
+    uint64_t t = now_us();
+    if (p->misrouted_log_us == 0 || t - p->misrouted_log_us >= 60000000u) {
+        sf_warn("request.wrong_partition",
+                "topic=%s partition=%d expected=%d partitions=%d partitioner=%s count=%u "
+                "action=%s session=%s id=%.*s",
+                p->topic, (int)p->partition, (int)want, (int)count, sf_partitioner_name(pt),
+                p->misrouted_unlogged, refuse ? "refused" : "processed", j->session_key,
+                SF_STR_ARG(j->req.id));
+        p->misrouted_log_us = t;
+        p->misrouted_unlogged = 0;
+    }
+    if (!refuse)
+        return false;
+    bool murmur2 = pt == SF_PARTITIONER_MURMUR2_RANDOM || pt == SF_PARTITIONER_MURMUR2;
+    reply_error(d, j, true, "wrong_partition", NULL,
+                "the request came on partition %d of '%s', but its key maps to partition %d of "
+                "%d with the fleet's partitioner %s (topics.partitioner): not run, as its "
+                "session may be running on another supervisor. Produce with "
+                "partitioner=%s (librdkafka clients: confluent-kafka, kcat -X ...%s)",
+                (int)p->partition, p->topic, (int)want, (int)count, sf_partitioner_name(pt),
+                sf_partitioner_name(pt), murmur2 ? "; the Java client's default is murmur2" : "");
+    return true;
+}
+
 static void on_message(void *ctx, rd_kafka_message_t *m)
 {
     sf_daemon *d = ctx;
@@ -1487,6 +1569,13 @@ static void on_message(void *ctx, rd_kafka_message_t *m)
         reply_error(d, j, true, "invalid_request", "session",
                     "field 'session' ('%.*s') does not match the message key ('%.*s')",
                     SF_STR_ARG(j->req.session), (int)m->key_len, (const char *)m->key);
+        backpressure_check(d);
+        return;
+    }
+    int32_t count = 0;
+    int32_t want =
+        d->cfg->partition_check == SF_PARTITION_CHECK_OFF ? -1 : misrouted_to(d, p, m, &count);
+    if (want >= 0 && wrong_partition(d, j, want, count)) {
         backpressure_check(d);
         return;
     }
@@ -1720,7 +1809,7 @@ static void on_telemetry(evutil_socket_t fd, short what, void *arg)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 28);
+    msgpack_pack_map(&pk, 30);
     kv_u64(&pk, "v", SF_SCHEMA_VERSION);
     sf_mp_pack_cstr(&pk, "supervisor");
     sf_mp_pack_cstr(&pk, d->cfg->id);
@@ -1753,6 +1842,8 @@ static void on_telemetry(evutil_socket_t fd, short what, void *arg)
     kv_u64(&pk, "stored_sessions", d->stored_sessions);
     kv_u64(&pk, "max_sessions", d->cfg->max_sessions);
     kv_u64(&pk, "session_limit_refusals", d->session_limit_refusals);
+    kv_u64(&pk, "conflicts", d->conflicts);
+    kv_u64(&pk, "wrong_partition", d->wrong_partition);
     sf_mp_pack_cstr(&pk, "lag");
     msgpack_pack_map(&pk, (size_t)d->nparts);
     for (int i = 0; i < d->nparts; i++) {
@@ -1823,6 +1914,8 @@ void sf_daemon_get_stats(sf_daemon *d, sf_daemon_stats *o)
     o->poison = d->poison;
     o->deduplicated = d->deduplicated;
     o->fenced = d->fenced;
+    o->conflicts = d->conflicts;
+    o->wrong_partition = d->wrong_partition;
     o->latency = d->latency;
     sf_pool_get_stats(d->pool, &o->pool);
     o->degraded = o->pool.degraded;

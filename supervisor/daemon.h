@@ -45,7 +45,9 @@ typedef struct sf_daemon_stats {
     const char *id;
     bool draining, redis_up, degraded;
     int partitions, held, queued;
-    uint64_t requests, errors, dlq, invalid, deadline_exceeded, poison, deduplicated, fenced;
+    uint64_t requests, errors, dlq, invalid, deadline_exceeded, poison, deduplicated, fenced,
+        wrong_partition;
+    uint64_t conflicts; /* state writes refused: another writer changed the session (re-run) */
     sf_hist latency;
     sf_pool_stats pool;
     int nlag;

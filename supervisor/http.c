@@ -40,6 +40,8 @@ static void on_health(struct evhttp_request *req, void *arg)
                           "supervisor", s->id, "redis", s->redis_up, "partitions", s->partitions,
                           "held", s->held, "queued", s->queued, "requests", (json_int_t)s->requests,
                           "errors", (json_int_t)s->errors, "dlq", (json_int_t)s->dlq);
+    /* requests on a partition their key does not map to (topics.partitioner) */
+    json_object_set_new(j, "wrong_partition", json_integer((json_int_t)s->wrong_partition));
     json_object_set_new(j, "pool", sf_pool_stats_json(&s->pool));
     char *text = json_dumps(j, JSON_COMPACT);
     json_decref(j);
@@ -92,6 +94,12 @@ static void on_metrics(struct evhttp_request *req, void *arg)
            (double)s->deduplicated);
     metric(b, "fenced_total", "counter", "writes refused after losing a partition",
            (double)s->fenced);
+    metric(b, "conflicts_total", "counter",
+           "state writes refused because another writer changed the session (run again)",
+           (double)s->conflicts);
+    metric(b, "wrong_partition_total", "counter",
+           "requests whose key maps to another partition under topics.partitioner",
+           (double)s->wrong_partition);
     metric(b, "held", "gauge", "requests consumed and not finished", (double)s->held);
     metric(b, "queue_depth", "gauge", "requests waiting in session queues", (double)s->queued);
     metric(b, "partitions", "gauge", "assigned partitions", (double)s->partitions);

@@ -112,13 +112,15 @@ static void read_claim(const redisReply *e, sf_store_reply *out)
     out->claim = (int)e->element[0]->integer;
     out->state = e->element[1]->str; /* the cached reply, or the owner */
     out->state_len = e->element[1]->len;
-    if (e->elements == 4) { /* claimed with a read: state and spec */
+    if (e->elements == 5) { /* claimed with a read: state, spec and the state's version */
         out->state = e->element[2]->type == REDIS_REPLY_STRING ? e->element[2]->str : NULL;
         out->state_len = out->state ? e->element[2]->len : 0;
         if (e->element[3]->type == REDIS_REPLY_STRING) {
             out->spec = e->element[3]->str;
             out->spec_len = e->element[3]->len;
         }
+        if (e->element[4]->type == REDIS_REPLY_STRING)
+            out->version = strtoull(e->element[4]->str, NULL, 10);
     }
 }
 
@@ -131,6 +133,9 @@ static void read_commit(const redisReply *e, sf_store_reply *out)
     } else if (e->integer == -1) {
         out->status = SF_STORE_FENCED;
         out->error = "FENCED stale partition epoch";
+    } else if (e->integer == -2) {
+        out->status = SF_STORE_CONFLICT;
+        out->error = "the session's state changed since the request read it";
     } else if (e->integer != 1) {
         out->status = SF_STORE_NOT_FOUND;
     }
@@ -681,6 +686,9 @@ static const char LUA_CREATE[] =
           "if max > 0 and n >= max and not redis.call('ZSCORE', KEYS[4], ARGV[5]) then "
           "return {0, n} end "
           "redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2]) redis.call('DEL', KEYS[2]) "
+          /* a new version (microseconds), never one an older incarnation had */
+          "redis.call('HSET', KEYS[2], '', t[1] .. string.format('%06d', tonumber(t[2]))) "
+          "redis.call('EXPIRE', KEYS[2], ARGV[2]) "
           "redis.call('ZADD', KEYS[4], now + tonumber(ARGV[2]) * 1000, ARGV[5]) "
           "return {1, redis.call('ZCARD', KEYS[4])}";
 static const char LUA_GET[] = "local v = redis.call('GET', KEYS[1]) "
@@ -688,7 +696,8 @@ static const char LUA_GET[] = "local v = redis.call('GET', KEYS[1]) "
                               "redis.call('EXPIRE', KEYS[2], ARGV[2]) end return v";
 static const char LUA_SET[] =
     FENCE "local ok = redis.call('SET', KEYS[1], ARGV[3], 'XX', 'EX', ARGV[2]) "
-          "if ok then redis.call('EXPIRE', KEYS[2], ARGV[2]) end return ok";
+          "if ok then redis.call('HINCRBY', KEYS[2], '', 1) "
+          "redis.call('EXPIRE', KEYS[2], ARGV[2]) end return ok";
 static const char LUA_END[] = FENCE "redis.call('ZREM', KEYS[4], ARGV[3]) "
                                     "return redis.call('DEL', KEYS[1], KEYS[2])";
 static const char LUA_PUT_PROGRAM[] =
@@ -702,8 +711,10 @@ static const char LUA_GET_PROGRAM[] =
 static const char LUA_DEL_PROGRAM[] =
     FENCE "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end "
           "return redis.call('HDEL', KEYS[2], ARGV[3])";
-static const char LUA_LIST[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return false end "
-                               "return redis.call('HKEYS', KEYS[2])";
+static const char LUA_LIST[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return false end "
+    "local ids = {} for _, k in ipairs(redis.call('HKEYS', KEYS[2])) do "
+    "if k ~= '' then ids[#ids + 1] = k end end return ids"; /* '' holds the version */
 /*
  * Claims, batched: item i has KEYS[4i+1..4i+4] = state, programs, epoch,
  * request and ARGV[4i+2..4i+5] = epoch, owner, claim ttl (ms), program;
@@ -739,8 +750,9 @@ static const char LUA_CLAIMS[] =
     "redis.call('SET', rq, mine, 'PX', ARGV[4 * i + 4]) end "
     "if prog == '' then return {0, ''} end "
     "local s = redis.call('GETEX', st, 'EX', ARGV[1]) "
-    "if not s then return {0, '', false, false} end "
-    "redis.call('EXPIRE', pg, ARGV[1]) return {0, '', s, redis.call('HGET', pg, prog)} "
+    "if not s then return {0, '', false, false, false} end "
+    "redis.call('EXPIRE', pg, ARGV[1]) local sv = redis.call('HMGET', pg, prog, '') "
+    "return {0, '', s, sv[1], sv[2] or '0'} "
     "end " EACH_ITEM;
 /*
  * Commits, batched (keys as for claims; ARGV[4i+2..4i+5] = epoch, reply,
@@ -751,15 +763,21 @@ static const char LUA_CLAIMS[] =
 static const char LUA_COMMITS[] =
     "local epochs = {} " /* a partition's epoch is read once per batch */
     "local function item(i) "
-    "local ep, state = ARGV[4 * i + 2], ARGV[4 * i + 5] "
+    "local ep, state, ttl = ARGV[4 * i + 2], ARGV[4 * i + 5], ARGV[4 * i + 4] "
+    "local rv local at = string.find(ttl, '/', 1, true) "
+    "if at then rv = string.sub(ttl, at + 1) ttl = string.sub(ttl, 1, at - 1) end "
     "if ep ~= '0' then "
     "local k = KEYS[4 * i + 3] "
     "if epochs[k] == nil then epochs[k] = redis.call('GET', k) end "
     "if epochs[k] ~= ep then return -1 end end "
     "if state ~= '' then "
+    "local pg = KEYS[4 * i + 2] "
+    /* compare-and-set: the state is written only over the version the run read */
+    "if rv and (redis.call('HGET', pg, '') or '0') ~= rv then return -2 end "
     "if not redis.call('SET', KEYS[4 * i + 1], state, 'XX', 'EX', ARGV[1]) then return 0 end "
-    "redis.call('EXPIRE', KEYS[4 * i + 2], ARGV[1]) end "
-    "redis.call('SET', KEYS[4 * i + 4], 'R' .. ARGV[4 * i + 3], 'EX', ARGV[4 * i + 4]) "
+    "if rv then redis.call('HINCRBY', pg, '', 1) end "
+    "redis.call('EXPIRE', pg, ARGV[1]) end "
+    "redis.call('SET', KEYS[4 * i + 4], 'R' .. ARGV[4 * i + 3], 'EX', ttl) "
     "return 1 end " EACH_ITEM;
 
 enum {
@@ -1062,13 +1080,18 @@ void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen,
 
 void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
                      size_t idlen, const void *reply, size_t reply_len, const void *state,
-                     size_t state_len, uint32_t dedupe_ttl_s, sf_store_cb cb, void *arg)
+                     size_t state_len, int64_t read_version, uint32_t dedupe_ttl_s, sf_store_cb cb,
+                     void *arg)
 {
     keys k;
     make_keys(st, &k, s, slen, f, id, idlen);
-    char epoch[24], ttl[16];
+    char epoch[24], ttl[40];
     snprintf(epoch, sizeof(epoch), "%llu", f ? (unsigned long long)f->epoch : 0ull);
-    snprintf(ttl, sizeof(ttl), "%u", dedupe_ttl_s);
+    /* the read version rides with the TTL ("ttl/version"): items keep four arguments */
+    if (state && read_version >= 0)
+        snprintf(ttl, sizeof(ttl), "%u/%lld", dedupe_ttl_s, (long long)read_version);
+    else
+        snprintf(ttl, sizeof(ttl), "%u", dedupe_ttl_s);
     const char *a[] = {epoch, reply, ttl, state ? state : ""};
     size_t l[] = {strlen(epoch), reply_len, strlen(ttl), state ? state_len : 0};
     batch_add(st, &st->commits, K_COMMITS, S_COMMITS, &k, a, l, cb, arg);

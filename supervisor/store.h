@@ -29,6 +29,7 @@ typedef enum {
     SF_STORE_UNAVAILABLE, /* Redis is down or answered an error */
     SF_STORE_FENCED,      /* the caller's partition epoch is stale: a zombie's write */
     SF_STORE_LIMIT,       /* create_session: max_sessions are stored already */
+    SF_STORE_CONFLICT,    /* commit: the state changed since the run read it (not written) */
 } sf_store_status;
 
 /* The default key prefix (redis.key_prefix); at most SF_STORE_PREFIX_MAX bytes. */
@@ -62,6 +63,7 @@ typedef struct sf_store_reply {
     int64_t count; /* end_session: keys removed; delete_program: 1 if it existed; bump: epoch;
                       create_session: sessions stored (after it, or when refused) */
     int claim; /* claim: 0 claimed, 1 answered before (state = reply), 2 running (state = owner) */
+    uint64_t version; /* claim with a read: the version of the state read (for sf_store_commit) */
 } sf_store_reply;
 
 typedef void (*sf_store_cb)(void *arg, const sf_store_reply *r);
@@ -136,11 +138,19 @@ void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen,
 /*
  * Remembers the reply of request `id` for dedupe_ttl_s and, when `state` is
  * not NULL, writes the session's new state — atomically, fenced by f.
+ * With read_version >= 0 (the version the claim read) the state is written
+ * only if no one wrote it since: else CONFLICT, and nothing is written, so
+ * two writers of one session cannot lose an update. -1: unconditional.
  * NOT_FOUND: the session vanished (ended) before the state could be written.
+ *
+ * Versions live in the session's programs hash under the field "" (no
+ * program id is empty): create_session starts it afresh from the clock,
+ * set_session_state and every versioned commit add one.
  */
 void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
                      size_t idlen, const void *reply, size_t reply_len, const void *state,
-                     size_t state_len, uint32_t dedupe_ttl_s, sf_store_cb cb, void *arg);
+                     size_t state_len, int64_t read_version, uint32_t dedupe_ttl_s, sf_store_cb cb,
+                     void *arg);
 /* Commands and script calls sent so far (a batch of claims or commits is one). */
 uint64_t sf_store_calls(const sf_store *st);
 /* Takes a new lease: INCR of the partition's epoch key; the new epoch in `count`. */

@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import NewPartitions
 
 from conftest import Fleet, KafkaEnv, wait_until
 from test_sessions_and_tools import RedisServer, http_base, http_get, own_redis, parse_metrics
@@ -19,13 +22,18 @@ from test_sessions_and_tools import RedisServer, http_base, http_get, own_redis,
 __all__ = ["own_redis"]  # the fixture, used by name
 
 COUNTER = {"spec": {"kind": "callable", "entry": "snakefleet.examples:counter"}}
+# the counter with a 10 ms sleep per increment (programs/it_programs.py): queues build up
+SLOW_COUNTER = {"spec": {"kind": "callable", "entry": "it_programs:slow_counter"}}
+PROGRAMS_DIR = str(Path(__file__).resolve().parent / "programs")
 
 
-def create_sessions(kafka: KafkaEnv, replies: Any, sessions: list[str]) -> None:
+def create_sessions(
+    kafka: KafkaEnv, replies: Any, sessions: list[str], spec: dict[str, Any] = COUNTER
+) -> None:
     ids = []
     for s in sessions:
         kafka.send(kafka.request(f"{s}/create", s, "create_session", args={"state": {}}))
-        kafka.send(kafka.request(f"{s}/prog", s, "create_program", program="c", args=COUNTER))
+        kafka.send(kafka.request(f"{s}/prog", s, "create_program", program="c", args=spec))
         ids += [f"{s}/create", f"{s}/prog"]
     kafka.flush()
     got = replies.wait_ids(ids, 60)
@@ -188,3 +196,100 @@ def test_an_unavailable_answer_is_the_only_answer_after_a_sigkill(
     got = replies.wait_ids(finals, 60)
     wrong = {r: got[r][0].get("result") for r in finals if got[r][0].get("result") != {"n": 1}}
     assert not wrong, f"counters not exactly 1 (a first-round request ran late): {wrong}"
+
+
+@pytest.mark.timeout(300)
+def test_two_supervisors_writing_one_session_lose_no_update(kafka: KafkaEnv, fleet: Fleet) -> None:
+    """Wrong-partition detection off, two producers with different
+    partitioners (the client default consistent_random and murmur2_random)
+    writing counter executes for the same sessions, two supervisors: a
+    session's requests run on both at once. Compare-and-set on the session
+    state keeps every update: each session's results are exactly 1..N once
+    each, and the conflicts are counted."""
+    a = fleet.start(supervisor__partition_check="off")
+    b = fleet.start(supervisor__partition_check="off")
+    fleet.wait_stable([a, b])
+    replies = kafka.replies()
+    sessions = [kafka.session(i) for i in range(16)]
+    create_sessions(kafka, replies, sessions)
+    crc = Producer(
+        {"bootstrap.servers": kafka.bootstrap, "partitioner": "consistent_random", "linger.ms": 5}
+    )
+    per = 40
+    ids = []
+    for r in range(per):
+        for s in sessions:
+            for tag, prod in (("m", None), ("c", crc)):
+                rid = f"{s}/{tag}{r}"
+                req = kafka.request(rid, s, "execute_program", program="c")
+                if prod is None:
+                    kafka.send(req)
+                else:
+                    prod.produce(kafka.requests, key=s, value=msgpack.packb(req))
+                    prod.poll(0)
+                ids.append(rid)
+    kafka.flush()
+    assert crc.flush(30) == 0
+    got = replies.wait_ids(ids, 180)
+    bad = {r: got[r][0] for r in ids if not got[r][0]["ok"]}
+    assert not bad, f"{len(bad)} failed: {list(bad.items())[:3]}"
+    for s in sessions:
+        results = sorted(got[f"{s}/{t}{r}"][0]["result"] for r in range(per) for t in "mc")
+        assert results == list(range(1, 2 * per + 1)), f"{s}: lost or doubled updates {results}"
+    conflicts = len(a.events("store.conflict")) + len(b.events("store.conflict"))
+    print(f"conflicts (runs on a state changed under them, run again): {conflicts}")
+    assert conflicts > 0, "the two supervisors never wrote one session at once: nothing tested"
+
+
+@pytest.mark.timeout(300)
+def test_partitions_added_under_load_lose_no_update(kafka: KafkaEnv, fleet: Fleet) -> None:
+    """Partitions added to the request topic while counter executes stream
+    in: keys move to new partitions, so a session's earlier requests (still
+    queued on one supervisor) and its later ones (on another) run at once.
+    With partition_check = warn (the documented setting while raising the
+    count), every update is kept: each session's results are 1..N once each."""
+    opts = {
+        "supervisor__partition_check": "warn",
+        "python__path": PROGRAMS_DIR,
+        "kafka__topic__metadata__refresh__interval__ms": 1000,
+    }
+    a = fleet.start(**opts)
+    b = fleet.start(**opts)
+    fleet.wait_stable([a, b])
+    replies = kafka.replies()
+    sessions = [kafka.session(i) for i in range(24)]
+    create_sessions(kafka, replies, sessions, SLOW_COUNTER)
+    prod = Producer(
+        {
+            "bootstrap.servers": kafka.bootstrap,
+            "partitioner": "murmur2_random",
+            "linger.ms": 5,
+            "topic.metadata.refresh.interval.ms": 500,
+        }
+    )
+    rounds = 60
+    ids: list[str] = []
+    for r in range(rounds):
+        for s in sessions:
+            rid = f"{s}/x{r}"
+            req = kafka.request(rid, s, "execute_program", program="c")
+            prod.produce(kafka.requests, key=s, value=msgpack.packb(req, use_bin_type=True))
+            ids.append(rid)
+        prod.poll(0)
+        if r == rounds // 4:
+            fs = kafka.admin.create_partitions(
+                [NewPartitions(kafka.requests, 16)], operation_timeout=30
+            )
+            for f in fs.values():
+                f.result(timeout=60)
+            time.sleep(2)  # the producer sees 16 partitions: keys move
+    assert prod.flush(30) == 0
+    got = replies.wait_ids(ids, 240)
+    bad = {r: got[r][0] for r in ids if not got[r][0]["ok"]}
+    assert not bad, f"{len(bad)} failed: {list(bad.items())[:3]}"
+    for s in sessions:
+        results = sorted(got[f"{s}/x{r}"][0]["result"] for r in range(rounds))
+        assert results == list(range(1, rounds + 1)), f"{s}: lost or doubled updates {results}"
+    moved = len(a.events("request.wrong_partition")) + len(b.events("request.wrong_partition"))
+    conflicts = len(a.events("store.conflict")) + len(b.events("store.conflict"))
+    print(f"wrong_partition warnings: {moved}, conflicts: {conflicts}")

@@ -72,6 +72,7 @@ typedef struct got {
     char value[256];
     size_t len;
     size_t nkeys;
+    uint64_t version;
 } got;
 
 static void on_got(void *arg, const sf_store_reply *r)
@@ -82,6 +83,7 @@ static void on_got(void *arg, const sf_store_reply *r)
     g->claim = r->claim;
     g->count = r->count;
     g->nkeys = r->nkeys;
+    g->version = r->version;
     const char *v = r->state ? r->state : r->spec;
     size_t n = r->state ? r->state_len : r->spec_len;
     if (v && n < sizeof(g->value)) {
@@ -201,8 +203,8 @@ Test(store, a_request_runs_once_and_its_reply_is_remembered)
     cr_expect_eq(g.claim, 2, "a second claimer must see it running");
     cr_expect(g.len == 7 && memcmp(g.value, "sup-a@0", 7) == 0, "%.*s", (int)g.len, g.value);
     g = (got){0};
-    sf_store_commit(st, NULL, S("s"), S("req-1"), S("REPLY-BYTES"), S("\x81\xa1n\x01"), 60, on_got,
-                    &g);
+    sf_store_commit(st, NULL, S("s"), S("req-1"), S("REPLY-BYTES"), S("\x81\xa1n\x01"), -1, 60,
+                    on_got, &g);
     wait_done(&g);
     cr_expect_eq(g.status, SF_STORE_OK);
     g = (got){0};
@@ -272,7 +274,7 @@ Test(store, a_zombie_write_is_refused)
     wait_done(&g);
     cr_expect_eq(g.status, SF_STORE_OK);
     g = (got){0};
-    sf_store_commit(st, &zombie, S("s"), S("r"), S("R"), S("\x81\xa1n\x63"), 60, on_got, &g);
+    sf_store_commit(st, &zombie, S("s"), S("r"), S("R"), S("\x81\xa1n\x63"), -1, 60, on_got, &g);
     wait_done(&g);
     cr_expect_eq(g.status, SF_STORE_FENCED);
     g = (got){0};
@@ -463,7 +465,7 @@ Test(store, claims_and_commits_of_one_loop_turn_share_a_script_call)
     sf_store_claim(st, &lease, S("b"), S("answered"), "me", 10000, NULL, 0, on_got, &g);
     wait_done(&g);
     g = (got){0};
-    sf_store_commit(st, &lease, S("b"), S("answered"), S("OLD-REPLY"), NULL, 0, 60, on_got, &g);
+    sf_store_commit(st, &lease, S("b"), S("answered"), S("OLD-REPLY"), NULL, 0, -1, 60, on_got, &g);
     wait_done(&g);
     g = (got){0};
     sf_store_claim(st, &lease, S("b"), S("running"), "other", 10000, NULL, 0, on_got, &g);
@@ -509,9 +511,11 @@ Test(store, claims_and_commits_of_one_loop_turn_share_a_script_call)
     static got cs[3];
     memset(cs, 0, sizeof(cs));
     calls = sf_store_calls(st);
-    sf_store_commit(st, &lease, S("b"), S("r2"), S("R2"), S("\x81\xa1n\x02"), 60, on_got, &cs[0]);
-    sf_store_commit(st, &stale, S("b"), S("r3"), S("R3"), S("\x81\xa1n\x03"), 60, on_got, &cs[1]);
-    sf_store_commit(st, &lease, S("gone"), S("r4"), S("R4"), S("\x80"), 60, on_got, &cs[2]);
+    sf_store_commit(st, &lease, S("b"), S("r2"), S("R2"), S("\x81\xa1n\x02"), -1, 60, on_got,
+                    &cs[0]);
+    sf_store_commit(st, &stale, S("b"), S("r3"), S("R3"), S("\x81\xa1n\x03"), -1, 60, on_got,
+                    &cs[1]);
+    sf_store_commit(st, &lease, S("gone"), S("r4"), S("R4"), S("\x80"), -1, 60, on_got, &cs[2]);
     int cdone = 0;
     for (double end = now_ms() + 5000; cdone < 3 && now_ms() < end;) {
         struct timeval tv = {0, 10000};
@@ -714,4 +718,68 @@ Test(store, fleets_with_their_own_key_prefix_share_a_database_apart)
                   "a key outside both prefixes: %s", line);
     cr_expect_geq(n, 5, "sf's session, index, epoch and claim, and green's epoch and claim");
     sf_store_free(green);
+}
+
+/* Claims request `id` of session "cas" with a read of program "p"; returns the version read. */
+static uint64_t claim_read(const char *id)
+{
+    got g = {0};
+    sf_store_claim(st, NULL, S("cas"), id, strlen(id), "me", 10000, "p", 1, on_got, &g);
+    wait_done(&g);
+    cr_assert_eq(g.claim, 0);
+    cr_assert(g.len > 0, "the claim read the state");
+    return g.version;
+}
+
+static sf_store_status commit_over(const char *id, const char *state, int64_t version)
+{
+    got g = {0};
+    sf_store_commit(st, NULL, S("cas"), id, strlen(id), S("R"), state, strlen(state), version, 60,
+                    on_got, &g);
+    wait_done(&g);
+    return g.status;
+}
+
+Test(store, a_state_written_since_the_read_is_not_overwritten)
+{
+    got g = {0};
+    sf_store_create_session(st, NULL, S("cas"), S("\x81\xa1n\x00"), 0, on_got, &g);
+    wait_done(&g);
+    g = (got){0};
+    sf_store_put_program(st, NULL, S("cas"), S("p"), S("\x81\xa4kind\xa1x"), on_got, &g);
+    wait_done(&g);
+    uint64_t v0 = claim_read("a");
+    cr_expect_gt(v0, 0, "create_session starts a version");
+    uint64_t also = claim_read("b"); /* a second writer read the same state */
+    cr_expect_eq(also, v0);
+    cr_expect_eq(commit_over("a", "\x81\xa1n\x01", (int64_t)v0), SF_STORE_OK);
+    cr_expect_eq(commit_over("b", "\x81\xa1n\x01", (int64_t)also), SF_STORE_CONFLICT,
+                 "the second writer ran on a stale state: refused, not saved");
+    g = (got){0};
+    sf_store_get_state(st, S("cas"), on_got, &g);
+    wait_done(&g);
+    cr_expect(g.len == 4 && memcmp(g.value, "\x81\xa1n\x01", 4) == 0);
+    uint64_t v1 = claim_read("b"); /* run again: the current state and version */
+    cr_expect_eq(v1, v0 + 1);
+    cr_expect_eq(commit_over("b", "\x81\xa1n\x02", (int64_t)v1), SF_STORE_OK);
+    /* set_session_state is a write too: a run that read before it conflicts */
+    uint64_t v2 = claim_read("c");
+    g = (got){0};
+    sf_store_set_state(st, NULL, S("cas"), S("\x81\xa1n\x09"), on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(commit_over("c", "\x81\xa1n\x03", (int64_t)v2), SF_STORE_CONFLICT);
+    cr_expect_eq(commit_over("c", "\x81\xa1n\x03", -1), SF_STORE_OK, "-1: unconditional");
+    /* a session created again starts a version no earlier read can have */
+    uint64_t v3 = claim_read("d");
+    g = (got){0};
+    sf_store_create_session(st, NULL, S("cas"), S("\x81\xa1n\x00"), 0, on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(commit_over("d", "\x81\xa1n\x04", (int64_t)v3), SF_STORE_CONFLICT);
+    g = (got){0};
+    sf_store_put_program(st, NULL, S("cas"), S("p"), S("\x81\xa4kind\xa1x"), on_got, &g);
+    wait_done(&g);
+    g = (got){0};
+    sf_store_list_programs(st, S("cas"), on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.nkeys, 1, "the version is not a program");
 }
