@@ -63,10 +63,14 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 {
     char q[1100];
     sf_log_quote(q, sizeof(q), buf, strlen(buf));
-    sf_log(level <= 3   ? SF_LOG_ERROR
-           : level <= 4 ? SF_LOG_WARN
-                        : SF_LOG_INFO,
-           "kafka.log", "client=%s facility=%s message=%s", rd_kafka_name(rk), fac, q);
+    sf_log_level lv = level <= 3 ? SF_LOG_ERROR : level <= 4 ? SF_LOG_WARN : SF_LOG_INFO;
+    /* [kafka] feeds both clients by design (make_conf): that the producer ignores a
+     * consumer key, or the consumer a producer key, is expected, not worth a warning. */
+    if (strcmp(fac, "CONFWARN") == 0 &&
+        (strstr(buf, "is a consumer property and will be ignored") ||
+         strstr(buf, "is a producer property and will be ignored")))
+        lv = SF_LOG_DEBUG;
+    sf_log(lv, "kafka.log", "client=%s facility=%s message=%s", rd_kafka_name(rk), fac, q);
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
