@@ -29,7 +29,7 @@ import msgpack
 import pytest
 from confluent_kafka import Producer
 
-from conftest import PIDFILE, ROOT, wait_until
+from conftest import PIDFILE, ROOT, VENV_PYTHON, wait_until
 
 SUPERVISOR = Path(
     os.environ.get("SNAKEFLEET_IT_SUPERVISOR")
@@ -63,6 +63,8 @@ def dev_supervisor(tmp_path: Path, sup_id: str) -> Iterator[tuple[subprocess.Pop
                 "--pool.max_overflow=0",
                 f"--telemetry.interval={TELEMETRY_MS}",
                 f"--redis.url=redis://127.0.0.1:{closed_port()}",
+                # the binary may be a copy outside the checkout: name the venv's interpreter
+                f"--python.executable={VENV_PYTHON}",
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

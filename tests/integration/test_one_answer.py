@@ -6,6 +6,8 @@ Real supervisors, a real Kafka, a redis-server of the test's own.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -17,6 +19,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import NewPartitions
 
 from conftest import Fleet, KafkaEnv, wait_until
+from test_accounted import zombie_or_gone
 from test_sessions_and_tools import RedisServer, http_base, http_get, own_redis, parse_metrics
 
 __all__ = ["own_redis"]  # the fixture, used by name
@@ -70,7 +73,7 @@ class HeldPoller:
 def test_a_partition_without_a_lease_pauses_while_redis_is_down(
     own_redis: RedisServer, kafka: KafkaEnv, fleet: Fleet
 ) -> None:
-    """Redis stopped, then a second supervisor joins and takes over half the
+    """Redis SIGKILLed, then a second supervisor joins and takes over half the
     partitions while requests keep coming: it cannot take their leases, so
     it pauses them (it used to consume thousands it could not run); what it
     holds stays under supervisor.max_queued; lease.failed is logged once a
@@ -90,7 +93,9 @@ def test_a_partition_without_a_lease_pauses_while_redis_is_down(
     sessions = [kafka.session(i) for i in range(32)]
     create_sessions(kafka, replies, sessions)
 
-    own_redis.stop()
+    pid = own_redis.pid
+    os.kill(pid, signal.SIGKILL)  # no shutdown: as a crashed Redis host
+    wait_until(lambda: zombie_or_gone(pid), 10, f"redis-server {pid} to die")
     b = fleet.start(**opts)
     poller = HeldPoller(http_base(b))
     fleet.wait_stable([a, b])
