@@ -1,5 +1,5 @@
 """Every reply accounted for, and durable when it says so: real supervisors
-against a real Kafka and a real redis-server (DESIGN.md guarantees 2, 4, 5).
+against a real Kafka and a real redis-server (docs/DESIGN.md guarantees 2, 5, 8).
 
   1. replies to a reply topic that does not exist: the first ones (librdkafka
      waits topic.metadata.propagation.max.ms for the topic to appear, then
@@ -402,7 +402,7 @@ def test_a_full_producer_queue_delays_replies_and_loses_none(kafka: KafkaEnv, fl
 def test_acknowledged_counts_survive_redis_sigkill(
     own_redis: RedisServer, kafka: KafkaEnv, fleet: Fleet
 ) -> None:
-    """Guarantee 4, "what is acknowledged survives a Redis crash", with the
+    """Guarantee 8 (docs/DESIGN.md), "durable when acknowledged", with the
     shipped deploy/redis/start.sh (appendonly yes, appendfsync always): a
     stream of counter executes for 16 sessions; as soon as replies of a
     round have been acknowledged, redis-server is killed with SIGKILL (no

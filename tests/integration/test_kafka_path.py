@@ -4,7 +4,7 @@ real Redis, replies read back from the reply topic.
 
 Each test has its own request topic, reply topic, consumer group and session
 ids (see conftest.py) and stops every process it starts. Guarantees refer to
-DESIGN.md "Guarantees".
+docs/DESIGN.md, "Guarantees".
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def check_replayed_sequence(seq: list[int], n: int) -> str | None:
     rebalance after handling some of a session's requests, but before their
     offsets were committed, makes the partition's next owner re-consume from
     the last committed offset, so the requests from that offset on are
-    delivered again, in order. With request-id dedupe (DESIGN.md guarantee 3)
+    delivered again, in order. With request-id dedupe (docs/DESIGN.md guarantee 3)
     a redelivered request does not run again: it gets its cached reply again.
     So the *reply stream* of a session may contain replays, and so would its
     *executions* if dedupe were off or broken. Either way what must hold

@@ -1,4 +1,4 @@
-"""Wrong partition detected (DESIGN.md, guarantee 4): a producer on
+"""Wrong partition detected (docs/DESIGN.md, guarantee 4): a producer on
 librdkafka's default partitioner (CRC32, `consistent_random`) puts a session's
 requests on other partitions than the fleet's murmur2, so two supervisors
 could run one session at once and lose updates. Each supervisor hashes every

@@ -20,7 +20,7 @@ supervisor: real supervisors against a real Kafka and a real redis-server.
 Same isolation as test_kafka_path.py (conftest.py): every test has its own
 topics, group and session ids, and stops every process it starts; the tests
 that stop or reconfigure Redis run a redis-server of their own (own_redis),
-which they stop. Guarantees refer to DESIGN.md "Guarantees".
+which they stop. Guarantees refer to docs/DESIGN.md, "Guarantees".
 
 REDIS_CLAIM_BUG and OWN_CLAIM_BUG describe two bugs these tests found (now
 fixed); the tests assert the fixed behaviour.
