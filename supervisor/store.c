@@ -517,7 +517,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
                 out.status = SF_STORE_NOT_FOUND;
             break;
         case K_GET_PROGRAM:
-            if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+            if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
                 rep->element[0]->type != REDIS_REPLY_STRING) {
                 out.status = SF_STORE_NOT_FOUND;
             } else {
@@ -527,6 +527,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
                     out.spec = rep->element[1]->str;
                     out.spec_len = rep->element[1]->len;
                 }
+                if (rep->elements >= 3 && rep->element[2]->type == REDIS_REPLY_STRING)
+                    out.version = strtoull(rep->element[2]->str, NULL, 10);
             }
             break;
         case K_LIST:

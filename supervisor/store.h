@@ -63,7 +63,7 @@ typedef struct sf_store_reply {
     int64_t count; /* end_session: keys removed; delete_program: 1 if it existed; bump: epoch;
                       create_session: sessions stored (after it, or when refused) */
     int claim; /* claim: 0 claimed, 1 answered before (state = reply), 2 running (state = owner) */
-    uint64_t version; /* claim with a read: the version of the state read (for sf_store_commit) */
+    uint64_t version; /* claim with a read, get_program: the state's version (sf_store_commit) */
 } sf_store_reply;
 
 typedef void (*sf_store_cb)(void *arg, const sf_store_reply *r);
@@ -114,7 +114,7 @@ void sf_store_set_state(sf_store *st, const sf_fence *f, const char *s, size_t s
 void sf_store_put_program(sf_store *st, const sf_fence *f, const char *s, size_t slen,
                           const char *p, size_t plen, const void *spec, size_t len, sf_store_cb cb,
                           void *arg);
-/* The session state and the program's spec in one round trip. */
+/* The session state, its version and the program's spec in one round trip. */
 void sf_store_get_program(sf_store *st, const char *s, size_t slen, const char *p, size_t plen,
                           sf_store_cb cb, void *arg);
 void sf_store_delete_program(sf_store *st, const sf_fence *f, const char *s, size_t slen,

@@ -750,6 +750,10 @@ Test(store, a_state_written_since_the_read_is_not_overwritten)
     wait_done(&g);
     uint64_t v0 = claim_read("a");
     cr_expect_gt(v0, 0, "create_session starts a version");
+    g = (got){0};
+    sf_store_get_program(st, S("cas"), S("p"), on_got, &g); /* a crashed call's re-read */
+    wait_done(&g);
+    cr_expect_eq(g.version, v0, "a re-read sees the same version as the claim");
     uint64_t also = claim_read("b"); /* a second writer read the same state */
     cr_expect_eq(also, v0);
     cr_expect_eq(commit_over("a", "\x81\xa1n\x01", (int64_t)v0), SF_STORE_OK);
