@@ -17,9 +17,9 @@
 -- the claim) and, with a state, the state written, both in one step; an item
 -- answered 0, -1 or -2 writes nothing. Fencing: as fence.lua, for each item
 -- (a partition's epoch is read once per batch). Compare-and-set: with a
--- version, the state is written only over the version the run read, and the
--- version moves on; without one the write is unconditional and leaves the
--- version as it is.
+-- version, the state is written only over the version the run read; without
+-- one the write is unconditional. Either way a written state moves the version
+-- on, so every run that read the state before this write conflicts.
 local epochs = {} -- a partition's epoch is read once per batch
 local function item(i)
     local ep, state, ttl = ARGV[4 * i + 2], ARGV[4 * i + 5], ARGV[4 * i + 4]
@@ -47,9 +47,8 @@ local function item(i)
         if not redis.call('SET', KEYS[4 * i + 1], state, 'XX', 'EX', ARGV[1]) then
             return 0
         end
-        if rv then
-            redis.call('HINCRBY', pg, '', 1)
-        end
+        -- every state write moves the version on, so any run that read before it conflicts
+        redis.call('HINCRBY', pg, '', 1)
         redis.call('EXPIRE', pg, ARGV[1])
     end
     redis.call('SET', KEYS[4 * i + 4], 'R' .. ARGV[4 * i + 3], 'EX', ttl)

@@ -772,7 +772,10 @@ Test(store, a_state_written_since_the_read_is_not_overwritten)
     sf_store_set_state(st, NULL, S("cas"), S("\x81\xa1n\x09"), on_got, &g);
     wait_done(&g);
     cr_expect_eq(commit_over("c", "\x81\xa1n\x03", (int64_t)v2), SF_STORE_CONFLICT);
+    uint64_t v3a = claim_read("c2");
     cr_expect_eq(commit_over("c", "\x81\xa1n\x03", -1), SF_STORE_OK, "-1: unconditional");
+    cr_expect_eq(commit_over("c2", "\x81\xa1n\x05", (int64_t)v3a), SF_STORE_CONFLICT,
+                 "an unconditional write moves the version on too");
     /* a session created again starts a version no earlier read can have */
     uint64_t v3 = claim_read("d");
     g = (got){0};
