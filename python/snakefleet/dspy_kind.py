@@ -64,15 +64,8 @@ import threading
 
 from snakefleet.codec import EncodeError, decode_value, encode
 from snakefleet.context import SessionContext
-from snakefleet.programs import (
-    INVALID_PROGRAM,
-    PROGRAM_ERROR,
-    Program,
-    ProgramError,
-    describe,
-    format_user_traceback,
-    import_object,
-)
+from snakefleet.errors import INVALID_PROGRAM, PROGRAM_ERROR, ProgramError, describe
+from snakefleet.programs import Program, format_user_traceback, import_object
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -20,7 +20,8 @@ session `s` and program `p` of session `t` are different objects, and
 `cleanup(session)` drops all of one session's programs at once.
 
 Failures that must reach the caller as a typed result error (`type`,
-`message`, optional `traceback`/`field`) are raised as `ProgramError`.
+`message`, optional `traceback`/`field`) are raised as `ProgramError`, with
+a type from snakefleet.errors.
 """
 
 from __future__ import annotations
@@ -29,6 +30,17 @@ import importlib
 import importlib.util
 
 from snakefleet.context import SessionContext
+
+# The error types and ProgramError live in snakefleet.errors; the names stay
+# importable from here, where they were first defined.
+from snakefleet.errors import INTERNAL as INTERNAL
+from snakefleet.errors import INVALID_PROGRAM as INVALID_PROGRAM
+from snakefleet.errors import INVALID_REQUEST as INVALID_REQUEST
+from snakefleet.errors import PROGRAM_ERROR as PROGRAM_ERROR
+from snakefleet.errors import PROGRAM_NOT_FOUND as PROGRAM_NOT_FOUND
+from snakefleet.errors import STALE_CACHE as STALE_CACHE
+from snakefleet.errors import ProgramError as ProgramError
+from snakefleet.errors import describe as describe
 
 # `typing` costs a worker ~3 ms of start-up (it imports `re`); annotations are
 # strings here (PEP 563), so type-only names are imported for checkers only.
@@ -39,41 +51,6 @@ if TYPE_CHECKING:
 
     Spec = Mapping[str, Any]
     Builder = Callable[[str, Spec], "Program"]
-
-# Result error types the worker produces (see schemas/README.md, Reply).
-INVALID_PROGRAM = "invalid_program"
-PROGRAM_NOT_FOUND = "program_not_found"
-PROGRAM_ERROR = "program_error"
-INVALID_REQUEST = "invalid_request"
-INTERNAL = "internal"
-# The call named a spec or state version this worker no longer holds; the
-# supervisor sends the call again with the spec and state themselves.
-STALE_CACHE = "stale_cache"
-
-
-class ProgramError(Exception):
-    """A failure reported as a result error rather than a crash."""
-
-    def __init__(
-        self,
-        error_type: str,
-        message: str,
-        traceback: str | None = None,
-        field: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.error_type = error_type
-        self.message = message
-        self.traceback = traceback
-        self.field = field
-
-    def to_wire(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"type": self.error_type, "message": self.message}
-        if self.traceback is not None:
-            error["traceback"] = self.traceback
-        if self.field is not None:
-            error["field"] = self.field
-        return error
 
 
 class Program:
@@ -125,16 +102,6 @@ def available_kinds(kinds: Mapping[str, Kind] | None = None) -> list[str]:
 
 
 # ---------------------------------------------------------------- errors
-
-
-def describe(exc: BaseException) -> str:
-    """'ExcType: message' (just 'ExcType' when the message is empty)."""
-    try:
-        text = str(exc)
-    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the error
-        text = "<exception str() failed>"
-    name = type(exc).__name__
-    return f"{name}: {text}" if text else name
 
 
 def format_user_traceback(exc: BaseException, skip: str = __name__) -> str:

@@ -50,18 +50,20 @@ from snakefleet.codec import (
     validate_frame,
 )
 from snakefleet.context import STATE, SessionContext, StateError
-from snakefleet.log import Logger
-from snakefleet.programs import (
+from snakefleet.errors import (
     INTERNAL,
     INVALID_REQUEST,
     PROGRAM_ERROR,
     STALE_CACHE,
+    ProgramError,
+    describe,
+)
+from snakefleet.log import Logger
+from snakefleet.programs import (
     CallableProgram,
     Program,
-    ProgramError,
     ProgramRegistry,
     available_kinds,
-    describe,
     format_user_traceback,
     run_program,
 )
