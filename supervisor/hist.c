@@ -44,6 +44,8 @@ uint64_t sf_hist_quantile(const sf_hist *h, double q)
     for (unsigned b = 0; b < SF_HIST_BUCKETS; b++) {
         seen += h->buckets[b];
         if (seen >= rank) {
+            if (b == SF_HIST_BUCKETS - 1)
+                return h->max; /* the last bucket also holds every value past the range */
             uint64_t up = bucket_upper(b);
             return up < h->max ? up : h->max;
         }
