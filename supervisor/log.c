@@ -62,33 +62,61 @@ void sf_log(sf_log_level level, const char *event, const char *fmt, ...)
     fwrite(line, 1, len, stderr); /* one write per line keeps lines whole */
 }
 
+/*
+ * Where a value cut after n bytes of b should end so that it does not end
+ * inside a UTF-8 character: before the lead byte of the last, incomplete one
+ * when next (the first byte left out) continues it; n otherwise. Never before
+ * min, the bytes that are not part of the value.
+ */
+static size_t utf8_cut(const char *b, size_t n, size_t min, char next)
+{
+    if (((unsigned char)next & 0xc0) != 0x80)
+        return n;
+    size_t k = n;
+    while (k > min && n - k < 3 && ((unsigned char)b[k - 1] & 0xc0) == 0x80)
+        k--;
+    return k > min && (unsigned char)b[k - 1] >= 0xc0 ? k - 1 : n;
+}
+
 const char *sf_log_quote(char *buf, size_t cap, const char *s, size_t len)
 {
+    if (cap == 0)
+        return ""; /* no room for even the NUL */
     bool plain = len > 0;
     for (size_t i = 0; i < len && plain; i++)
         plain = s[i] > ' ' && s[i] != '"' && s[i] != '=' && s[i] != '\\' && s[i] != 0x7f;
     size_t o = 0;
     if (plain) {
-        o = len < cap - 1 ? len : cap - 1;
+        o = len < cap ? len : utf8_cut(s, cap - 1, 0, s[cap - 1]);
         memcpy(buf, s, o);
         buf[o] = '\0';
         return buf;
     }
+    if (cap < 3) { /* no room for `""`: the empty string, not half a value */
+        buf[0] = '\0';
+        return buf;
+    }
     buf[o++] = '"';
-    for (size_t i = 0; i < len && o + 3 < cap; i++) {
+    size_t i = 0;
+    for (; i < len; i++) {
         char c = s[i];
+        bool escaped = c == '"' || c == '\\' || c == '\n';
+        if (o + (escaped ? 2 : 1) + 2 > cap) /* c, then the closing quote and the NUL */
+            break;
         if (c == '"' || c == '\\') {
             buf[o++] = '\\';
             buf[o++] = c;
         } else if (c == '\n') {
             buf[o++] = '\\';
             buf[o++] = 'n';
-        } else if ((unsigned char)c < ' ') {
+        } else if ((unsigned char)c < ' ' || c == 0x7f) {
             buf[o++] = ' ';
         } else {
             buf[o++] = c;
         }
     }
+    if (i < len)
+        o = utf8_cut(buf, o, 1, s[i]);
     buf[o++] = '"';
     buf[o] = '\0';
     return buf;
