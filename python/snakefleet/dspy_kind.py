@@ -807,7 +807,7 @@ class DspyProgram(Program):
 
 
 def build_dspy(program_id: str, spec: Mapping[str, Any]) -> Program:
-    """The `dspy` kind's builder (registered in snakefleet.programs)."""
+    """The `dspy` kind's builder (registered by path in snakefleet.kinds)."""
     dspy = import_dspy()
     spec_lm = check_lm_config(spec.get("lm"), "the spec's 'lm'", INVALID_PROGRAM, "spec.lm")
     sig_spec = spec.get("signature")

@@ -1,19 +1,16 @@
 """Programs: what a worker runs, built from a spec and cached per session.
 
 A program spec is a map with at least `kind`; the kind picks a builder that
-turns the spec into a `Program`. Kinds are pluggable (`register_kind`), so a
-`dspy` kind can join `callable` without touching the worker. A kind may name a
-module it `requires`; it is advertised in the worker's `ready.caps` only when
-that module can be found, and the module is not imported until a program of
-that kind is built.
+turns the spec into a `Program`. The kinds are a table in snakefleet.kinds,
+each registered by name with its builder or the import path of its builder,
+so a kind joins without touching the worker or this module, and its module is
+not imported until a program of that kind is built. This module holds what
+every kind builds on (`Program`, `run_program`, `import_object`) and the
+`callable` kind.
 
 Kind `callable`: `{kind: "callable", entry: "package.module:function"}` (the
 function part may be dotted, e.g. `module:Class.method`). It is called as
 `fn(ctx, **inputs)`.
-
-Kind `dspy`: `{kind: "dspy", signature, module?, lm?}`, a DSPy module; see
-snakefleet.dspy_kind. Needs the optional `dspy` package (advertised in caps
-only when it is installed).
 
 `ProgramRegistry` keys programs by (session, program id): program `p` of
 session `s` and program `p` of session `t` are different objects, and
@@ -27,7 +24,6 @@ a type from snakefleet.errors.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 from snakefleet.context import SessionContext
 
@@ -42,6 +38,15 @@ from snakefleet.errors import STALE_CACHE as STALE_CACHE
 from snakefleet.errors import ProgramError as ProgramError
 from snakefleet.errors import describe as describe
 
+# The kind table lives in snakefleet.kinds, which names each kind's builder by
+# path; these names stay importable from here too.
+from snakefleet.kinds import KINDS as KINDS
+from snakefleet.kinds import Kind as Kind
+from snakefleet.kinds import available_kinds as available_kinds
+from snakefleet.kinds import known_kinds as known_kinds
+from snakefleet.kinds import register_kind as register_kind
+from snakefleet.kinds import unknown_kind
+
 # `typing` costs a worker ~3 ms of start-up (it imports `re`); annotations are
 # strings here (PEP 563), so type-only names are imported for checkers only.
 TYPE_CHECKING = False
@@ -50,7 +55,6 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
     Spec = Mapping[str, Any]
-    Builder = Callable[[str, Spec], "Program"]
 
 
 class Program:
@@ -67,38 +71,6 @@ class Program:
 
     def run(self, ctx: SessionContext, inputs: dict[str, Any]) -> Any:
         raise NotImplementedError
-
-
-class Kind:
-    __slots__ = ("build", "name", "requires")
-
-    def __init__(self, name: str, build: Builder, requires: str | None = None) -> None:
-        self.name = name
-        self.build = build
-        self.requires = requires
-
-    def available(self) -> bool:
-        """True when the kind's required module is importable (not imported)."""
-        if self.requires is None:
-            return True
-        try:
-            return importlib.util.find_spec(self.requires) is not None
-        except (ImportError, ValueError):
-            return False
-
-
-KINDS: dict[str, Kind] = {}
-
-
-def register_kind(name: str, build: Builder, requires: str | None = None) -> None:
-    """Add (or replace) a program kind for every registry that uses KINDS."""
-    KINDS[name] = Kind(name, build, requires)
-
-
-def available_kinds(kinds: Mapping[str, Kind] | None = None) -> list[str]:
-    """The kinds this interpreter can build: the worker's `ready.caps`."""
-    table = KINDS if kinds is None else kinds
-    return [name for name, kind in table.items() if kind.available()]
 
 
 # ---------------------------------------------------------------- errors
@@ -123,7 +95,7 @@ def run_program(program: Program, ctx: SessionContext, inputs: dict[str, Any]) -
     try:
         return program.run(ctx, inputs)
     except ProgramError:
-        raise  # a kind's own typed error (e.g. dspy's missing input field)
+        raise  # a kind's own typed error (e.g. a missing input field)
     except (Exception, SystemExit) as e:  # noqa: BLE001 - user code: report it all
         raise ProgramError(PROGRAM_ERROR, describe(e), format_user_traceback(e)) from None
 
@@ -194,23 +166,6 @@ def build_callable(program_id: str, spec: Spec) -> Program:
     return CallableProgram(program_id, spec, resolve_entry(entry))
 
 
-register_kind("callable", build_callable)
-
-
-# ---------------------------------------------------------------- kind: dspy
-
-
-def build_dspy(program_id: str, spec: Spec) -> Program:
-    """Kind `dspy` (snakefleet.dspy_kind): imported, with dspy, only when the
-    first dspy spec is built."""
-    from snakefleet.dspy_kind import build_dspy as build
-
-    return build(program_id, spec)
-
-
-register_kind("dspy", build_dspy, requires="dspy")
-
-
 # ---------------------------------------------------------------- registry
 
 
@@ -235,12 +190,7 @@ class ProgramRegistry:
         kind_name = spec.get("kind")
         kind = self._kinds.get(kind_name) if isinstance(kind_name, str) else None
         if kind is None:
-            known = ", ".join(sorted(self._kinds))
-            raise ProgramError(
-                INVALID_PROGRAM,
-                f"unknown program kind {kind_name!r} (this worker knows: {known})",
-                field="spec.kind",
-            )
+            raise unknown_kind(kind_name, self._kinds)
         return kind.build(program_id, spec)
 
     def create(

@@ -58,12 +58,12 @@ from snakefleet.errors import (
     ProgramError,
     describe,
 )
+from snakefleet.kinds import available_kinds
 from snakefleet.log import Logger
 from snakefleet.programs import (
     CallableProgram,
     Program,
     ProgramRegistry,
-    available_kinds,
     format_user_traceback,
     run_program,
 )
