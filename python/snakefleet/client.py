@@ -28,7 +28,9 @@ How it works (the same design as the C `snakefleet submit/batch/loadtest`):
   their request by the reply's `id`; the rest are skipped.
 - `submit()` returns the reply dict whatever its `ok`; it raises
   `ReplyTimeout` when no reply comes in time and `DeliveryError` when Kafka
-  would not take the request.
+  would not take the request. A failed reply's `error["type"]` is one of the
+  constants of snakefleet.errors (`errors.SESSION_NOT_FOUND`, ...); a type
+  not listed there may come from a newer fleet.
 
 Extra librdkafka properties go to both clients: `Client(bootstrap,
 **{"fetch.wait.max.ms": 5})`. Against `snakefleet dev-broker` (librdkafka's
