@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds snakefleet and runs every test: the Criterion suites (ASan+UBSan
-# build), a valgrind pass over the codec suites, pytest, short bounded
+# build), a valgrind pass over every Criterion suite, pytest, short bounded
 # libFuzzer runs, and the integration tests against a real Kafka (KRaft, from
 # Maven Central jars) and a real redis-server, both started and stopped here
 # on loopback. Installs what is missing first (deploy/setup.sh).
