@@ -93,7 +93,7 @@ static void pcall_free(pcall *c)
     free(c);
 }
 
-static void queue_push_front(sf_pool *p, pcall *c)
+void queue_push_front(sf_pool *p, pcall *c)
 {
     c->next = p->qhead;
     p->qhead = c;
@@ -163,15 +163,12 @@ static void call_fail(sf_pool *p, pcall *c, const char *type, const char *msg, c
     call_finish(p, c, &r);
 }
 
-/* Fails a call that is not in any list, later, from the loop. */
-static void call_fail_deferred(sf_pool *p, pcall *c, const char *type, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 /*
  * Fails c from the loop, soon. c stays counted in its session's `queued`
  * until then (on_defer), so the session entry it points at cannot be swept
  * or deleted in between.
  */
-static void call_fail_deferred(sf_pool *p, pcall *c, const char *type, const char *fmt, ...)
+void call_fail_deferred(sf_pool *p, pcall *c, const char *type, const char *fmt, ...)
 {
     c->fail_type = type;
     va_list ap;
@@ -228,97 +225,6 @@ static void pool_flush(sf_pool *p)
             worker_flush(w);
         }
     }
-}
-
-static bool sess_knows_spec(const sess *s, uint64_t prog, uint64_t spec)
-{
-    for (int i = 0; i < s->nspecs; i++)
-        if (s->specs[i].prog == prog && s->specs[i].spec == spec)
-            return true;
-    return false;
-}
-
-static void sess_learn_spec(sess *s, uint64_t prog, uint64_t spec)
-{
-    for (int i = 0; i < s->nspecs; i++) {
-        if (s->specs[i].prog == prog) {
-            s->specs[i].spec = spec;
-            return;
-        }
-    }
-    int i = s->nspecs < SPECS_KNOWN ? s->nspecs++ : s->spec_next++ % SPECS_KNOWN;
-    s->specs[i].prog = prog;
-    s->specs[i].spec = spec;
-}
-
-static void sess_forget_caches(sess *s)
-{
-    s->state_known = false;
-    s->nspecs = 0;
-}
-
-/* A msgpack fixstr key, then a uint64 when with_value; returns the bytes written. */
-static size_t put_key(unsigned char *b, const char *key, bool with_value, uint64_t v)
-{
-    size_t kl = strlen(key), n = 0;
-    b[n++] = (unsigned char)(0xa0 | kl);
-    memcpy(b + n, key, kl);
-    n += kl;
-    if (with_value) {
-        b[n++] = 0xcf;
-        for (int i = 7; i >= 0; i--)
-            b[n++] = (unsigned char)(v >> (8 * i));
-    }
-    return n;
-}
-
-/*
- * Completes c's frame for worker w: the spec and the state travel only when
- * w is not known to hold them (then only their versions do).
- */
-static void worker_write_call(worker *w, pcall *c)
-{
-    sess *s = c->s;
-    bool same =
-        s->last_slot == w->slot && s->last_gen == w->gen && s->inflight == 0 && !c->force_full;
-    /* create_program always carries its spec: the worker builds it whatever it holds. */
-    bool spec_cached =
-        has_spec(c) && same && !c->spec_required && sess_knows_spec(s, c->prog_hash, c->spec_hash);
-    bool state_cached = has_state(c) && same && s->state_known && s->state_hash == c->state_hash;
-    c->sent_spec = has_spec(c) && !spec_cached;
-    c->sent_state = has_state(c) && !state_cached;
-    c->compact = spec_cached || state_cached;
-    if (c->compact)
-        s->compact_inflight = true;
-
-    unsigned char a[32], b[32];
-    size_t an = 0, bn = 0;
-    uint16_t n = c->nfields;
-    if (has_spec(c)) {
-        an += put_key(a, "spec_ver", true, c->spec_hash);
-        n++;
-        if (c->sent_spec) {
-            an += put_key(a + an, "spec", false, 0);
-            n++;
-        }
-    }
-    if (has_state(c)) {
-        bn = state_cached ? put_key(b, "state_ver", true, s->state_ver)
-                          : put_key(b, "state", false, 0);
-        n++;
-    }
-    size_t body = c->frame.size - 4 + an + bn + (c->sent_spec ? c->spec_len : 0) +
-                  (c->sent_state ? c->state_len : 0);
-    sf_frame_patch_call(c->frame.data, (uint32_t)body, n);
-    evbuffer_add(w->out, c->frame.data, c->frame.size);
-    if (an)
-        evbuffer_add(w->out, a, an);
-    if (c->sent_spec)
-        evbuffer_add(w->out, c->payload, c->spec_len);
-    if (bn)
-        evbuffer_add(w->out, b, bn);
-    if (c->sent_state)
-        evbuffer_add(w->out, c->payload + c->spec_len, c->state_len);
 }
 
 static void worker_send(worker *w, pcall *c)
@@ -585,10 +491,8 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 
 /* ---------------------------------------------------------------- results */
 
-static void worker_after_call(worker *w);
-
 /* The head call is off the worker: restart the request timer for the next one, or go idle. */
-static void worker_head_done(worker *w, uint64_t t)
+void worker_head_done(worker *w, uint64_t t)
 {
     sf_pool *p = w->pool;
     if (w->inflight > 0) {
@@ -599,35 +503,6 @@ static void worker_head_done(worker *w, uint64_t t)
         w->idle_since_us = t;
         evtimer_del(w->ev_timer);
     }
-}
-
-/*
- * The worker no longer holds what c named instead of sending it (its caches
- * are bounded): forget what we believed and queue c again, first, to go in
- * full. Nothing of its session was sent after it (compact_inflight).
- */
-static void worker_retry_full(worker *w, pcall *c)
-{
-    sf_pool *p = w->pool;
-    w->head = c->next;
-    if (w->head == NULL)
-        w->tail = NULL;
-    w->inflight--;
-    worker_head_done(w, now_us());
-    sess *s = c->s;
-    s->inflight--;
-    if (s->inflight == 0)
-        s->bound = -1;
-    s->compact_inflight = false;
-    sess_forget_caches(s);
-    s->queued++;
-    c->force_full = true;
-    p->stale_retries++;
-    if (p->stopping) /* nothing dispatches any more */
-        call_fail_deferred(p, c, "unavailable", "the pool is shutting down");
-    else
-        queue_push_front(p, c);
-    worker_after_call(w);
 }
 
 static void worker_complete_head(worker *w, const sf_frame *f)
@@ -643,13 +518,7 @@ static void worker_complete_head(worker *w, const sf_frame *f)
         w->tail = NULL;
     w->inflight--;
     uint64_t t = now_us();
-    sess *s = c->s;
-    s->inflight--;
-    s->compact_inflight = false;
-    if (s->last_slot != w->slot || s->last_gen != w->gen || c->drops_cache)
-        sess_forget_caches(s);
-    s->last_slot = w->slot;
-    s->last_gen = w->gen;
+    c->s->inflight--;
     /* The new state as bytes: hashed here, written to Redis as they are by the caller. */
     msgpack_sbuffer st = {0};
     if (f->state) {
@@ -657,13 +526,7 @@ static void worker_complete_head(worker *w, const sf_frame *f)
         msgpack_packer_init(&pk, &st, msgpack_sbuffer_write);
         msgpack_pack_object(&pk, *f->state);
     }
-    if (has_state(c) && (f->state || c->sent_state)) {
-        s->state_known = true;
-        s->state_ver = c->seq;
-        s->state_hash = f->state ? sf_hash64(st.data, st.size) : c->state_hash;
-    }
-    if (c->sent_spec && f->ok)
-        sess_learn_spec(s, c->prog_hash, c->spec_hash);
+    sess_learn_from_answer(w, c, f, &st);
     w->calls++;
     if (!f->ok)
         w->errors++;
@@ -689,7 +552,7 @@ static void worker_complete_head(worker *w, const sf_frame *f)
 }
 
 /* Recycling decisions, made between calls so the current call always finishes. */
-static void worker_after_call(worker *w)
+void worker_after_call(worker *w)
 {
     sf_pool *p = w->pool;
     if (w->state == W_READY) {

@@ -199,4 +199,24 @@ static inline int worker_capacity(const worker *w)
     return cap > 0 ? cap : 0;
 }
 
+/* ---------------------------------------------------------------- pool.c */
+
+void queue_push_front(sf_pool *p, pcall *c);
+/* Fails c, which is in no list, from the loop, soon (never from inside a submit). */
+void call_fail_deferred(sf_pool *p, pcall *c, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void worker_head_done(worker *w, uint64_t t);
+void worker_after_call(worker *w);
+
+/* ---------------------------------------------------------------- pool_cache.c */
+
+/* Forgets what the session's last worker holds: its next call goes in full. */
+void sess_forget_caches(sess *s);
+/* Adds c's frame to w's output, without the spec and state w is known to hold. */
+void worker_write_call(worker *w, pcall *c);
+void sess_learn_from_answer(const worker *w, const pcall *c, const sf_frame *f,
+                            const msgpack_sbuffer *state);
+/* w answered stale_cache to its head call c: c goes back to the queue, first, to go in full. */
+void worker_retry_full(worker *w, pcall *c);
+
 #endif
