@@ -1,0 +1,136 @@
+/*
+ * daemon_internal.h — what the daemon's files share; nothing outside
+ * supervisor/daemon.c and the files of its request path includes it (callers
+ * have daemon.h).
+ *
+ * The state of one supervisor: its partitions (`part`), the requests it holds
+ * (`job`, one per consumed record, from consumption until its offset is
+ * finished), one FIFO per session (`sessq`) and the daemon itself.
+ */
+#ifndef SF_DAEMON_INTERNAL_H
+#define SF_DAEMON_INTERNAL_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "daemon.h"
+#include "hist.h"
+#include "kafka.h"
+#include "offsets.h"
+#include "pool.h"
+#include "request.h"
+#include "smap.h"
+#include "store.h"
+
+#define MAX_PARTS         1024
+#define SESSION_SWEEP_MIN 100000 /* idle session queues kept between telemetry ticks */
+
+typedef struct part {
+    char topic[256];
+    int32_t partition;
+    sf_offsets *offsets;
+    int live; /* jobs consumed and not yet freed */
+    bool paused, revoking;
+    bool released;  /* revocation finished while jobs were still alive; freed by the last */
+    int64_t next;   /* first offset not finished: committed, then stored (for lag) */
+    uint64_t epoch; /* our lease on the partition (0 until Redis answered) */
+    char epoch_key[SF_STORE_EPOCH_KEY_MAX];
+    struct job *pend_head, *pend_tail; /* consumed before the lease was known */
+    bool bumping;
+    uint32_t gen;
+    uint32_t lease_failures; /* in a row; logged on the first, then every 30 s, and when over */
+    uint64_t lease_failed_log_us; /* when the last lease.failed line was written */
+    int topic_slot;               /* for sf_kafka_partition_count (-1: not checked) */
+    uint32_t misrouted_unlogged;  /* wrong_partition requests since the last log line */
+    uint64_t misrouted_log_us;    /* when the last request.wrong_partition line was written */
+} part;
+
+typedef struct sessq sessq;
+
+typedef struct job {
+    struct job *next;
+    sf_daemon *d;
+    part *p;
+    int64_t offset;
+    rd_kafka_message_t *msg;
+    sf_request req;
+    bool valid;
+    sessq *q;
+    char reply_to[256];
+    char corr_name[64];
+    const void *corr;
+    size_t corr_len;
+    uint64_t consumed_us, started_us;
+    int crashes;
+    int producing; /* records produced and not yet acknowledged */
+    bool replied;
+    bool claimed;                  /* the request id is ours in Redis: its reply is cached */
+    bool dlq_sent;                 /* a DLQ record was produced for it */
+    bool lost;                     /* a record it produced was not acknowledged */
+    msgpack_sbuffer *owed;         /* an answer sent, not yet remembered in Redis (remember_owed) */
+    struct event *ev_retry;        /* waiting for another owner's claim, or for Redis */
+    uint64_t unavailable_since_us; /* Redis failed this job first at; 0 = never */
+    uint64_t state_version;        /* of the state its run read: its commit is conditional on it */
+    int conflicts;                 /* runs whose state another writer changed meanwhile */
+    char session_key[SF_MAX_SESSION_BYTES + 1];
+} job;
+
+struct sessq {
+    job *head, *tail;
+    bool running;
+    bool in_run; /* sessq_run is on the stack for it: an answer given at once only returns */
+};
+
+struct sf_daemon {
+    struct event_base *base;
+    const sf_config *cfg;
+    sf_pool *pool;
+    sf_store *store;
+    sf_kafka *kafka;
+    part *parts[MAX_PARTS];
+    int nparts;
+    sf_smap *sessions; /* session id -> sessq */
+    int held;          /* jobs alive */
+    int queued;        /* jobs waiting in session FIFOs */
+    rd_kafka_topic_partition_list_t *revoking;
+    struct event *ev_revoke_timeout, *ev_telemetry, *ev_drain;
+    bool shutting_down, draining_done, done;
+    uint64_t shutdown_deadline_us;
+    /* counters */
+    uint64_t total_requests, total_errors, dlq_count, invalid, deadline_exceeded, poison,
+        deduplicated, fenced, session_limit_refusals, wrong_partition, conflicts;
+    uint64_t stored_sessions;   /* fleet-wide, as the last create_session here saw it */
+    uint64_t session_warned_us; /* last near-the-limit warning */
+    uint32_t claim_ttl_ms, claim_wait_ms;
+    uint32_t part_gen;
+    struct event *ev_lease_retry;
+    bool redis_down;
+    bool any_paused;       /* a partition may be paused: resuming has something to look at */
+    size_t max_record;     /* the largest value the producer takes (message.max.bytes - room) */
+    size_t sweep_sessions; /* sweep idle session queues when more than this many exist */
+    sf_hist latency;
+    /* Records the producer's queue had no room for, oldest first (see produce()). */
+    struct unsent *unsent_head, *unsent_tail;
+    int nunsent;
+    uint64_t unsent_since_us;
+    struct event *ev_unsent;
+};
+
+static inline uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static inline uint64_t wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+#endif
