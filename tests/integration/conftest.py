@@ -14,7 +14,11 @@ Isolation: every test gets its own request topic (8 partitions), its own
 reply topic, its own consumer group and its own session-id prefix, so tests
 never see each other's requests, replies or sessions. The shared topics
 (snakefleet.dlq, snakefleet.telemetry) are read from the end offset they had
-when the test started and filtered by request topic / supervisor id.
+when the test started and filtered by request topic / supervisor id. Tests
+that stop or reconfigure Redis take the own_redis fixture: a redis-server of
+their own (RedisServer), stopped at the end of the test.
+
+Helpers the tests share that are not fixtures are in helpers.py.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -696,3 +701,100 @@ def fleet(kafka: KafkaEnv, request: pytest.FixtureRequest, tmp_path: Path) -> It
 @pytest.fixture
 def schemas_dir() -> Path:
     return ROOT / "schemas"
+
+
+# ---------------------------------------------------------------- a redis-server of a test's own
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A redis-server of a test's own (deploy/redis/start.sh, stop.sh), for
+    tests that stop and restart it. `appendfsync` None: start.sh's default."""
+
+    def __init__(self, dirpath: Path, appendfsync: str | None = None):
+        self.dir = dirpath
+        self.port = 0
+        self.url = ""
+        self.env = {k: v for k, v in os.environ.items() if k != "REDIS_APPENDFSYNC"}
+        self.env["REDIS_APPENDONLY"] = "yes"
+        if appendfsync is not None:
+            self.env["REDIS_APPENDFSYNC"] = appendfsync
+        self.started = False
+
+    @property
+    def pid(self) -> int:
+        """The running server's pid (its pidfile)."""
+        return int((self.dir / "redis.pid").read_text().strip())
+
+    def start(self) -> None:
+        """Starts it (again: on the same dir and port, replaying its AOF)."""
+        for attempt in range(3):
+            if not self.started and attempt:
+                self.port = 0
+            port = self.port or free_port()
+            r = subprocess.run(
+                [str(ROOT / "deploy/redis/start.sh"), "-d", str(self.dir), "-p", str(port)],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            if r.returncode == 0:
+                self.port = port
+                self.url = f"redis://127.0.0.1:{port}"
+                self.started = True
+                return
+            if self.started:  # a restart must reuse its port
+                break
+        pytest.fail(f"deploy/redis/start.sh failed: {r.stderr[-2000:]}")
+
+    def stop(self) -> None:
+        """deploy/redis/stop.sh with KEEP=1 (SHUTDOWN NOSAVE: the AOF stays)."""
+        subprocess.run(
+            [str(ROOT / "deploy/redis/stop.sh"), str(self.dir)],
+            env={**self.env, "KEEP": "1"},
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+
+    def cli(self, *args: str) -> str:
+        return redis_cli(self.url, *args)
+
+
+def redis_cli(url: str, *args: str) -> str:
+    host, _, port = url.removeprefix("redis://").partition("/")[0].partition(":")
+    r = subprocess.run(
+        ["redis-cli", "-h", host, "-p", port or "6379", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return r.stdout
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own with appendonly yes and the shipped
+    persistence defaults of deploy/redis/start.sh; stopped at the end of the
+    test whatever happens."""
+    # start.sh's default is appendfsync always: Redis writes and fsyncs the
+    # AOF before it sends the reply of a write (the AOF buffer is flushed in
+    # beforeSleep, ahead of the client replies), so every commit the
+    # supervisor saw acknowledged is on disk. everysec can lose up to ~2 s of
+    # acknowledged writes when the machine dies (and when redis-server dies
+    # while a slow fsync holds back its AOF writes); the tests' claim is "no
+    # acknowledged state lost", and they test what is shipped.
+    srv = RedisServer(tmp_path / "redis")
+    try:
+        yield srv
+    finally:
+        if srv.started:
+            with contextlib.suppress(Exception):
+                srv.stop()

@@ -32,10 +32,17 @@ import msgpack
 import pytest
 from confluent_kafka import TopicPartition
 
-from conftest import DLQ_TOPIC, Fleet, KafkaEnv, Record, Replies, TopicReader, decode, wait_until
-from test_sessions_and_tools import RedisServer, own_redis
-
-__all__ = ["own_redis"]  # the fixture, used by name
+from conftest import (
+    DLQ_TOPIC,
+    Fleet,
+    KafkaEnv,
+    Record,
+    RedisServer,
+    Replies,
+    TopicReader,
+    decode,
+    wait_until,
+)
 
 COUNTER = {"kind": "callable", "entry": "snakefleet.examples:counter"}
 

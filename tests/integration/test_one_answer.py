@@ -18,11 +18,9 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewPartitions
 
-from conftest import Fleet, KafkaEnv, wait_until
+from conftest import Fleet, KafkaEnv, RedisServer, wait_until
+from helpers import http_base, http_get, parse_metrics
 from test_accounted import zombie_or_gone
-from test_sessions_and_tools import RedisServer, http_base, http_get, own_redis, parse_metrics
-
-__all__ = ["own_redis"]  # the fixture, used by name
 
 COUNTER = {"spec": {"kind": "callable", "entry": "snakefleet.examples:counter"}}
 # the counter with a 10 ms sleep per increment (programs/it_programs.py): queues build up

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from conftest import TELEMETRY_TOPIC, Fleet, KafkaEnv, Supervisor, wait_until
-from test_sessions_and_tools import CLI, free_port, http_base, http_get, parse_metrics
+from conftest import TELEMETRY_TOPIC, Fleet, KafkaEnv, Supervisor, free_port, wait_until
+from helpers import CLI, http_base, http_get, parse_metrics
 
 
 def metrics_lag(base: str) -> dict[int, float]:

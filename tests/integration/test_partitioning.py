@@ -24,7 +24,7 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import NewPartitions
 
 from conftest import TELEMETRY_TOPIC, Fleet, KafkaEnv, Replies, Supervisor, TopicReader, wait_until
-from test_sessions_and_tools import http_base, http_get, parse_metrics
+from helpers import http_base, http_get, parse_metrics
 
 COUNTER = {"spec": {"kind": "callable", "entry": "snakefleet.examples:counter"}}
 PARTITIONS = 8  # the test's request topic (conftest)
