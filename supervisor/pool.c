@@ -83,107 +83,6 @@ void sf_pool_config_defaults(sf_pool_config *c)
     c->id_prefix = "w";
 }
 
-/* ---------------------------------------------------------------- calls */
-
-static void pcall_free(pcall *c)
-{
-    msgpack_sbuffer_destroy(&c->frame);
-    free(c->payload);
-    free(c->session);
-    free(c);
-}
-
-void queue_push_front(sf_pool *p, pcall *c)
-{
-    c->next = p->qhead;
-    p->qhead = c;
-    if (p->qtail == NULL)
-        p->qtail = c;
-    p->queued++;
-}
-
-static void queue_push_back(sf_pool *p, pcall *c)
-{
-    c->next = NULL;
-    if (p->qtail)
-        p->qtail->next = c;
-    else
-        p->qhead = c;
-    p->qtail = c;
-    p->queued++;
-}
-
-/* Detaches c (whose predecessor is prev, or NULL) from the pool queue. */
-static void queue_unlink(sf_pool *p, pcall *prev, pcall *c)
-{
-    if (prev)
-        prev->next = c->next;
-    else
-        p->qhead = c->next;
-    if (p->qtail == c)
-        p->qtail = prev;
-    c->next = NULL;
-    p->queued--;
-}
-
-/* After a session's last call is done, forget it unless it holds a hint. */
-static void sess_release(sf_pool *p, pcall *c)
-{
-    sess *s = c->s;
-    if (c->compact)
-        s->compact_inflight = false; /* however the call ended (a crash, a timeout) */
-    if (s->inflight == 0)
-        s->bound = -1;
-    if (s->inflight == 0 && s->queued == 0)
-        p->active_sessions--;
-    if (s->inflight == 0 && s->queued == 0 && s->last_slot < 0)
-        sf_smap_del(p->sessions, c->session, c->session_len);
-}
-
-/* Reports an outcome to the caller and frees the call. */
-static void call_finish(sf_pool *p, pcall *c, const sf_pool_result *r)
-{
-    p->total_commands++;
-    if (!r->ok)
-        p->total_errors++;
-    sess_release(p, c);
-    c->done(c->arg, r);
-    pcall_free(c);
-}
-
-static void call_fail(sf_pool *p, pcall *c, const char *type, const char *msg, const char *wid)
-{
-    uint64_t t = now_us();
-    sf_pool_result r = {.ok = false,
-                        .err_type = sf_cstr(type),
-                        .err_message = sf_cstr(msg),
-                        .worker_id = wid ? wid : "",
-                        .queued_us = (c->sent_us ? c->sent_us : t) - c->submit_us,
-                        .total_us = t - c->submit_us};
-    call_finish(p, c, &r);
-}
-
-/*
- * Fails c from the loop, soon. c stays counted in its session's `queued`
- * until then (on_defer), so the session entry it points at cannot be swept
- * or deleted in between.
- */
-void call_fail_deferred(sf_pool *p, pcall *c, const char *type, const char *fmt, ...)
-{
-    c->fail_type = type;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->fail_msg, sizeof(c->fail_msg), fmt, ap);
-    va_end(ap);
-    c->next = NULL;
-    if (p->failed_tail)
-        p->failed_tail->next = c;
-    else
-        p->failed_head = c;
-    p->failed_tail = c;
-    event_active(p->ev_defer, EV_TIMEOUT, 0);
-}
-
 /* ---------------------------------------------------------------- workers */
 
 static void worker_arm_timer(worker *w, uint64_t at_us)
@@ -194,7 +93,7 @@ static void worker_arm_timer(worker *w, uint64_t at_us)
     evtimer_add(w->ev_timer, &tv);
 }
 
-static void worker_flush(worker *w)
+void worker_flush(worker *w)
 {
     if (w->out == NULL) /* the worker is gone and its buffers with it */
         return;
@@ -216,18 +115,7 @@ static void worker_flush(worker *w)
         event_add(w->ev_write, NULL);
 }
 
-static void pool_flush(sf_pool *p)
-{
-    for (int i = 0; i < p->nslots; i++) {
-        worker *w = &p->slots[i];
-        if (w->dirty) {
-            w->dirty = false;
-            worker_flush(w);
-        }
-    }
-}
-
-static void worker_send(worker *w, pcall *c)
+void worker_send(worker *w, pcall *c)
 {
     sf_pool *p = w->pool;
     uint64_t t = now_us();
@@ -361,7 +249,7 @@ static int pool_live_in(const sf_pool *p, int from, int to)
 }
 
 /* Fills an empty slot now if its backoff has passed. Returns 1 when a worker started. */
-static int slot_fill(sf_pool *p, worker *w)
+int slot_fill(sf_pool *p, worker *w)
 {
     if (w->state != W_EMPTY || p->stopping || now_us() < w->respawn_at_us)
         return 0;
@@ -377,116 +265,6 @@ static int slot_fill(sf_pool *p, worker *w)
         backoff = p->cfg.restart_backoff_max_ms;
     w->respawn_at_us = now_us() + backoff * 1000;
     return 0;
-}
-
-/* ---------------------------------------------------------------- dispatch */
-
-/* Where call c may go now: a worker, NULL to wait, or (worker *)-1 to fail fast. */
-#define FAIL_FAST ((worker *)-1)
-
-static worker *choose_worker(sf_pool *p, pcall *c)
-{
-    sess *s = c->s;
-    if (s->blocked_scan == p->scan_no || s->compact_inflight)
-        return NULL; /* an earlier call of this session is waiting, or may have to go again */
-    if (s->inflight > 0) {
-        worker *b = &p->slots[s->bound];
-        return worker_capacity(b) > 0 ? b : NULL;
-    }
-    worker *pref = NULL;
-    if (s->last_slot >= 0) {
-        worker *l = &p->slots[s->last_slot];
-        if (l->gen == s->last_gen && worker_usable(l))
-            pref = l;
-    }
-    if (pref && p->cfg.affinity != SF_AFFINITY_HINT) {
-        if (pref->inflight == 0)
-            return pref;
-        if (p->cfg.affinity == SF_AFFINITY_STRICT_FAIL_FAST)
-            return FAIL_FAST;
-        return worker_capacity(pref) > 0 ? pref : NULL;
-    }
-    if (pref && pref->inflight == 0)
-        return pref;
-    /* Least loaded, idle first; among equals the lowest slot keeps caches warm. */
-    worker *best = NULL;
-    for (int i = 0; i < p->nslots; i++) {
-        worker *w = &p->slots[i];
-        if (worker_capacity(w) > 0 && (best == NULL || w->inflight < best->inflight))
-            best = w;
-    }
-    return best;
-}
-
-/* Starts workers when calls wait and no worker has room: lazy start, then overflow. */
-static void pool_grow_for_demand(sf_pool *p, int waiting)
-{
-    int starting = 0;
-    for (int i = 0; i < p->nslots; i++)
-        starting += p->slots[i].state == W_STARTING;
-    int need = waiting - starting;
-    for (int i = 0; i < p->nslots && need > 0; i++) {
-        worker *w = &p->slots[i];
-        if (w->state == W_EMPTY && slot_fill(p, w))
-            need--;
-    }
-}
-
-static void pool_dispatch(sf_pool *p)
-{
-    if (p->in_dispatch) {
-        p->dispatch_again = true;
-        return;
-    }
-    p->in_dispatch = true;
-    do {
-        p->dispatch_again = false;
-        p->scan_no++;
-        int room = 0;
-        for (int i = 0; i < p->nslots; i++)
-            room += worker_capacity(&p->slots[i]);
-        int waiting = 0;
-        pcall *prev = NULL, *c = p->qhead;
-        while (c) {
-            if (room == 0) {
-                /* Nothing more can be placed in this pass: the rest waits as is. */
-                waiting = p->queued;
-                break;
-            }
-            pcall *next = c->next;
-            worker *w = choose_worker(p, c);
-            if (w == FAIL_FAST) {
-                queue_unlink(p, prev, c);
-                call_fail_deferred(p, c, "checkout_timeout",
-                                   "the session's worker is busy (affinity=strict_fail_fast)");
-            } else if (w) {
-                queue_unlink(p, prev, c);
-                worker_send(w, c);
-                room--;
-            } else {
-                c->s->blocked_scan = p->scan_no;
-                waiting++;
-                prev = c;
-            }
-            c = next;
-        }
-        if (waiting > 0 && !p->stopping)
-            pool_grow_for_demand(p, waiting);
-    } while (p->dispatch_again);
-    p->in_dispatch = false;
-    if (p->hold_flush == 0 && !p->flush_pending) {
-        /* A submit from outside a pool callback (a Redis reply, a Kafka batch): the other
-         * submits of this loop turn come next; write them all with one writev. */
-        p->flush_pending = true;
-        event_active(p->ev_flush, EV_TIMEOUT, 0);
-    }
-}
-
-static void on_flush(evutil_socket_t fd, short what, void *arg)
-{
-    sf_pool *p = arg;
-    p->flush_pending = false;
-    pool_flush(p);
 }
 
 /* ---------------------------------------------------------------- results */
@@ -745,40 +523,6 @@ static void worker_begin_stop(worker *w)
 
 static void pool_check_stopped(sf_pool *p);
 
-/* Moves a dead worker's unstarted calls back to the front of the queue. */
-static void worker_requeue(sf_pool *p, worker *w, pcall *first)
-{
-    pcall *tail = NULL;
-    int n = 0;
-    for (pcall *c = first; c; c = c->next) {
-        c->s->inflight--;
-        c->s->queued++;
-        c->sent_us = 0;
-        if (c->compact) { /* it goes to another worker, in full */
-            c->compact = false;
-            c->s->compact_inflight = false;
-        }
-        tail = c;
-        n++;
-        if (c->s->inflight == 0)
-            c->s->bound = -1;
-    }
-    if (tail == NULL)
-        return;
-    if (p->stopping) { /* nothing dispatches any more: answer them */
-        for (pcall *c = first, *next; c; c = next) {
-            next = c->next;
-            call_fail_deferred(p, c, "unavailable", "the pool is shutting down");
-        }
-        return;
-    }
-    tail->next = p->qhead;
-    p->qhead = first;
-    if (p->qtail == NULL)
-        p->qtail = tail;
-    p->queued += n;
-}
-
 static void pool_note_crash(sf_pool *p, worker *w)
 {
     p->crashes++;
@@ -978,32 +722,6 @@ static void on_sigchld(evutil_socket_t fd, short what, void *arg)
 
 /* ---------------------------------------------------------------- ticks */
 
-static void pool_expire_checkouts(sf_pool *p)
-{
-    uint64_t t = now_us();
-    pcall *prev = NULL, *c = p->qhead;
-    while (c) {
-        pcall *next = c->next;
-        if (c->deadline_us && c->deadline_us <= t) {
-            queue_unlink(p, prev, c);
-            c->s->queued--;
-            p->checkout_timeouts++;
-            int busy = 0;
-            for (int i = 0; i < p->nslots; i++)
-                busy += p->slots[i].inflight > 0;
-            char msg[192];
-            snprintf(msg, sizeof(msg),
-                     "no worker became available within checkout_timeout (%u ms); "
-                     "busy=%d pool_size=%d max_overflow=%d",
-                     p->cfg.checkout_timeout_ms, busy, p->cfg.pool_size, p->cfg.max_overflow);
-            call_fail(p, c, "checkout_timeout", msg, NULL);
-        } else {
-            prev = c;
-        }
-        c = next;
-    }
-}
-
 static void on_maint(evutil_socket_t fd, short what, void *arg)
 {
     sf_pool *p = arg;
@@ -1070,24 +788,6 @@ static void on_health(evutil_socket_t fd, short what, void *arg)
         }
     }
     pool_flush(p);
-}
-
-static void on_defer(evutil_socket_t fd, short what, void *arg)
-{
-    sf_pool *p = arg;
-    while (p->failed_head) {
-        pcall *c = p->failed_head;
-        p->failed_head = c->next;
-        if (p->failed_head == NULL)
-            p->failed_tail = NULL;
-        c->s->queued--; /* counted until now, so its session entry stayed */
-        call_fail(p, c, c->fail_type, c->fail_msg, NULL);
-    }
-    if (p->stopped && p->stop_done) {
-        void (*done)(void *) = p->stop_done;
-        p->stop_done = NULL;
-        done(p->stop_arg);
-    }
 }
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -1173,8 +873,8 @@ sf_pool *sf_pool_new(struct event_base *base, const sf_pool_config *cfg, char *e
     p->ev_sigchld = evsignal_new(base, SIGCHLD, on_sigchld, p);
     p->ev_maint = event_new(base, -1, EV_PERSIST, on_maint, p);
     p->ev_health = event_new(base, -1, EV_PERSIST, on_health, p);
-    p->ev_defer = event_new(base, -1, 0, on_defer, p);
-    p->ev_flush = event_new(base, -1, 0, on_flush, p);
+    p->ev_defer = event_new(base, -1, 0, pool_on_defer, p);
+    p->ev_flush = event_new(base, -1, 0, pool_on_flush, p);
     return p;
 }
 

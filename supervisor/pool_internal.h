@@ -199,12 +199,35 @@ static inline int worker_capacity(const worker *w)
     return cap > 0 ? cap : 0;
 }
 
-/* ---------------------------------------------------------------- pool.c */
+/* ---------------------------------------------------------------- pool_dispatch.c */
 
+void queue_push_back(sf_pool *p, pcall *c);
 void queue_push_front(sf_pool *p, pcall *c);
+/* Detaches c (whose predecessor is prev, or NULL) from the pool queue. */
+void queue_unlink(sf_pool *p, pcall *prev, pcall *c);
+void pcall_free(pcall *c);
+/* Places what it can of the queue on workers; the writes follow at the end of the turn. */
+void pool_dispatch(sf_pool *p);
+/* Writes every worker's pending output. */
+void pool_flush(sf_pool *p);
+void pool_on_flush(evutil_socket_t fd, short what, void *arg);
+/* Reports an outcome to the caller and frees the call. */
+void call_finish(sf_pool *p, pcall *c, const sf_pool_result *r);
+void call_fail(sf_pool *p, pcall *c, const char *type, const char *msg, const char *wid);
 /* Fails c, which is in no list, from the loop, soon (never from inside a submit). */
 void call_fail_deferred(sf_pool *p, pcall *c, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+void pool_on_defer(evutil_socket_t fd, short what, void *arg);
+/* Fails the queued calls that waited longer than checkout_timeout. */
+void pool_expire_checkouts(sf_pool *p);
+/* Moves a dead worker's unstarted calls back to the front of the queue. */
+void worker_requeue(sf_pool *p, worker *w, pcall *first);
+
+/* ---------------------------------------------------------------- pool.c */
+
+void worker_flush(worker *w);
+void worker_send(worker *w, pcall *c);
+int slot_fill(sf_pool *p, worker *w);
 void worker_head_done(worker *w, uint64_t t);
 void worker_after_call(worker *w);
 
