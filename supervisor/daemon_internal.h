@@ -133,4 +133,21 @@ static inline uint64_t wall_ms(void)
     return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
 }
 
+/* sessions.c — one FIFO per session */
+void sessq_push(sf_daemon *d, job *j);
+void sessq_next(sf_daemon *d, job *j);
+void sessq_sweep(sf_daemon *d, bool always);
+void sessq_drop_revoked(sf_daemon *d);
+void sessq_free_all(sf_daemon *d);
+
+/* daemon.c — the rest of the request path */
+void job_run(sf_daemon *d, job *j);
+void job_free(sf_daemon *d, job *j);
+/*
+ * An error reply. `remember`: like any answer of a claimed request, it is
+ * cached for redeliveries (see daemon.c).
+ */
+void reply_error(sf_daemon *d, job *j, bool remember, const char *type, const char *field,
+                 const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
 #endif
