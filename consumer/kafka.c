@@ -2,34 +2,32 @@
  * kafka.c — the consumer, the producer, topics and the mock cluster; see
  * kafka.h.
  *
- * Settings the guarantees depend on are forced after the pass-through:
+ * Both clients are configured through the Kafka contract (kafka_conf.c): the
+ * pass-through, then the settings the guarantees depend on —
  * enable.auto.offset.store=false (only the contiguous finished prefix is
- * stored), enable.idempotence=true and partitioner=topics.partitioner
- * (murmur2_random by default: a session maps to the same partition as with the
- * Java client).
+ * stored), enable.idempotence=true and partitioner=topics.partitioner — and
+ * then this member's client.id and group.id.
+ *
+ * Log events go to the host's log through cfg.log (kafka.h); this file
+ * formats their fields and names the events.
  */
 #include "kafka.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
-
 #define POLL_BATCH 500
-
-/* How long a topic may take to show up in the brokers' metadata after it was created
- * (KRaft brokers follow the controller's log within milliseconds). */
-#define SF_KAFKA_TOPIC_PROPAGATION_MS "5000"
 
 struct sf_kafka {
     struct event_base *base;
-    const sf_config *cfg;
+    sf_kafka_config cfg; /* a copy of the one given to sf_kafka_new */
     sf_kafka_handlers h;
     rd_kafka_t *consumer, *producer;
     rd_kafka_queue_t *cq, *pq;
@@ -48,7 +46,7 @@ struct sf_kafka {
     } * ends;
     int nends, cap_ends;
     /* The request topics' partition counts (sf_kafka_partition_count), from the
-     * brokers' metadata at each assignment and every telemetry interval. */
+     * brokers' metadata at each assignment and every refresh interval. */
     struct counts {
         char topic[256];
         rd_kafka_topic_t *rkt; /* on the producer: what Metadata is asked about */
@@ -59,27 +57,90 @@ struct sf_kafka {
     struct event *ev_counts;
 };
 
-static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+struct sf_mock {
+    sf_kafka_log log;
+    rd_kafka_t *rk;
+    rd_kafka_mock_cluster_t *mc;
+};
+
+/* One log event to the host's log; without one, warnings and errors to stderr. */
+static void say(const sf_kafka_log *log, sf_kafka_log_level level, const char *event,
+                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void say(const sf_kafka_log *log, sf_kafka_log_level level, const char *event,
+                const char *fmt, ...)
+{
+    char fields[2048]; /* as long as a whole line of supervisor/log.c */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(fields, sizeof(fields), fmt, ap);
+    va_end(ap);
+    if (log->write)
+        log->write(level, event, fields);
+    else if (level >= SF_KAFKA_LOG_WARN)
+        fprintf(stderr, "level=%s event=%s %s\n", level == SF_KAFKA_LOG_WARN ? "warn" : "error",
+                event, fields);
+}
+
+#define k_info(k, ...)  say(&(k)->cfg.log, SF_KAFKA_LOG_INFO, __VA_ARGS__)
+#define k_warn(k, ...)  say(&(k)->cfg.log, SF_KAFKA_LOG_WARN, __VA_ARGS__)
+#define k_error(k, ...) say(&(k)->cfg.log, SF_KAFKA_LOG_ERROR, __VA_ARGS__)
+
+/* s as a log value: the host's quoting, or a plain one of ours. */
+static const char *quote(const sf_kafka_log *log, char *buf, size_t cap, const char *s)
+{
+    if (log->quote)
+        return log->quote(buf, cap, s, strlen(s));
+    size_t o = 0;
+    if (cap < 3)
+        return "";
+    buf[o++] = '"';
+    for (; *s && o + 2 < cap; s++)
+        buf[o++] = (unsigned char)*s < ' ' || *s == '"' || *s == '\\' ? ' ' : *s;
+    buf[o++] = '"';
+    buf[o] = '\0';
+    return buf;
+}
+
+/* librdkafka's own log lines (on its threads), as kafka.log events. */
+static void log_librdkafka(const sf_kafka_log *log, const rd_kafka_t *rk, int level,
+                           const char *fac, const char *buf)
 {
     char q[1100];
-    sf_log_quote(q, sizeof(q), buf, strlen(buf));
-    sf_log_level lv = level <= 3 ? SF_LOG_ERROR : level <= 4 ? SF_LOG_WARN : SF_LOG_INFO;
-    /* [kafka] feeds both clients by design (make_conf): that the producer ignores a
+    const char *message = quote(log, q, sizeof(q), buf);
+    sf_kafka_log_level lv = level <= 3   ? SF_KAFKA_LOG_ERROR
+                            : level <= 4 ? SF_KAFKA_LOG_WARN
+                                         : SF_KAFKA_LOG_INFO;
+    /* [kafka] feeds both clients by design (kafka_conf.c): that the producer ignores a
      * consumer key, or the consumer a producer key, is expected, not worth a warning. */
     if (strcmp(fac, "CONFWARN") == 0 &&
         (strstr(buf, "is a consumer property and will be ignored") ||
          strstr(buf, "is a producer property and will be ignored")))
-        lv = SF_LOG_DEBUG;
-    sf_log(lv, "kafka.log", "client=%s facility=%s message=%s", rd_kafka_name(rk), fac, q);
+        lv = SF_KAFKA_LOG_DEBUG;
+    say(log, lv, "kafka.log", "client=%s facility=%s message=%s", rd_kafka_name(rk), fac, message);
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    const sf_kafka *k = rd_kafka_opaque(rk);
+    log_librdkafka(&k->cfg.log, rk, level, fac, buf);
+}
+
+static void on_mock_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    const sf_mock *m = rd_kafka_opaque(rk);
+    log_librdkafka(&m->log, rk, level, fac, buf);
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-    sf_log(err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || rd_kafka_fatal_error(rk, NULL, 0)
-               ? SF_LOG_ERROR
-               : SF_LOG_WARN,
-           "kafka.error", "client=%s error=%s reason=\"%s\"", rd_kafka_name(rk),
-           rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    sf_kafka *k = opaque;
+    say(&k->cfg.log,
+        err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || rd_kafka_fatal_error(rk, NULL, 0)
+            ? SF_KAFKA_LOG_ERROR
+            : SF_KAFKA_LOG_WARN,
+        "kafka.error", "client=%s error=%s reason=\"%s\"", rd_kafka_name(rk),
+        rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
 /* How long an assignment may wait for the group's committed offsets (for lag). */
@@ -107,7 +168,7 @@ static void ends_list(sf_kafka *k, const rd_kafka_topic_partition_list_t *parts)
             l[e]->elems[i].offset = e == 0 ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
         rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(k->consumer, l[e], 2000);
         if (err)
-            sf_warn("kafka.list_offsets_failed", "reason=\"%s\"", rd_kafka_err2str(err));
+            k_warn(k, "kafka.list_offsets_failed", "reason=\"%s\"", rd_kafka_err2str(err));
         for (int i = 0; err && i < l[e]->cnt; i++)
             l[e]->elems[i].offset = -1;
     }
@@ -163,17 +224,17 @@ static void counts_refresh(sf_kafka *k, const rd_kafka_topic_partition_list_t *p
             rd_kafka_metadata_destroy(md);
         if (n <= 0) {
             if (!c->failing)
-                sf_warn("kafka.partition_count_unknown",
-                        "topic=%s reason=\"%s\" partitions=%d action=\"%s\"", c->topic,
-                        e ? rd_kafka_err2str(e) : "no partitions", (int)c->partitions,
-                        c->partitions ? "keep the last count" : "partitions not checked yet");
+                k_warn(k, "kafka.partition_count_unknown",
+                       "topic=%s reason=\"%s\" partitions=%d action=\"%s\"", c->topic,
+                       e ? rd_kafka_err2str(e) : "no partitions", (int)c->partitions,
+                       c->partitions ? "keep the last count" : "partitions not checked yet");
             c->failing = true;
             continue;
         }
         c->failing = false;
         if (n != c->partitions)
-            sf_info("kafka.partition_count", "topic=%s partitions=%d previous=%d", c->topic, (int)n,
-                    (int)c->partitions);
+            k_info(k, "kafka.partition_count", "topic=%s partitions=%d previous=%d", c->topic,
+                   (int)n, (int)c->partitions);
         c->partitions = n;
     }
 }
@@ -208,13 +269,13 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (coop) {
             rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
             if (e) {
-                sf_error("kafka.assign_failed", "reason=\"%s\"", rd_kafka_error_string(e));
+                k_error(k, "kafka.assign_failed", "reason=\"%s\"", rd_kafka_error_string(e));
                 rd_kafka_error_destroy(e);
             }
         } else {
             rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
             if (e)
-                sf_error("kafka.assign_failed", "reason=\"%s\"", rd_kafka_err2str(e));
+                k_error(k, "kafka.assign_failed", "reason=\"%s\"", rd_kafka_err2str(e));
         }
         rd_kafka_topic_partition_list_t *seen = rd_kafka_topic_partition_list_copy(parts);
         sf_kafka_committed(k, seen, COMMITTED_TIMEOUT_MS);
@@ -227,7 +288,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         /* librdkafka waits in "wait-unassign-call" until sf_kafka_finish_revoke. */
         k->h.on_revoke(k->h.ctx, rd_kafka_topic_partition_list_copy(parts));
     } else {
-        sf_error("kafka.rebalance_error", "error=%s", rd_kafka_err2str(err));
+        k_error(k, "kafka.rebalance_error", "error=%s", rd_kafka_err2str(err));
         if (coop)
             rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
         else
@@ -240,7 +301,7 @@ void sf_kafka_finish_revoke(sf_kafka *k, rd_kafka_topic_partition_list_t *parts)
     if (strcmp(rd_kafka_rebalance_protocol(k->consumer), "COOPERATIVE") == 0) {
         rd_kafka_error_t *e = rd_kafka_incremental_unassign(k->consumer, parts);
         if (e) {
-            sf_error("kafka.unassign_failed", "reason=\"%s\"", rd_kafka_error_string(e));
+            k_error(k, "kafka.unassign_failed", "reason=\"%s\"", rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);
         }
     } else {
@@ -253,8 +314,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 {
     sf_kafka *k = opaque;
     if (m->err)
-        sf_error("kafka.delivery_failed", "topic=%s error=%s", rd_kafka_topic_name(m->rkt),
-                 rd_kafka_err2str(m->err));
+        k_error(k, "kafka.delivery_failed", "topic=%s error=%s", rd_kafka_topic_name(m->rkt),
+                rd_kafka_err2str(m->err));
     k->h.on_delivery(k->h.ctx, m->_private, rd_kafka_topic_name(m->rkt), m->err);
 }
 
@@ -276,9 +337,9 @@ static void on_consumer_ready(evutil_socket_t fd, short what, void *arg)
             return;
         if (m->err) {
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                sf_warn("kafka.consume_error", "error=%s topic=%s partition=%d",
-                        rd_kafka_message_errstr(m), m->rkt ? rd_kafka_topic_name(m->rkt) : "-",
-                        (int)m->partition);
+                k_warn(k, "kafka.consume_error", "error=%s topic=%s partition=%d",
+                       rd_kafka_message_errstr(m), m->rkt ? rd_kafka_topic_name(m->rkt) : "-",
+                       (int)m->partition);
             rd_kafka_message_destroy(m);
             continue;
         }
@@ -308,56 +369,23 @@ static void on_producer_ready(evutil_socket_t fd, short what, void *arg)
     rd_kafka_poll(k->producer, 0);
 }
 
-static int set(rd_kafka_conf_t *conf, const char *key, const char *value, const char *source,
-               char *err, size_t errlen)
+/*
+ * One client's configuration: the pass-through under the Kafka contract
+ * (kafka_conf.c), then this member's own settings, which the pass-through
+ * does not choose: client.id, the group, and the mock's address for --dev.
+ */
+static rd_kafka_conf_t *make_conf(const sf_kafka_config *cfg, const char *bootstrap,
+                                  sf_kafka_client client, char *err, size_t errlen)
 {
-    char e[256];
-    if (rd_kafka_conf_set(conf, key, value, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
-        snprintf(err, errlen, "kafka.%s (%s): %s", key, source, e);
-        return -1;
-    }
-    return 0;
-}
-
-/* The pass-through, then what the guarantees need. */
-static rd_kafka_conf_t *make_conf(const sf_config *cfg, const char *bootstrap, bool consumer,
-                                  char *err, size_t errlen)
-{
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    for (int i = 0; i < cfg->nkafka; i++) {
-        const sf_kv *kv = &cfg->kafka[i];
-        /* Consumer-only or producer-only keys are fine in [kafka]: apply where they fit. */
-        char e[256];
-        if (rd_kafka_conf_set(conf, kv->key, kv->value, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
-            snprintf(err, errlen, "kafka.%s (%s): %s", kv->key, kv->source, e);
-            rd_kafka_conf_destroy(conf);
-            return NULL;
-        }
-    }
-    int rc = 0;
-    if (bootstrap)
-        rc |= set(conf, "bootstrap.servers", bootstrap, "--dev", err, errlen);
-    rc |= set(conf, "client.id", cfg->id, "supervisor.id", err, errlen);
-    if (consumer) {
-        rc |= set(conf, "group.id", cfg->group, "topics.group", err, errlen);
-        rc |= set(conf, "enable.auto.offset.store", "false", "required", err, errlen);
-        rc |= set(conf, "enable.partition.eof", "false", "required", err, errlen);
-        /* A request produced before the group's first member started must not be
-         * skipped: without a committed offset, start from the beginning. */
-        if (sf_config_kafka_get(cfg, "auto.offset.reset") == NULL)
-            rc |= set(conf, "auto.offset.reset", "earliest", "default", err, errlen);
-    } else {
-        rc |= set(conf, "enable.idempotence", "true", "required", err, errlen);
-        rc |= set(conf, "partitioner", cfg->partitioner_name, "topics.partitioner", err, errlen);
-        /* librdkafka holds records to a topic the brokers do not know for this long after
-         * its first use (30 s by default) before failing them, in case it was just created;
-         * a reply to a missing topic holds its partition's commits that long. Once failed,
-         * the topic is asked for every second, so one created later is used at once. */
-        if (sf_config_kafka_get(cfg, "topic.metadata.propagation.max.ms") == NULL)
-            rc |= set(conf, "topic.metadata.propagation.max.ms", SF_KAFKA_TOPIC_PROPAGATION_MS,
-                      "default", err, errlen);
-    }
-    if (rc) {
+    rd_kafka_conf_t *conf =
+        sf_kafka_conf_new(client, &cfg->settings, cfg->partitioner, err, errlen);
+    if (conf == NULL)
+        return NULL;
+    if ((bootstrap &&
+         sf_kafka_conf_set(conf, "bootstrap.servers", bootstrap, "--dev", err, errlen) < 0) ||
+        sf_kafka_conf_set(conf, "client.id", cfg->client_id, "supervisor.id", err, errlen) < 0 ||
+        (client == SF_KAFKA_MEMBER &&
+         sf_kafka_conf_set(conf, "group.id", cfg->group, "topics.group", err, errlen) < 0)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -379,19 +407,19 @@ static int wire_queue(sf_kafka *k, rd_kafka_queue_t *q, int p[2], struct event *
     return 0;
 }
 
-sf_kafka *sf_kafka_new(struct event_base *base, const sf_config *cfg, const char *bootstrap,
+sf_kafka *sf_kafka_new(struct event_base *base, const sf_kafka_config *cfg, const char *bootstrap,
                        const sf_kafka_handlers *h, char *err, size_t errlen)
 {
     sf_kafka *k = calloc(1, sizeof(*k));
     k->base = base;
-    k->cfg = cfg;
-    const char *reset = sf_config_kafka_get(cfg, "auto.offset.reset");
+    k->cfg = *cfg;
+    const char *reset = sf_kafka_settings_get(&cfg->settings, "auto.offset.reset");
     k->reset_latest =
         reset && (!strcmp(reset, "latest") || !strcmp(reset, "end") || !strcmp(reset, "largest"));
     k->h = *h;
     k->cpipe[0] = k->cpipe[1] = k->ppipe[0] = k->ppipe[1] = -1;
     char e[512];
-    rd_kafka_conf_t *conf = make_conf(cfg, bootstrap, false, err, errlen);
+    rd_kafka_conf_t *conf = make_conf(cfg, bootstrap, SF_KAFKA_PRODUCER, err, errlen);
     if (conf == NULL)
         goto fail;
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
@@ -403,7 +431,7 @@ sf_kafka *sf_kafka_new(struct event_base *base, const sf_config *cfg, const char
         goto fail;
     }
     /* conf is owned by the producer now */
-    conf = make_conf(cfg, bootstrap, true, err, errlen);
+    conf = make_conf(cfg, bootstrap, SF_KAFKA_MEMBER, err, errlen);
     if (conf == NULL)
         goto fail;
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
@@ -425,8 +453,8 @@ sf_kafka *sf_kafka_new(struct event_base *base, const sf_config *cfg, const char
     struct timeval second = {1, 0};
     event_add(k->ev_keepalive, &second);
     k->ev_counts = event_new(base, -1, EV_PERSIST, on_counts_timer, k);
-    struct timeval every = {(time_t)(cfg->telemetry_interval_ms / 1000),
-                            (suseconds_t)(cfg->telemetry_interval_ms % 1000) * 1000};
+    struct timeval every = {(time_t)(cfg->refresh_ms / 1000),
+                            (suseconds_t)(cfg->refresh_ms % 1000) * 1000};
     event_add(k->ev_counts, &every);
     return k;
 fail:
@@ -497,7 +525,7 @@ static int create_topics(sf_kafka *k, char names[][256], const int *parts, int n
     rd_kafka_NewTopic_t *nt[16];
     char e[256];
     for (int i = 0; i < n; i++) {
-        nt[i] = rd_kafka_NewTopic_new(names[i], parts[i], (int)k->cfg->replication, e, sizeof(e));
+        nt[i] = rd_kafka_NewTopic_new(names[i], parts[i], (int)k->cfg.replication, e, sizeof(e));
         if (nt[i] == NULL) {
             snprintf(err, errlen, "topic %s: %s", names[i], e);
             rd_kafka_NewTopic_destroy_array(nt, (size_t)i);
@@ -526,7 +554,7 @@ static int create_topics(sf_kafka *k, char names[][256], const int *parts, int n
                          rd_kafka_topic_result_error_string(res[i]));
                 rc = -1;
             } else {
-                sf_info("kafka.topic_created", "topic=%s", rd_kafka_topic_result_name(res[i]));
+                k_info(k, "kafka.topic_created", "topic=%s", rd_kafka_topic_result_name(res[i]));
             }
         }
     }
@@ -540,13 +568,13 @@ int sf_kafka_ensure_topics(sf_kafka *k, char *err, size_t errlen)
 {
     char names[16][256];
     int parts[16];
-    int n = split_topics(k->cfg->requests, names, 12);
+    int n = split_topics(k->cfg.requests, names, 12);
     for (int i = 0; i < n; i++)
-        parts[i] = (int)k->cfg->partitions;
-    const char *others[] = {k->cfg->replies, k->cfg->telemetry_topic, k->cfg->dlq};
+        parts[i] = (int)k->cfg.partitions;
+    const char *others[] = {k->cfg.replies, k->cfg.telemetry, k->cfg.dlq};
     for (int i = 0; i < 3 && n < 16; i++) {
         snprintf(names[n], sizeof(names[n]), "%s", others[i]);
-        parts[n++] = i == 0 ? (int)k->cfg->partitions : 1;
+        parts[n++] = i == 0 ? (int)k->cfg.partitions : 1;
     }
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t e = rd_kafka_metadata(k->producer, 1, NULL, &md, 15000);
@@ -572,7 +600,7 @@ int sf_kafka_ensure_topics(sf_kafka *k, char *err, size_t errlen)
     rd_kafka_metadata_destroy(md);
     if (nm == 0)
         return 0;
-    if (!k->cfg->create_topics) {
+    if (!k->cfg.create_topics) {
         snprintf(err, errlen, "missing Kafka topics: %s (create them, or set topics.create = true)",
                  list);
         return -1;
@@ -583,7 +611,7 @@ int sf_kafka_ensure_topics(sf_kafka *k, char *err, size_t errlen)
 int sf_kafka_subscribe(sf_kafka *k, char *err, size_t errlen)
 {
     char names[16][256];
-    int n = split_topics(k->cfg->requests, names, SF_KAFKA_MAX_REQUEST_TOPICS);
+    int n = split_topics(k->cfg.requests, names, SF_KAFKA_MAX_REQUEST_TOPICS);
     bool first = k->ncounts == 0; /* slots are given once and do not move */
     for (int i = 0; i < n && first; i++)
         if (names[i][0] != '^') /* a pattern's topics have no slot: not checked */
@@ -594,7 +622,7 @@ int sf_kafka_subscribe(sf_kafka *k, char *err, size_t errlen)
     rd_kafka_resp_err_t e = rd_kafka_subscribe(k->consumer, l);
     rd_kafka_topic_partition_list_destroy(l);
     if (e) {
-        snprintf(err, errlen, "cannot subscribe to %s: %s", k->cfg->requests, rd_kafka_err2str(e));
+        snprintf(err, errlen, "cannot subscribe to %s: %s", k->cfg.requests, rd_kafka_err2str(e));
         return -1;
     }
     return 0;
@@ -624,8 +652,8 @@ void sf_kafka_store_offset(sf_kafka *k, const char *topic, int32_t partition, in
     rd_kafka_topic_partition_list_add(l, topic, partition)->offset = next;
     rd_kafka_resp_err_t e = rd_kafka_offsets_store(k->consumer, l);
     if (e)
-        sf_warn("kafka.offset_store_failed", "topic=%s partition=%d offset=%lld error=%s", topic,
-                (int)partition, (long long)next, rd_kafka_err2str(e));
+        k_warn(k, "kafka.offset_store_failed", "topic=%s partition=%d offset=%lld error=%s", topic,
+               (int)partition, (long long)next, rd_kafka_err2str(e));
     rd_kafka_topic_partition_list_destroy(l);
 }
 
@@ -648,11 +676,11 @@ int sf_kafka_commit_sync(sf_kafka *k, int timeout_ms)
     }
     rd_kafka_queue_destroy(q);
     if (!answered) {
-        sf_warn("kafka.commit_timeout", "timeout_ms=%d", timeout_ms);
+        k_warn(k, "kafka.commit_timeout", "timeout_ms=%d", timeout_ms);
         return -1;
     }
     if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
-        sf_warn("kafka.commit_failed", "error=%s", rd_kafka_err2str(e));
+        k_warn(k, "kafka.commit_failed", "error=%s", rd_kafka_err2str(e));
         return -1;
     }
     return 0;
@@ -665,8 +693,8 @@ static void pause_resume(sf_kafka *k, const char *topic, int32_t partition, bool
     rd_kafka_resp_err_t e = pause ? rd_kafka_pause_partitions(k->consumer, l)
                                   : rd_kafka_resume_partitions(k->consumer, l);
     if (e)
-        sf_warn("kafka.pause_failed", "topic=%s partition=%d pause=%d error=%s", topic,
-                (int)partition, pause, rd_kafka_err2str(e));
+        k_warn(k, "kafka.pause_failed", "topic=%s partition=%d pause=%d error=%s", topic,
+               (int)partition, pause, rd_kafka_err2str(e));
     rd_kafka_topic_partition_list_destroy(l);
 }
 
@@ -695,8 +723,8 @@ void sf_kafka_committed(sf_kafka *k, rd_kafka_topic_partition_list_t *parts, int
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &parts->elems[i];
         if (e || tp->err) {
-            sf_warn("kafka.committed_unknown", "topic=%s partition=%d reason=\"%s\"", tp->topic,
-                    (int)tp->partition, rd_kafka_err2str(e ? e : tp->err));
+            k_warn(k, "kafka.committed_unknown", "topic=%s partition=%d reason=\"%s\"", tp->topic,
+                   (int)tp->partition, rd_kafka_err2str(e ? e : tp->err));
             tp->offset = SF_KAFKA_OFFSET_UNKNOWN;
         }
     }
@@ -752,7 +780,7 @@ void sf_kafka_close(sf_kafka *k, int timeout_ms)
     rd_kafka_queue_t *q = rd_kafka_queue_new(k->consumer);
     rd_kafka_error_t *err = rd_kafka_consumer_close_queue(k->consumer, q);
     if (err) {
-        sf_warn("kafka.close_failed", "error=%s", rd_kafka_error_string(err));
+        k_warn(k, "kafka.close_failed", "error=%s", rd_kafka_error_string(err));
         rd_kafka_error_destroy(err);
         k->close_unfinished = true;
     } else {
@@ -767,14 +795,14 @@ void sf_kafka_close(sf_kafka *k, int timeout_ms)
                 on_rebalance(k->consumer, rd_kafka_event_error(ev),
                              rd_kafka_event_topic_partition_list(ev), k);
             else if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_ERROR)
-                sf_warn("kafka.close_error", "error=%s", rd_kafka_event_error_string(ev));
+                k_warn(k, "kafka.close_error", "error=%s", rd_kafka_event_error_string(ev));
             rd_kafka_event_destroy(ev);
         }
         if (!rd_kafka_consumer_closed(k->consumer)) {
-            sf_warn("kafka.close_timeout",
-                    "timeout_ms=%d action=\"leaving without a goodbye: "
-                    "the group notices after session.timeout.ms\"",
-                    timeout_ms);
+            k_warn(k, "kafka.close_timeout",
+                   "timeout_ms=%d action=\"leaving without a goodbye: "
+                   "the group notices after session.timeout.ms\"",
+                   timeout_ms);
             k->close_unfinished = true;
         }
     }
@@ -782,7 +810,7 @@ void sf_kafka_close(sf_kafka *k, int timeout_ms)
     uint64_t t = mono_ms();
     int left = t < deadline ? (int)(deadline - t) : 0;
     if (rd_kafka_flush(k->producer, left > 1000 ? left : 1000))
-        sf_warn("kafka.flush_incomplete", "unsent=%d", rd_kafka_outq_len(k->producer));
+        k_warn(k, "kafka.flush_incomplete", "unsent=%d", rd_kafka_outq_len(k->producer));
 }
 
 const char *sf_kafka_protocol(sf_kafka *k)
@@ -790,25 +818,23 @@ const char *sf_kafka_protocol(sf_kafka *k)
     return rd_kafka_rebalance_protocol(k->consumer);
 }
 
-struct sf_mock {
-    rd_kafka_t *rk;
-    rd_kafka_mock_cluster_t *mc;
-};
-
-sf_mock *sf_mock_start(const sf_config *cfg, int brokers, char *err, size_t errlen)
+sf_mock *sf_mock_start(const sf_kafka_config *cfg, int brokers, char *err, size_t errlen)
 {
     char e[256];
+    sf_mock *m = calloc(1, sizeof(*m));
+    m->log = cfg->log;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_log_cb(conf, on_mock_log);
+    rd_kafka_conf_set_opaque(conf, m);
     /* The handle only hosts the cluster and never connects, so it has no
      * bootstrap.servers; log_level 4 drops librdkafka's notice (level 5) that
      * it will not be able to connect, and keeps its warnings and errors. */
     if (rd_kafka_conf_set(conf, "log_level", "4", e, sizeof(e)) != RD_KAFKA_CONF_OK) {
         rd_kafka_conf_destroy(conf);
         snprintf(err, errlen, "mock cluster: %s", e);
+        free(m);
         return NULL;
     }
-    sf_mock *m = calloc(1, sizeof(*m));
     m->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
     if (m->rk == NULL) {
         rd_kafka_conf_destroy(conf);
@@ -828,7 +854,7 @@ sf_mock *sf_mock_start(const sf_config *cfg, int brokers, char *err, size_t errl
     for (int i = 0; i < n; i++)
         rd_kafka_mock_topic_create(m->mc, names[i], (int)cfg->partitions, 1);
     rd_kafka_mock_topic_create(m->mc, cfg->replies, (int)cfg->partitions, 1);
-    rd_kafka_mock_topic_create(m->mc, cfg->telemetry_topic, 1, 1);
+    rd_kafka_mock_topic_create(m->mc, cfg->telemetry, 1, 1);
     rd_kafka_mock_topic_create(m->mc, cfg->dlq, 1, 1);
     return m;
 }

@@ -19,10 +19,57 @@
 #include <event2/event.h>
 #include <librdkafka/rdkafka.h>
 #include <stdbool.h>
+#include <stdint.h>
 
-#include "config.h"
+#include "kafka_conf.h"
 
 typedef struct sf_kafka sf_kafka;
+
+typedef enum {
+    SF_KAFKA_LOG_DEBUG,
+    SF_KAFKA_LOG_INFO,
+    SF_KAFKA_LOG_WARN,
+    SF_KAFKA_LOG_ERROR
+} sf_kafka_log_level;
+
+/*
+ * Where this layer's log events go: the host's log, which owns the line's
+ * format. `write` gets one event (kafka.assigned, kafka.error, …) with its
+ * key=value fields formatted; `quote` writes a value as the log needs it
+ * (librdkafka's own messages are quoted with it). Both are called on
+ * librdkafka's threads too (kafka.log, kafka.error). Left zero: warnings and
+ * errors go to stderr as `level=… event=… fields`, values quoted plainly.
+ */
+typedef struct sf_kafka_log {
+    void (*write)(sf_kafka_log_level level, const char *event, const char *fields);
+    const char *(*quote)(char *buf, size_t cap, const char *s, size_t len);
+} sf_kafka_log;
+
+/*
+ * What the Kafka layer is told; the supervisor fills it from its configuration
+ * (supervisor/kafka_config.c), and sf_kafka_new and sf_mock_start keep a copy.
+ * The option in parentheses is where each field comes from there.
+ */
+typedef struct sf_kafka_config {
+    sf_kafka_settings settings; /* the [kafka] pass-through, each value with its source */
+    char client_id[128];        /* client.id of both clients (supervisor.id) */
+    char group[128];            /* the consumer's group.id (topics.group) */
+    /* Subscribed: comma-separated names, `^` patterns too (topics.requests). */
+    char requests[256];
+    /* Produced to, and checked or created with the request topics. */
+    char replies[256];   /* topics.replies */
+    char telemetry[256]; /* topics.telemetry */
+    char dlq[256];       /* topics.dlq */
+    bool create_topics;  /* missing topics are created, not an error (topics.create) */
+    /* A created request or reply topic's partitions, telemetry and DLQ get 1 (topics.partitions);
+     * its replication factor (topics.replication). */
+    uint32_t partitions;
+    uint32_t replication;
+    char partitioner[32]; /* the producer's partitioner, librdkafka's name (topics.partitioner) */
+    /* How often the request topics' partition counts are looked up (telemetry.interval). */
+    uint32_t refresh_ms;
+    sf_kafka_log log;
+} sf_kafka_config;
 
 typedef struct sf_kafka_handlers {
     void *ctx;
@@ -38,15 +85,15 @@ typedef struct sf_kafka_handlers {
 } sf_kafka_handlers;
 
 /*
- * Creates both clients from cfg ([kafka] pass-through plus the settings the
- * guarantees need). `bootstrap` overrides bootstrap.servers when not NULL (the
- * --dev mock cluster).
+ * Creates both clients from cfg (copied): the pass-through with the Kafka
+ * contract over it (kafka_conf.h), then client.id and group.id. `bootstrap`
+ * overrides bootstrap.servers when not NULL (the --dev mock cluster).
  */
-sf_kafka *sf_kafka_new(struct event_base *base, const sf_config *cfg, const char *bootstrap,
+sf_kafka *sf_kafka_new(struct event_base *base, const sf_kafka_config *cfg, const char *bootstrap,
                        const sf_kafka_handlers *h, char *err, size_t errlen);
 void sf_kafka_free(sf_kafka *k);
 
-/* Checks that every configured topic exists; creates missing ones when topics.create. */
+/* Checks that every configured topic exists; creates missing ones when cfg->create_topics. */
 int sf_kafka_ensure_topics(sf_kafka *k, char *err, size_t errlen);
 
 int sf_kafka_subscribe(sf_kafka *k, char *err, size_t errlen);
@@ -95,19 +142,19 @@ void sf_kafka_committed(sf_kafka *k, rd_kafka_topic_partition_list_t *parts, int
  */
 int64_t sf_kafka_lag(sf_kafka *k, const char *topic, int32_t partition, int64_t next);
 
-/* Request topics (topics.requests) whose partition counts are kept. */
+/* Request topics (cfg->requests) whose partition counts are kept. */
 #define SF_KAFKA_MAX_REQUEST_TOPICS 16
 
 /*
  * A request topic's slot for sf_kafka_partition_count, given at subscription:
- * -1 for a topic not named in topics.requests (one matched by a pattern).
+ * -1 for a topic not named in cfg->requests (one matched by a pattern).
  */
 int sf_kafka_topic_slot(const sf_kafka *k, const char *topic);
 
 /*
  * The slot's partition count as the brokers last gave it, 0 while unknown:
  * looked up at each assignment (blocking up to 2 s) and every
- * telemetry.interval (up to 0.5 s); a failed lookup keeps the last count.
+ * cfg->refresh_ms (up to 0.5 s); a failed lookup keeps the last count.
  */
 int32_t sf_kafka_partition_count(const sf_kafka *k, int slot);
 
@@ -127,7 +174,7 @@ const char *sf_kafka_protocol(sf_kafka *k);
 
 /* The embedded mock cluster for --dev: creates the configured topics. */
 typedef struct sf_mock sf_mock;
-sf_mock *sf_mock_start(const sf_config *cfg, int brokers, char *err, size_t errlen);
+sf_mock *sf_mock_start(const sf_kafka_config *cfg, int brokers, char *err, size_t errlen);
 const char *sf_mock_bootstrap(const sf_mock *m);
 void sf_mock_free(sf_mock *m);
 

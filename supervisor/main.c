@@ -11,6 +11,7 @@
 #include "daemon.h"
 #include "http.h"
 #include "kafka.h"
+#include "kafka_config.h"
 #include "log.h"
 
 extern char **environ;
@@ -107,7 +108,9 @@ int main(int argc, char **argv)
     sf_mock *mock = NULL;
     const char *bootstrap = NULL;
     if (dev) {
-        mock = sf_mock_start(&cfg, 1, err, sizeof(err));
+        sf_kafka_config kcfg;
+        sf_kafka_config_from(&cfg, &kcfg);
+        mock = sf_mock_start(&kcfg, 1, err, sizeof(err));
         if (mock == NULL) {
             fprintf(stderr, "snakefleet-supervisor: %s\n", err);
             return 1;

@@ -4,15 +4,17 @@
  * tests/integration): leaving the group with fetched messages still queued.
  * And the Kafka contract (consumer/kafka_conf.c) every client is made with: a
  * conflicting value refused, a default only where nothing was set.
+ *
+ * Built on sf_consumer alone: the Kafka layer needs nothing of supervisor/.
  */
 #include <criterion/criterion.h>
 #include <event2/event.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
-#include "config.h"
 #include "kafka.h"
 #include "kafka_conf.h"
-#include "log.h"
 
 static sf_kafka *k;
 static int messages;
@@ -38,16 +40,45 @@ static void on_delivery(void *ctx, void *opaque, const char *topic, rd_kafka_res
 {
 }
 
+static void add_setting(sf_kafka_settings *s, const char *key, const char *value)
+{
+    sf_kafka_setting *kv = &s->kv[s->n++];
+    snprintf(kv->key, sizeof(kv->key), "%s", key);
+    snprintf(kv->value, sizeof(kv->value), "%s", value);
+    snprintf(kv->source, sizeof(kv->source), "test");
+}
+
+/* Errors only, as the supervisor's log would show them at log_level=error. */
+static void log_errors(sf_kafka_log_level level, const char *event, const char *fields)
+{
+    if (level == SF_KAFKA_LOG_ERROR)
+        fprintf(stderr, "event=%s %s\n", event, fields);
+}
+
+/* The supervisor's defaults, as supervisor/kafka_config.c would fill them. */
+static void test_config(sf_kafka_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->client_id, sizeof(cfg->client_id), "test-kafka");
+    snprintf(cfg->group, sizeof(cfg->group), "snakefleet");
+    snprintf(cfg->requests, sizeof(cfg->requests), "snakefleet.requests");
+    snprintf(cfg->replies, sizeof(cfg->replies), "snakefleet.replies");
+    snprintf(cfg->telemetry, sizeof(cfg->telemetry), "snakefleet.telemetry");
+    snprintf(cfg->dlq, sizeof(cfg->dlq), "snakefleet.dlq");
+    cfg->partitions = 8;
+    cfg->replication = 1;
+    snprintf(cfg->partitioner, sizeof(cfg->partitioner), "murmur2_random");
+    cfg->refresh_ms = 5000;
+    cfg->log.write = log_errors;
+}
+
 Test(kafka, closes_with_fetched_messages_still_queued, .timeout = 60)
 {
-    sf_log_set_level(SF_LOG_ERROR);
-    sf_config cfg;
-    sf_config_defaults(&cfg);
+    sf_kafka_config cfg;
+    test_config(&cfg);
+    cfg.partitions = 2;
+    add_setting(&cfg.settings, "fetch.wait.max.ms", "10");
     char err[512];
-    cr_assert_eq(sf_config_set(&cfg, "topics.partitions=2", "test", err, sizeof(err)), 0, "%s",
-                 err);
-    cr_assert_eq(sf_config_set(&cfg, "kafka.fetch.wait.max.ms=10", "test", err, sizeof(err)), 0);
-    cr_assert_eq(sf_config_finish(&cfg, err, sizeof(err)), 0, "%s", err);
     sf_mock *m = sf_mock_start(&cfg, 1, err, sizeof(err));
     cr_assert(m, "%s", err);
     base = event_base_new();
@@ -74,12 +105,53 @@ Test(kafka, closes_with_fetched_messages_still_queued, .timeout = 60)
     event_base_free(base);
 }
 
-static void add_setting(sf_kafka_settings *s, const char *key, const char *value)
+/* What a host's log got: kafka.log events of librdkafka's configuration warnings. */
+static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
+static int confwarns, confwarns_above_debug;
+
+static void log_confwarns(sf_kafka_log_level level, const char *event, const char *fields)
 {
-    sf_kafka_setting *kv = &s->kv[s->n++];
-    snprintf(kv->key, sizeof(kv->key), "%s", key);
-    snprintf(kv->value, sizeof(kv->value), "%s", value);
-    snprintf(kv->source, sizeof(kv->source), "test");
+    if (strcmp(event, "kafka.log") != 0 || strstr(fields, "facility=CONFWARN") == NULL)
+        return;
+    pthread_mutex_lock(&seen_lock);
+    confwarns++;
+    confwarns_above_debug += level != SF_KAFKA_LOG_DEBUG;
+    pthread_mutex_unlock(&seen_lock);
+}
+
+Test(kafka, the_hosts_log_gets_librdkafkas_lines_as_kafka_log_events, .timeout = 30)
+{
+    sf_kafka_config cfg;
+    test_config(&cfg);
+    cfg.log.write = log_confwarns;
+    /* A consumer property, on the producer too: librdkafka says it ignores it. */
+    add_setting(&cfg.settings, "fetch.wait.max.ms", "10");
+    char err[512];
+    sf_mock *m = sf_mock_start(&cfg, 1, err, sizeof(err));
+    cr_assert(m, "%s", err);
+    struct event_base *b = event_base_new();
+    sf_kafka_handlers h = {NULL, on_message, on_assign, on_revoke, on_delivery};
+    sf_kafka *kk = sf_kafka_new(b, &cfg, sf_mock_bootstrap(m), &h, err, sizeof(err));
+    cr_assert(kk, "%s", err);
+    sf_kafka_free(kk);
+    sf_mock_free(m);
+    event_base_free(b);
+    cr_expect_gt(confwarns, 0, "no CONFWARN line came through the hook");
+    cr_expect_eq(confwarns_above_debug, 0, "the other client's key is logged at debug level");
+}
+
+Test(kafka, the_supervisors_clients_refuse_a_setting_against_the_contract)
+{
+    sf_kafka_config cfg;
+    test_config(&cfg);
+    add_setting(&cfg.settings, "enable.idempotence", "false");
+    struct event_base *b = event_base_new();
+    sf_kafka_handlers h = {NULL, on_message, on_assign, on_revoke, on_delivery};
+    char err[512] = "";
+    sf_kafka *kk = sf_kafka_new(b, &cfg, "127.0.0.1:1", &h, err, sizeof(err));
+    cr_expect_null(kk);
+    cr_expect(strstr(err, "kafka.enable.idempotence (test): must be true (") == err, "%s", err);
+    event_base_free(b);
 }
 
 /* The value conf holds for key, "" when it holds none. */
