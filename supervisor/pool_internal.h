@@ -223,13 +223,29 @@ void pool_expire_checkouts(sf_pool *p);
 /* Moves a dead worker's unstarted calls back to the front of the queue. */
 void worker_requeue(sf_pool *p, worker *w, pcall *first);
 
-/* ---------------------------------------------------------------- pool.c */
+/* ---------------------------------------------------------------- pool_worker.c */
 
-void worker_flush(worker *w);
-void worker_send(worker *w, pcall *c);
+/* Starts a worker process in the empty slot w. Returns 0 or -1 (errbuf says why). */
+int worker_spawn(sf_pool *p, worker *w, char *errbuf, size_t errlen);
+/* Fills an empty slot now if its backoff has passed. Returns 1 when a worker started. */
 int slot_fill(sf_pool *p, worker *w);
+/* Puts c in w's in-flight list and its frame in w's output. */
+void worker_send(worker *w, pcall *c);
+void worker_flush(worker *w);
 void worker_head_done(worker *w, uint64_t t);
 void worker_after_call(worker *w);
+void worker_health_check(worker *w);
+void worker_begin_stop(worker *w);
+void worker_kill(worker *w, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void worker_arm_timer(worker *w, uint64_t at_us);
+void worker_close_fds(worker *w);
+void worker_handle_death(worker *w);
+
+/* ---------------------------------------------------------------- pool.c */
+
+void pool_roll(sf_pool *p);
+void pool_check_stopped(sf_pool *p);
 
 /* ---------------------------------------------------------------- pool_cache.c */
 
