@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kafka_conf.h"
 #include "log.h"
 
 static pthread_mutex_t g_last_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -47,30 +48,34 @@ const char *kclient_bootstrap(const sf_config *cfg)
     return b ? b : "(not set)";
 }
 
-static int set(rd_kafka_conf_t *conf, const char *key, const char *value, const char *source,
-               char *err, size_t errlen)
+/* The pass-through as the Kafka layer takes it; `bootstrap` is an alias of bootstrap.servers. */
+static void user_settings(const sf_config *cfg, sf_kafka_settings *out)
 {
-    char why[256];
-    if (rd_kafka_conf_set(conf, key, value, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
-        snprintf(err, errlen, "kafka.%s (%s): %s", key, source, why);
-        return -1;
+    out->n = 0;
+    for (int i = 0; i < cfg->nkafka && out->n < SF_KAFKA_MAX_SETTINGS; i++) {
+        const sf_kv *kv = &cfg->kafka[i];
+        sf_kafka_setting *s = &out->kv[out->n++];
+        snprintf(s->key, sizeof(s->key), "%s",
+                 strcmp(kv->key, "bootstrap") == 0 ? "bootstrap.servers" : kv->key);
+        snprintf(s->value, sizeof(s->value), "%s", kv->value);
+        snprintf(s->source, sizeof(s->source), "%s", kv->source);
     }
-    return 0;
 }
 
-/* The [kafka] pass-through over the CLI defaults; `bootstrap` is an alias of bootstrap.servers. */
-static rd_kafka_conf_t *base_conf(const sf_config *cfg, const char *const *defaults, char *err,
-                                  size_t errlen)
+/*
+ * A client's configuration: the pass-through under the Kafka contract, as for
+ * the supervisor's clients (consumer/kafka_conf.c), then the command's
+ * defaults (key, value pairs) where the user set nothing.
+ */
+static rd_kafka_conf_t *client_conf(sf_kafka_client client, const sf_kafka_settings *user,
+                                    const sf_config *cfg, const char *const *defaults, char *err,
+                                    size_t errlen)
 {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_t *conf = sf_kafka_conf_new(client, user, cfg->partitioner_name, err, errlen);
+    if (conf == NULL)
+        return NULL;
     for (const char *const *d = defaults; d[0]; d += 2) {
-        if (set(conf, d[0], d[1], "CLI default", err, errlen) < 0)
-            goto bad;
-    }
-    for (int i = 0; i < cfg->nkafka; i++) {
-        const sf_kv *kv = &cfg->kafka[i];
-        const char *key = strcmp(kv->key, "bootstrap") == 0 ? "bootstrap.servers" : kv->key;
-        if (set(conf, key, kv->value, kv->source, err, errlen) < 0)
+        if (sf_kafka_conf_default(conf, user, d[0], d[1], "CLI default", err, errlen) < 0)
             goto bad;
     }
     if (strcmp(kclient_bootstrap(cfg), "(not set)") == 0) {
@@ -84,18 +89,6 @@ static rd_kafka_conf_t *base_conf(const sf_config *cfg, const char *const *defau
 bad:
     rd_kafka_conf_destroy(conf);
     return NULL;
-}
-
-/* A property the contract fixes: an explicit other value is an error, absent is set. */
-static int force(rd_kafka_conf_t *conf, const sf_config *cfg, const char *key, const char *value,
-                 const char *why, char *err, size_t errlen)
-{
-    const char *given = sf_config_kafka_get(cfg, key);
-    if (given && strcmp(given, value) != 0) {
-        snprintf(err, errlen, "kafka.%s: must be %s (%s), not '%s'", key, value, why, given);
-        return -1;
-    }
-    return set(conf, key, value, "snakefleet", err, errlen);
 }
 
 static rd_kafka_t *create(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *err, size_t errlen)
@@ -117,27 +110,24 @@ rd_kafka_t *kclient_producer_new(const sf_config *cfg, const char *cmd, int mess
     char client_id[64];
     snprintf(client_id, sizeof(client_id), "snakefleet-%s", cmd);
     const char *defaults[] = {"client.id", client_id, "linger.ms", "0", NULL};
-    rd_kafka_conf_t *conf = base_conf(cfg, defaults, err, errlen);
+    sf_kafka_settings user;
+    user_settings(cfg, &user);
+    rd_kafka_conf_t *conf = client_conf(SF_KAFKA_PRODUCER, &user, cfg, defaults, err, errlen);
     if (conf == NULL)
         return NULL;
-    if (force(conf, cfg, "partitioner", "murmur2_random",
-              "sessions must map to partitions as with the Java client", err, errlen) < 0 ||
-        force(conf, cfg, "enable.idempotence", "true", "a session's requests must stay in order",
-              err, errlen) < 0)
-        goto bad;
-    if (message_timeout_ms > 0 && sf_config_kafka_get(cfg, "message.timeout.ms") == NULL) {
+    if (message_timeout_ms > 0) {
         char v[32];
         snprintf(v, sizeof(v), "%d", message_timeout_ms);
-        if (set(conf, "message.timeout.ms", v, "--timeout-ms", err, errlen) < 0)
-            goto bad;
+        if (sf_kafka_conf_default(conf, &user, "message.timeout.ms", v, "--timeout-ms", err,
+                                  errlen) < 0) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
     }
     if (dr_cb)
         rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_opaque(conf, opaque);
     return create(RD_KAFKA_PRODUCER, conf, err, errlen);
-bad:
-    rd_kafka_conf_destroy(conf);
-    return NULL;
 }
 
 rd_kafka_t *kclient_consumer_new(const sf_config *cfg, const char *cmd, char *err, size_t errlen)
@@ -157,13 +147,15 @@ rd_kafka_t *kclient_consumer_new(const sf_config *cfg, const char *cmd, char *er
                               "allow.auto.create.topics",
                               "false",
                               NULL};
-    rd_kafka_conf_t *conf = base_conf(cfg, defaults, err, errlen);
+    sf_kafka_settings user;
+    user_settings(cfg, &user);
+    rd_kafka_conf_t *conf = client_conf(SF_KAFKA_READER, &user, cfg, defaults, err, errlen);
     if (conf == NULL)
         return NULL;
-    if (set(conf, "group.id", group, "snakefleet", err, errlen) < 0 ||
-        set(conf, "enable.auto.commit", "false", "snakefleet", err, errlen) < 0 ||
-        set(conf, "enable.auto.offset.store", "false", "snakefleet", err, errlen) < 0 ||
-        set(conf, "enable.partition.eof", "false", "snakefleet", err, errlen) < 0) {
+    /* The reader's own, whatever [kafka] says for the supervisors: a private
+     * group it never joins, and no commits to it. */
+    if (sf_kafka_conf_set(conf, "group.id", group, "snakefleet", err, errlen) < 0 ||
+        sf_kafka_conf_set(conf, "enable.auto.commit", "false", "snakefleet", err, errlen) < 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }

@@ -1,17 +1,21 @@
 /*
  * kclient.h — the librdkafka clients of the `snakefleet` command.
  *
- * Every client is configured the same way: CLI defaults, then the `[kafka]`
- * pass-through of the configuration (-c FILE, SNAKEFLEET_KAFKA_*, --kafka.*),
- * then the few properties snakefleet's contract forces:
+ * Every client is configured as the supervisor's are: the `[kafka]`
+ * pass-through of the configuration (-c FILE, SNAKEFLEET_KAFKA_*, --kafka.*)
+ * under the Kafka contract (consumer/kafka_conf.c: a conflicting value is an
+ * error naming the key, a contract default only fills a key left unset), then
+ * the CLI defaults below where the user set nothing:
  *
- *   producer  partitioner=murmur2_random (the Java client's mapping, so a
- *             session lands on the same partition whoever produces it) and
- *             enable.idempotence=true (a session's requests stay in order
- *             across retries). Setting either to anything else is an error.
- *   consumer  a group.id of its own (never the supervisors' group), no
- *             auto-commit, no topic auto-creation; it never subscribes, it
- *             assigns partitions at explicit offsets.
+ *   producer  the contract's producer settings: partitioner=topics.partitioner
+ *             (murmur2_random by default, the Java client's mapping, so a
+ *             session lands on the partition the supervisors expect whoever
+ *             produces it) and enable.idempotence=true (a session's requests
+ *             stay in order across retries).
+ *   consumer  a reader: the contract's consumer settings, plus a group.id of
+ *             its own (never the supervisors' group) and no auto-commit, both
+ *             set over [kafka]; no topic auto-creation by default; it never
+ *             subscribes, it assigns partitions at explicit offsets.
  *
  * CLI defaults a user may override: consumer fetch.wait.max.ms=10 (the mock
  * cluster holds an empty fetch for the whole wait, which would otherwise be
