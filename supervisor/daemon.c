@@ -59,8 +59,6 @@ static void part_remove(sf_daemon *d, part *p)
     free(p);
 }
 
-static void sessq_push(sf_daemon *d, struct job *j);
-static void sweep_sessions(sf_daemon *d, bool always);
 static void on_store_health(void *arg, bool up);
 static void backpressure_check(sf_daemon *d);
 
@@ -189,7 +187,7 @@ static void on_assign(void *ctx, const rd_kafka_topic_partition_list_t *parts)
 
 /* ---------------------------------------------------------------- jobs */
 
-static void job_free(sf_daemon *d, job *j)
+void job_free(sf_daemon *d, job *j)
 {
     if (j->ev_retry)
         event_free(j->ev_retry);
@@ -402,24 +400,9 @@ static void produce(sf_daemon *d, job *j, const char *topic, const msgpack_sbuff
     }
 }
 
-static void sessq_run(sf_daemon *d, sessq *q);
-
-/* The job's reply is produced: let its session move on; free it once acknowledged. */
-/* The job has its answer (or none will come): its session may run the next one. */
-static void session_next(sf_daemon *d, job *j)
-{
-    j->replied = true;
-    sessq *q = j->q;
-    if (q) {
-        q->running = false;
-        j->q = NULL;
-        sessq_run(d, q);
-    }
-}
-
 static void job_replied(sf_daemon *d, job *j)
 {
-    session_next(d, j);
+    sessq_next(d, j);
     /* Nothing is on its way to Kafka: what it produced was refused at once, and no DLQ
      * record stands in for it (record_failed), so its offset stays uncommitted. */
     if (j->producing == 0)
@@ -523,7 +506,7 @@ static void job_fenced(sf_daemon *d, job *j, const char *why)
     d->fenced++;
     sf_warn("store.fenced", "session=%s id=%.*s partition=%d reason=\"%s\"", j->session_key,
             SF_STR_ARG(j->req.id), (int)j->p->partition, why);
-    session_next(d, j);
+    sessq_next(d, j);
     if (j->producing == 0)
         job_end(d, j, false); /* its offset stays open: the new owner has it */
 }
@@ -531,8 +514,6 @@ static void job_fenced(sf_daemon *d, job *j, const char *why)
 static void send_reply_state(sf_daemon *d, job *j, const reply_parts *rp,
                              const msgpack_sbuffer *state);
 
-static void reply_error(sf_daemon *d, job *j, bool remember, const char *type, const char *field,
-                        const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 static void remember_owed(sf_daemon *d, job *j);
 static bool op_is_read(sf_op op);
 
@@ -665,10 +646,8 @@ static void send_reply(sf_daemon *d, job *j, const reply_parts *rp)
  * (Redis unavailable, a duplicate still running elsewhere), which a
  * redelivery should not get again.
  */
-static void reply_error(sf_daemon *d, job *j, bool remember, const char *type, const char *field,
-                        const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-static void reply_error(sf_daemon *d, job *j, bool remember, const char *type, const char *field,
-                        const char *fmt, ...)
+void reply_error(sf_daemon *d, job *j, bool remember, const char *type, const char *field,
+                 const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -714,7 +693,7 @@ static void on_owed(void *arg, const sf_store_reply *r)
     case SF_STORE_NOT_FOUND: /* a record without state has no session to miss */
         sf_info("request.answer_remembered", "session=%s id=%.*s offset=%lld", j->session_key,
                 SF_STR_ARG(j->req.id), (long long)j->offset);
-        session_next(d, j);
+        sessq_next(d, j);
         if (j->producing == 0) /* else its delivery report ends it */
             job_end(d, j, !j->lost);
         break;
@@ -1174,7 +1153,7 @@ static void on_claimed(void *arg, const sf_store_reply *r)
         if (j->p->revoking || d->shutting_down) {
             /* Waiting for another owner's run would hold up the rebalance or the drain:
              * give the request up unanswered; its next consumer answers it. */
-            session_next(d, j);
+            sessq_next(d, j);
             job_end(d, j, false);
             return;
         }
@@ -1232,69 +1211,13 @@ static void restart_job(sf_daemon *d, job *j)
         claim_job(d, j);
 }
 
-static void run_job(sf_daemon *d, job *j)
+void job_run(sf_daemon *d, job *j)
 {
     j->started_us = now_us();
     restart_job(d, j);
 }
 
 /* ---------------------------------------------------------------- sessions */
-
-/*
- * Runs the session's next jobs while none is running. A job answered at once
- * (a ping, a deadline passed) comes back here through session_next; that
- * nested call returns and this loop goes on, so a long queue of such jobs
- * does not recurse once per job.
- */
-static void sessq_run(sf_daemon *d, sessq *q)
-{
-    if (q->in_run)
-        return;
-    q->in_run = true;
-    while (!q->running && q->head) {
-        job *j = q->head;
-        q->head = j->next;
-        if (q->head == NULL)
-            q->tail = NULL;
-        d->queued--;
-        j->next = NULL;
-        if (j->p->revoking) {
-            job_free(d, j);
-            continue;
-        }
-        if (j->req.deadline_ms && wall_ms() > j->req.deadline_ms) {
-            d->deadline_exceeded++;
-            reply_error(d, j, true, "deadline_exceeded", "deadline_ms",
-                        "the request's deadline passed %llu ms before it could run",
-                        (unsigned long long)(wall_ms() - j->req.deadline_ms));
-            continue;
-        }
-        q->running = true;
-        j->q = q;
-        run_job(d, j);
-    }
-    q->in_run = false;
-}
-
-static void sessq_push(sf_daemon *d, job *j)
-{
-    int created;
-    sessq *q = sf_smap_put(d->sessions, j->req.session.ptr, j->req.session.len, &created);
-    j->next = NULL;
-    if (q->tail)
-        q->tail->next = j;
-    else
-        q->head = j;
-    q->tail = j;
-    d->queued++;
-    sessq_run(d, q);
-}
-
-static int forget_idle_session(void *ctx, const char *key, size_t len, void *value)
-{
-    const sessq *q = value;
-    return !q->running && !q->in_run && q->head == NULL;
-}
 
 /* ---------------------------------------------------------------- consuming */
 
@@ -1373,7 +1296,7 @@ static void on_message(void *ctx, rd_kafka_message_t *m)
 {
     sf_daemon *d = ctx;
     /* Here, not where a job ends: a session queue being run must not be swept under it. */
-    sweep_sessions(d, false);
+    sessq_sweep(d, false);
     const char *topic = rd_kafka_topic_name(m->rkt);
     part *p = part_find(d, topic, m->partition);
     if (p == NULL || p->revoking || d->shutting_down) {
@@ -1488,20 +1411,6 @@ static void on_message(void *ctx, rd_kafka_message_t *m)
     backpressure_check(d);
 }
 
-/*
- * Forgets idle session queues: on every telemetry tick (always), and when the
- * map outgrows sweep_sessions — which then doubles past what is left, so a
- * map full of busy sessions is not swept again on every finished job.
- */
-static void sweep_sessions(sf_daemon *d, bool always)
-{
-    if (!always && sf_smap_count(d->sessions) <= d->sweep_sessions)
-        return;
-    sf_smap_sweep(d->sessions, forget_idle_session, NULL);
-    size_t left = sf_smap_count(d->sessions);
-    d->sweep_sessions = left * 2 > SESSION_SWEEP_MIN ? left * 2 : SESSION_SWEEP_MIN;
-}
-
 /* Pauses the partition holding the most work above max_queued; resumes below resume_below. */
 static void backpressure_check(sf_daemon *d)
 {
@@ -1579,27 +1488,6 @@ static void on_revoke_timeout(evutil_socket_t fd, short what, void *arg)
         revoke_finish(d, true);
 }
 
-/* Frees queued jobs of revoking partitions now so only running ones are waited for. */
-static int purge_revoked(void *ctx, const char *key, size_t len, void *value)
-{
-    sf_daemon *d = ctx;
-    sessq *q = value;
-    job **pp = &q->head, *last = NULL;
-    while (*pp) {
-        job *j = *pp;
-        if (j->p->revoking) {
-            *pp = j->next;
-            d->queued--;
-            job_free(d, j);
-        } else {
-            last = j;
-            pp = &j->next;
-        }
-    }
-    q->tail = last;
-    return !q->running && q->head == NULL;
-}
-
 /* Frees the jobs a partition holds while waiting for its lease. */
 static void part_drop_pending(sf_daemon *d, part *p)
 {
@@ -1624,7 +1512,7 @@ static void on_revoke(void *ctx, rd_kafka_topic_partition_list_t *parts)
     if (d->revoking) /* a second revocation before the first finished: finish it now */
         revoke_finish(d, true);
     d->revoking = parts;
-    sf_smap_sweep(d->sessions, purge_revoked, d);
+    sessq_drop_revoked(d);
     int waiting = 0;
     for (int i = 0; i < parts->cnt; i++) {
         part *p = part_find(d, parts->elems[i].topic, parts->elems[i].partition);
@@ -1706,7 +1594,7 @@ static void on_telemetry(evutil_socket_t fd, short what, void *arg)
     sf_mp_pack_cstr(&pk, "supervisor");
     sf_mp_pack_cstr(&pk, d->cfg->id);
     kv_u64(&pk, "ts_ms", wall_ms());
-    sweep_sessions(d, true); /* idle queues: gone */
+    sessq_sweep(d, true); /* idle queues: gone */
     kv_u64(&pk, "active_sessions", sf_smap_count(d->sessions));
     kv_u64(&pk, "pool_size", (uint64_t)ps->pool_size);
     kv_u64(&pk, "total_commands", d->total_requests);
@@ -1938,25 +1826,13 @@ int sf_daemon_done(const sf_daemon *d)
     return d->done;
 }
 
-static int free_sessq(void *ctx, const char *key, size_t len, void *value)
-{
-    sf_daemon *d = ctx;
-    sessq *q = value;
-    for (job *j = q->head, *n; j; j = n) {
-        n = j->next;
-        job_free(d, j);
-    }
-    q->head = q->tail = NULL;
-    return 1;
-}
-
 void sf_daemon_free(sf_daemon *d)
 {
     if (d == NULL)
         return;
     if (d->pool)
         sf_pool_free(d->pool); /* fails nothing: callbacks are not run from free */
-    sf_smap_sweep(d->sessions, free_sessq, d);
+    sessq_free_all(d);
     if (d->kafka)
         sf_kafka_free(d->kafka);
     sf_store_free(d->store);
