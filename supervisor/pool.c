@@ -1,30 +1,40 @@
 /*
- * pool.c — the Python worker pool; see pool.h for the contract and
- * pool_internal.h for the shape of the pool.
+ * pool.c — the pool as its owner sees it: configuration, create, start,
+ * submit, reload, stop, free (pool.h is the contract), and the pool's own
+ * events: SIGCHLD, the maintenance tick and the health tick.
+ *
+ * The rest is one file per concern, all sharing pool_internal.h:
+ *   pool_dispatch.c  the call queue: which worker a call goes to, how it ends
+ *   pool_worker.c    one worker process's life, from spawn to death
+ *   pool_cache.c     what each worker is known to hold, so what a call carries
+ *   pool_stats.c     the numbers
+ *
+ * One call, in order: sf_pool_submit (here) → pool_dispatch → worker_send →
+ * worker_write_call → pool_flush at the end of the loop turn; then the
+ * answer: on_worker_read → worker_on_frame → worker_complete_head →
+ * call_finish → the caller's callback.
+ *
+ * The pool's own events come first here, because sf_pool_new wires them;
+ * then the API in the order an owner calls it.
  */
 #include "pool_internal.h"
 
 #include <errno.h>
-#include <event2/buffer.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "frame.h"
-#include "frame_reader.h"
-#include "log.h"
-#include "proc.h"
 #include "hash.h"
-#include "smap.h"
-#include "zygote.h"
+#include "log.h"
 
 #define MAINT_INTERVAL_MS 50
 #define SESSION_HINTS_MAX 200000
+
+/* ---------------------------------------------------------------- configuration */
 
 const char *sf_affinity_name(sf_affinity a)
 {
@@ -82,6 +92,9 @@ void sf_pool_config_defaults(sf_pool_config *c)
     c->id_prefix = "w";
 }
 
+/* ---------------------------------------------------------------- the pool's own events */
+
+/* Workers in slots [from, to) that run or are starting, not those stopping. */
 static int pool_live_in(const sf_pool *p, int from, int to)
 {
     int n = 0;
@@ -122,6 +135,7 @@ static void pool_reap_orphans(sf_pool *p)
     }
 }
 
+/* Settles every worker and zygote that exited (SIGCHLD, and each maintenance tick). */
 static void pool_reap(sf_pool *p)
 {
     for (int i = 0; i < p->nslots; i++) {
@@ -159,8 +173,12 @@ static void on_sigchld(evutil_socket_t fd, short what, void *arg)
     pool_reap(arg);
 }
 
-/* ---------------------------------------------------------------- ticks */
-
+/*
+ * The maintenance tick (MAINT_INTERVAL_MS): reaping, checkout timeouts,
+ * idle overflow workers stopped, RSS limits of idle workers, slots refilled
+ * once their backoff has passed, the rolling reload, leaving the degraded
+ * mark, and the shutdown deadline.
+ */
 static void on_maint(evutil_socket_t fd, short what, void *arg)
 {
     sf_pool *p = arg;
@@ -212,7 +230,7 @@ static void on_health(evutil_socket_t fd, short what, void *arg)
     pool_flush(p);
 }
 
-/* ---------------------------------------------------------------- lifecycle */
+/* ---------------------------------------------------------------- create, start */
 
 static char *dup_or_null(const char *s)
 {
@@ -339,6 +357,8 @@ int sf_pool_start(sf_pool *p, char *errbuf, size_t errlen)
     return 0;
 }
 
+/* ---------------------------------------------------------------- submit */
+
 /* Drops the affinity hint of sessions with nothing queued or in flight. */
 static int sess_forget_idle(void *ctx, const char *key, size_t len, void *value)
 {
@@ -423,57 +443,7 @@ int sf_pool_submit(sf_pool *p, const sf_pool_call *call, sf_pool_done_fn done, v
     return 0;
 }
 
-void pool_check_stopped(sf_pool *p)
-{
-    if (!p->stopping || p->stopped)
-        return;
-    for (int i = 0; i < p->nslots; i++) {
-        if (p->slots[i].state != W_EMPTY)
-            return;
-    }
-    if ((p->zygote && !sf_zygote_stopped(p->zygote)) ||
-        (p->old_zygote && !sf_zygote_stopped(p->old_zygote)))
-        return;
-    p->stopped = true;
-    evtimer_del(p->ev_maint);
-    evtimer_del(p->ev_health);
-    sf_info("pool.stopped", "total_commands=%llu", (unsigned long long)p->total_commands);
-    event_active(p->ev_defer, EV_TIMEOUT, 0);
-}
-
-void sf_pool_stop(sf_pool *p, void (*done)(void *arg), void *arg)
-{
-    p->stop_done = done;
-    p->stop_arg = arg;
-    if (p->stopping) {
-        pool_check_stopped(p);
-        return;
-    }
-    p->stopping = true;
-    p->stop_deadline_us = now_us() + (uint64_t)p->cfg.shutdown_timeout_ms * 1000;
-    sf_info("pool.stopping", "queued=%d", p->queued);
-    while (p->qhead) {
-        pcall *c = p->qhead;
-        queue_unlink(p, NULL, c);
-        call_fail_deferred(p, c, "unavailable", "the pool is shutting down");
-    }
-    for (int i = 0; i < p->nslots; i++) {
-        worker *w = &p->slots[i];
-        if (w->state == W_READY || w->state == W_DRAINING) {
-            if (w->inflight == 0)
-                worker_begin_stop(w);
-            else
-                w->state = W_DRAINING;
-        } else if (w->state == W_STARTING) {
-            kill(w->pid, SIGTERM);
-            w->state = W_STOPPING;
-            worker_arm_timer(w, now_us() + (uint64_t)p->cfg.shutdown_timeout_ms * 500);
-        }
-    }
-    if (p->zygote)
-        sf_zygote_stop(p->zygote);
-    pool_check_stopped(p);
-}
+/* ---------------------------------------------------------------- reload */
 
 /*
  * A rolling replacement after a reload: workers spawned before it are
@@ -536,6 +506,61 @@ int sf_pool_reload(sf_pool *p)
     }
     pool_roll(p);
     return 0;
+}
+
+/* ---------------------------------------------------------------- stop, free */
+
+/* Stopped once no worker or zygote is left; sf_pool_stop's callback runs from pool_on_defer. */
+void pool_check_stopped(sf_pool *p)
+{
+    if (!p->stopping || p->stopped)
+        return;
+    for (int i = 0; i < p->nslots; i++) {
+        if (p->slots[i].state != W_EMPTY)
+            return;
+    }
+    if ((p->zygote && !sf_zygote_stopped(p->zygote)) ||
+        (p->old_zygote && !sf_zygote_stopped(p->old_zygote)))
+        return;
+    p->stopped = true;
+    evtimer_del(p->ev_maint);
+    evtimer_del(p->ev_health);
+    sf_info("pool.stopped", "total_commands=%llu", (unsigned long long)p->total_commands);
+    event_active(p->ev_defer, EV_TIMEOUT, 0);
+}
+
+void sf_pool_stop(sf_pool *p, void (*done)(void *arg), void *arg)
+{
+    p->stop_done = done;
+    p->stop_arg = arg;
+    if (p->stopping) {
+        pool_check_stopped(p);
+        return;
+    }
+    p->stopping = true;
+    p->stop_deadline_us = now_us() + (uint64_t)p->cfg.shutdown_timeout_ms * 1000;
+    sf_info("pool.stopping", "queued=%d", p->queued);
+    while (p->qhead) {
+        pcall *c = p->qhead;
+        queue_unlink(p, NULL, c);
+        call_fail_deferred(p, c, "unavailable", "the pool is shutting down");
+    }
+    for (int i = 0; i < p->nslots; i++) {
+        worker *w = &p->slots[i];
+        if (w->state == W_READY || w->state == W_DRAINING) {
+            if (w->inflight == 0)
+                worker_begin_stop(w);
+            else
+                w->state = W_DRAINING;
+        } else if (w->state == W_STARTING) {
+            kill(w->pid, SIGTERM);
+            w->state = W_STOPPING;
+            worker_arm_timer(w, now_us() + (uint64_t)p->cfg.shutdown_timeout_ms * 500);
+        }
+    }
+    if (p->zygote)
+        sf_zygote_stop(p->zygote);
+    pool_check_stopped(p);
 }
 
 bool sf_pool_stopped(const sf_pool *p)

@@ -199,37 +199,37 @@ static inline int worker_capacity(const worker *w)
     return cap > 0 ? cap : 0;
 }
 
+/*
+ * What crosses files, by the file that defines it; each function's comment
+ * is at its definition. Nothing here is for callers outside the pool.
+ */
+
+/* ---------------------------------------------------------------- pool.c */
+
+void pool_roll(sf_pool *p);
+void pool_check_stopped(sf_pool *p);
+
 /* ---------------------------------------------------------------- pool_dispatch.c */
 
 void queue_push_back(sf_pool *p, pcall *c);
 void queue_push_front(sf_pool *p, pcall *c);
-/* Detaches c (whose predecessor is prev, or NULL) from the pool queue. */
 void queue_unlink(sf_pool *p, pcall *prev, pcall *c);
 void pcall_free(pcall *c);
-/* Places what it can of the queue on workers; the writes follow at the end of the turn. */
 void pool_dispatch(sf_pool *p);
-/* Writes every worker's pending output. */
 void pool_flush(sf_pool *p);
 void pool_on_flush(evutil_socket_t fd, short what, void *arg);
-/* Reports an outcome to the caller and frees the call. */
 void call_finish(sf_pool *p, pcall *c, const sf_pool_result *r);
 void call_fail(sf_pool *p, pcall *c, const char *type, const char *msg, const char *wid);
-/* Fails c, which is in no list, from the loop, soon (never from inside a submit). */
 void call_fail_deferred(sf_pool *p, pcall *c, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void pool_on_defer(evutil_socket_t fd, short what, void *arg);
-/* Fails the queued calls that waited longer than checkout_timeout. */
 void pool_expire_checkouts(sf_pool *p);
-/* Moves a dead worker's unstarted calls back to the front of the queue. */
 void worker_requeue(sf_pool *p, worker *w, pcall *first);
 
 /* ---------------------------------------------------------------- pool_worker.c */
 
-/* Starts a worker process in the empty slot w. Returns 0 or -1 (errbuf says why). */
 int worker_spawn(sf_pool *p, worker *w, char *errbuf, size_t errlen);
-/* Fills an empty slot now if its backoff has passed. Returns 1 when a worker started. */
 int slot_fill(sf_pool *p, worker *w);
-/* Puts c in w's in-flight list and its frame in w's output. */
 void worker_send(worker *w, pcall *c);
 void worker_flush(worker *w);
 void worker_head_done(worker *w, uint64_t t);
@@ -242,20 +242,12 @@ void worker_arm_timer(worker *w, uint64_t at_us);
 void worker_close_fds(worker *w);
 void worker_handle_death(worker *w);
 
-/* ---------------------------------------------------------------- pool.c */
-
-void pool_roll(sf_pool *p);
-void pool_check_stopped(sf_pool *p);
-
 /* ---------------------------------------------------------------- pool_cache.c */
 
-/* Forgets what the session's last worker holds: its next call goes in full. */
 void sess_forget_caches(sess *s);
-/* Adds c's frame to w's output, without the spec and state w is known to hold. */
 void worker_write_call(worker *w, pcall *c);
 void sess_learn_from_answer(const worker *w, const pcall *c, const sf_frame *f,
                             const msgpack_sbuffer *state);
-/* w answered stale_cache to its head call c: c goes back to the queue, first, to go in full. */
 void worker_retry_full(worker *w, pcall *c);
 
 #endif
