@@ -39,6 +39,7 @@ static void sess_learn_spec(sess *s, uint64_t prog, uint64_t spec)
     s->specs[i].spec = spec;
 }
 
+/* Forgets what the session's last worker holds: its next call goes in full. */
 void sess_forget_caches(sess *s)
 {
     s->state_known = false;

@@ -25,6 +25,7 @@
 
 /* ---------------------------------------------------------------- the queue */
 
+/* A submitted call joins the queue at the back. */
 void queue_push_back(sf_pool *p, pcall *c)
 {
     c->next = NULL;
@@ -36,6 +37,7 @@ void queue_push_back(sf_pool *p, pcall *c)
     p->queued++;
 }
 
+/* A call that has to go again goes before every call submitted after it. */
 void queue_push_front(sf_pool *p, pcall *c)
 {
     c->next = p->qhead;
@@ -58,6 +60,7 @@ void queue_unlink(sf_pool *p, pcall *prev, pcall *c)
     p->queued--;
 }
 
+/* A call owns its session key, its frame and its payload. */
 void pcall_free(pcall *c)
 {
     msgpack_sbuffer_destroy(&c->frame);
@@ -119,6 +122,14 @@ static void pool_grow_for_demand(sf_pool *p, int waiting)
     }
 }
 
+/*
+ * One pass over the queue in submit order: each call goes where
+ * choose_worker says, or waits, and then its session's later calls wait too
+ * (blocked_scan); workers are started for what waits. A pool_dispatch from
+ * inside a pass (a callback that submits) only asks for one more. The writes
+ * come later: at the end of the read callback that caused the pass
+ * (hold_flush), else at the end of the loop turn (ev_flush).
+ */
 void pool_dispatch(sf_pool *p)
 {
     if (p->in_dispatch) {
@@ -171,6 +182,7 @@ void pool_dispatch(sf_pool *p)
 
 /* ---------------------------------------------------------------- the end of a loop turn */
 
+/* Writes the output of every worker that got something since the last flush. */
 void pool_flush(sf_pool *p)
 {
     for (int i = 0; i < p->nslots; i++) {
@@ -217,6 +229,7 @@ void call_finish(sf_pool *p, pcall *c, const sf_pool_result *r)
     pcall_free(c);
 }
 
+/* Fails c now: its callback runs before call_fail returns. */
 void call_fail(sf_pool *p, pcall *c, const char *type, const char *msg, const char *wid)
 {
     uint64_t t = now_us();
@@ -271,6 +284,7 @@ void pool_on_defer(evutil_socket_t fd, short what, void *arg)
 
 /* ---------------------------------------------------------------- calls that cannot stay */
 
+/* Fails the queued calls that waited longer than checkout_timeout (the maintenance tick). */
 void pool_expire_checkouts(sf_pool *p)
 {
     uint64_t t = now_us();

@@ -37,6 +37,7 @@
 
 /* ---------------------------------------------------------------- starting */
 
+/* A worker's own max_requests, spread by ± max_requests_jitter_pct so that workers differ. */
 static uint64_t jittered_max_requests(const sf_pool_config *c)
 {
     if (c->max_requests == 0)
@@ -123,6 +124,11 @@ int slot_fill(sf_pool *p, worker *w)
 
 /* ---------------------------------------------------------------- frames out */
 
+/*
+ * Puts c at the tail of w's in-flight list and its frame in w's output
+ * (written at the end of the loop turn); the first call in flight starts
+ * the request timer.
+ */
 void worker_send(worker *w, pcall *c)
 {
     sf_pool *p = w->pool;
@@ -147,6 +153,7 @@ void worker_send(worker *w, pcall *c)
     w->dirty = true;
 }
 
+/* Writes what w's output holds, as far as the pipe takes it; on_worker_write does the rest. */
 void worker_flush(worker *w)
 {
     if (w->out == NULL) /* the worker is gone and its buffers with it */
@@ -190,6 +197,11 @@ void worker_head_done(worker *w, uint64_t t)
     }
 }
 
+/*
+ * The head call's answer: the call leaves the worker, the session learns what
+ * the worker now holds, the caller gets the result. A stale_cache answer to a
+ * call sent without its spec or state sends it again instead.
+ */
 static void worker_complete_head(worker *w, const sf_frame *f)
 {
     sf_pool *p = w->pool;
@@ -236,6 +248,7 @@ static void worker_complete_head(worker *w, const sf_frame *f)
     worker_after_call(w);
 }
 
+/* One frame from the worker: the ready handshake, a result, a pong, an error frame. */
 static void worker_on_frame(worker *w, const char *body, size_t len)
 {
     sf_pool *p = w->pool;
@@ -300,6 +313,7 @@ static void worker_on_frame(worker *w, const char *body, size_t len)
     sf_frame_release(&f);
 }
 
+/* Reads what the worker's stdout holds (up to 64 reads) and handles every whole frame. */
 static void worker_drain_pipe(worker *w)
 {
     char buf[65536];
@@ -333,6 +347,7 @@ static void worker_drain_pipe(worker *w)
     }
 }
 
+/* The worker's stdout: its frames, then dispatch; what they cause is written once, at the end. */
 static void on_worker_read(evutil_socket_t fd, short what, void *arg)
 {
     worker *w = arg;
@@ -351,6 +366,7 @@ static void worker_log_line(worker *w, const char *line, size_t len)
     sf_info("worker.stderr", "worker=%s pid=%d line=%s", w->id, (int)w->pid, q);
 }
 
+/* The worker's stderr, logged line by line (a longer line in pieces of errline's size). */
 static void on_worker_stderr(evutil_socket_t fd, short what, void *arg)
 {
     worker *w = arg;
@@ -376,8 +392,7 @@ static void on_worker_stderr(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* ---------------------------------------------------------------- between calls: recycling, health
- */
+/* ---------------------------------------------------------------- between calls */
 
 /* Recycling decisions, made between calls so the current call always finishes. */
 void worker_after_call(worker *w)
@@ -436,6 +451,10 @@ void worker_health_check(worker *w)
 
 /* ---------------------------------------------------------------- stop, kill, timer */
 
+/*
+ * The graceful stop: a shutdown frame; SIGTERM after half of
+ * shutdown_timeout, SIGKILL after the other half (on_worker_timer).
+ */
 void worker_begin_stop(worker *w)
 {
     if (w->state == W_STOPPING || w->state == W_EMPTY)
@@ -452,6 +471,10 @@ void worker_begin_stop(worker *w)
     worker_arm_timer(w, now_us() + (uint64_t)p->cfg.shutdown_timeout_ms * 500);
 }
 
+/*
+ * SIGKILL. The first reason given is what the call it was running fails
+ * with; worker_handle_death does the rest once the process is reaped.
+ */
 void worker_kill(worker *w, const char *type, const char *fmt, ...)
 {
     if (w->pid <= 0)
@@ -466,6 +489,7 @@ void worker_kill(worker *w, const char *type, const char *fmt, ...)
     kill(w->pid, SIGKILL);
 }
 
+/* Sets w's one timer to fire at at_us (rounded up to the millisecond). */
 void worker_arm_timer(worker *w, uint64_t at_us)
 {
     uint64_t t = now_us();
@@ -474,6 +498,7 @@ void worker_arm_timer(worker *w, uint64_t at_us)
     evtimer_add(w->ev_timer, &tv);
 }
 
+/* w's timer, by state: startup timeout, the head call's request timeout, the steps of a stop. */
 static void on_worker_timer(evutil_socket_t fd, short what, void *arg)
 {
     worker *w = arg;
@@ -514,6 +539,7 @@ static void on_worker_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---------------------------------------------------------------- death */
 
+/* Frees the pipes' events and closes the pipes (the timer and the buffers stay). */
 void worker_close_fds(worker *w)
 {
     if (w->ev_read)
@@ -532,6 +558,11 @@ void worker_close_fds(worker *w)
     w->fds.to_child = w->fds.from_child = w->fds.err_child = -1;
 }
 
+/*
+ * A crash: counted towards the degraded mark (crash_loop_threshold within
+ * crash_loop_window) and the slot's backoff, which doubles from
+ * restart_backoff up to restart_backoff_max.
+ */
 static void pool_note_crash(sf_pool *p, worker *w)
 {
     p->crashes++;
