@@ -1,6 +1,6 @@
 /*
- * kafka.c — the consumer, the producer, topics and the mock cluster; see
- * kafka.h.
+ * kafka.c — the consumer, the producer and topics; see kafka.h (the mock
+ * cluster is in mock.c).
  *
  * Both clients are configured through the Kafka contract (kafka_conf.c): the
  * pass-through, then the settings the guarantees depend on —
@@ -8,20 +8,20 @@
  * stored), enable.idempotence=true and partitioner=topics.partitioner — and
  * then this member's client.id and group.id.
  *
- * Log events go to the host's log through cfg.log (kafka.h); this file
- * formats their fields and names the events.
+ * Log events go to the host's log through cfg.log (kafka.h, kafka_log.c);
+ * this file names the events and their fields.
  */
 #include "kafka.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <librdkafka/rdkafka_mock.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "kafka_log.h"
 
 #define POLL_BATCH 500
 
@@ -57,90 +57,26 @@ struct sf_kafka {
     struct event *ev_counts;
 };
 
-struct sf_mock {
-    sf_kafka_log log;
-    rd_kafka_t *rk;
-    rd_kafka_mock_cluster_t *mc;
-};
-
-/* One log event to the host's log; without one, warnings and errors to stderr. */
-static void say(const sf_kafka_log *log, sf_kafka_log_level level, const char *event,
-                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static void say(const sf_kafka_log *log, sf_kafka_log_level level, const char *event,
-                const char *fmt, ...)
-{
-    char fields[2048]; /* as long as a whole line of supervisor/log.c */
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(fields, sizeof(fields), fmt, ap);
-    va_end(ap);
-    if (log->write)
-        log->write(level, event, fields);
-    else if (level >= SF_KAFKA_LOG_WARN)
-        fprintf(stderr, "level=%s event=%s %s\n", level == SF_KAFKA_LOG_WARN ? "warn" : "error",
-                event, fields);
-}
-
-#define k_info(k, ...)  say(&(k)->cfg.log, SF_KAFKA_LOG_INFO, __VA_ARGS__)
-#define k_warn(k, ...)  say(&(k)->cfg.log, SF_KAFKA_LOG_WARN, __VA_ARGS__)
-#define k_error(k, ...) say(&(k)->cfg.log, SF_KAFKA_LOG_ERROR, __VA_ARGS__)
-
-/* s as a log value: the host's quoting, or a plain one of ours. */
-static const char *quote(const sf_kafka_log *log, char *buf, size_t cap, const char *s)
-{
-    if (log->quote)
-        return log->quote(buf, cap, s, strlen(s));
-    size_t o = 0;
-    if (cap < 3)
-        return "";
-    buf[o++] = '"';
-    for (; *s && o + 2 < cap; s++)
-        buf[o++] = (unsigned char)*s < ' ' || *s == '"' || *s == '\\' ? ' ' : *s;
-    buf[o++] = '"';
-    buf[o] = '\0';
-    return buf;
-}
-
-/* librdkafka's own log lines (on its threads), as kafka.log events. */
-static void log_librdkafka(const sf_kafka_log *log, const rd_kafka_t *rk, int level,
-                           const char *fac, const char *buf)
-{
-    char q[1100];
-    const char *message = quote(log, q, sizeof(q), buf);
-    sf_kafka_log_level lv = level <= 3   ? SF_KAFKA_LOG_ERROR
-                            : level <= 4 ? SF_KAFKA_LOG_WARN
-                                         : SF_KAFKA_LOG_INFO;
-    /* [kafka] feeds both clients by design (kafka_conf.c): that the producer ignores a
-     * consumer key, or the consumer a producer key, is expected, not worth a warning. */
-    if (strcmp(fac, "CONFWARN") == 0 &&
-        (strstr(buf, "is a consumer property and will be ignored") ||
-         strstr(buf, "is a producer property and will be ignored")))
-        lv = SF_KAFKA_LOG_DEBUG;
-    say(log, lv, "kafka.log", "client=%s facility=%s message=%s", rd_kafka_name(rk), fac, message);
-}
+#define k_info(k, ...)  sf_kafka_log_event(&(k)->cfg.log, SF_KAFKA_LOG_INFO, __VA_ARGS__)
+#define k_warn(k, ...)  sf_kafka_log_event(&(k)->cfg.log, SF_KAFKA_LOG_WARN, __VA_ARGS__)
+#define k_error(k, ...) sf_kafka_log_event(&(k)->cfg.log, SF_KAFKA_LOG_ERROR, __VA_ARGS__)
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     const sf_kafka *k = rd_kafka_opaque(rk);
-    log_librdkafka(&k->cfg.log, rk, level, fac, buf);
-}
-
-static void on_mock_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-    const sf_mock *m = rd_kafka_opaque(rk);
-    log_librdkafka(&m->log, rk, level, fac, buf);
+    sf_kafka_log_librdkafka(&k->cfg.log, rk, level, fac, buf);
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     sf_kafka *k = opaque;
-    say(&k->cfg.log,
-        err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || rd_kafka_fatal_error(rk, NULL, 0)
-            ? SF_KAFKA_LOG_ERROR
-            : SF_KAFKA_LOG_WARN,
-        "kafka.error", "client=%s error=%s reason=\"%s\"", rd_kafka_name(rk),
-        rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    sf_kafka_log_event(&k->cfg.log,
+                       err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
+                               rd_kafka_fatal_error(rk, NULL, 0)
+                           ? SF_KAFKA_LOG_ERROR
+                           : SF_KAFKA_LOG_WARN,
+                       "kafka.error", "client=%s error=%s reason=\"%s\"", rd_kafka_name(rk),
+                       rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
 /* How long an assignment may wait for the group's committed offsets (for lag). */
@@ -519,15 +455,15 @@ static int split_topics(const char *list, char names[][256], int cap)
     return n;
 }
 
-static int create_topics(sf_kafka *k, char names[][256], const int *parts, int n, char *err,
-                         size_t errlen)
+static int create_topics(sf_kafka *k, const sf_kafka_topic *topics, int n, char *err, size_t errlen)
 {
-    rd_kafka_NewTopic_t *nt[16];
+    rd_kafka_NewTopic_t *nt[SF_KAFKA_MAX_TOPICS];
     char e[256];
     for (int i = 0; i < n; i++) {
-        nt[i] = rd_kafka_NewTopic_new(names[i], parts[i], (int)k->cfg.replication, e, sizeof(e));
+        nt[i] = rd_kafka_NewTopic_new(topics[i].name, topics[i].partitions, (int)k->cfg.replication,
+                                      e, sizeof(e));
         if (nt[i] == NULL) {
-            snprintf(err, errlen, "topic %s: %s", names[i], e);
+            snprintf(err, errlen, "topic %s: %s", topics[i].name, e);
             rd_kafka_NewTopic_destroy_array(nt, (size_t)i);
             return -1;
         }
@@ -564,18 +500,26 @@ static int create_topics(sf_kafka *k, char names[][256], const int *parts, int n
     return rc;
 }
 
+int sf_kafka_config_topics(const sf_kafka_config *cfg, sf_kafka_topic out[SF_KAFKA_MAX_TOPICS])
+{
+    char names[12][256];
+    int n = split_topics(cfg->requests, names, 12);
+    for (int i = 0; i < n; i++) {
+        memcpy(out[i].name, names[i], sizeof(out[i].name));
+        out[i].partitions = (int)cfg->partitions;
+    }
+    const char *others[] = {cfg->replies, cfg->telemetry, cfg->dlq};
+    for (int i = 0; i < 3 && n < SF_KAFKA_MAX_TOPICS; i++) {
+        snprintf(out[n].name, sizeof(out[n].name), "%s", others[i]);
+        out[n++].partitions = i == 0 ? (int)cfg->partitions : 1;
+    }
+    return n;
+}
+
 int sf_kafka_ensure_topics(sf_kafka *k, char *err, size_t errlen)
 {
-    char names[16][256];
-    int parts[16];
-    int n = split_topics(k->cfg.requests, names, 12);
-    for (int i = 0; i < n; i++)
-        parts[i] = (int)k->cfg.partitions;
-    const char *others[] = {k->cfg.replies, k->cfg.telemetry, k->cfg.dlq};
-    for (int i = 0; i < 3 && n < 16; i++) {
-        snprintf(names[n], sizeof(names[n]), "%s", others[i]);
-        parts[n++] = i == 0 ? (int)k->cfg.partitions : 1;
-    }
+    sf_kafka_topic topics[SF_KAFKA_MAX_TOPICS];
+    int n = sf_kafka_config_topics(&k->cfg, topics);
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t e = rd_kafka_metadata(k->producer, 1, NULL, &md, 15000);
     if (e) {
@@ -583,18 +527,18 @@ int sf_kafka_ensure_topics(sf_kafka *k, char *err, size_t errlen)
                  rd_kafka_err2str(e));
         return -1;
     }
-    char missing[16][256];
-    int mparts[16], nm = 0;
-    char list[16 * 260] = "";
+    sf_kafka_topic missing[SF_KAFKA_MAX_TOPICS];
+    int nm = 0;
+    char list[SF_KAFKA_MAX_TOPICS * 260] = "";
     for (int i = 0; i < n; i++) {
         bool found = false;
         for (int t = 0; t < md->topic_cnt && !found; t++)
-            found = strcmp(md->topics[t].topic, names[i]) == 0 && md->topics[t].err == 0;
+            found = strcmp(md->topics[t].topic, topics[i].name) == 0 && md->topics[t].err == 0;
         if (!found) {
-            memcpy(missing[nm], names[i], sizeof(missing[nm]));
-            mparts[nm++] = parts[i];
+            missing[nm++] = topics[i];
             size_t l = strlen(list);
-            snprintf(list + l, sizeof(list) - l, "%s%s", l ? ", " : "", names[i]);
+            /* a name is under 256 bytes: the precision says so to the compiler */
+            snprintf(list + l, sizeof(list) - l, "%s%.255s", l ? ", " : "", topics[i].name);
         }
     }
     rd_kafka_metadata_destroy(md);
@@ -605,7 +549,7 @@ int sf_kafka_ensure_topics(sf_kafka *k, char *err, size_t errlen)
                  list);
         return -1;
     }
-    return create_topics(k, missing, mparts, nm, err, errlen);
+    return create_topics(k, missing, nm, err, errlen);
 }
 
 int sf_kafka_subscribe(sf_kafka *k, char *err, size_t errlen)
@@ -816,61 +760,4 @@ void sf_kafka_close(sf_kafka *k, int timeout_ms)
 const char *sf_kafka_protocol(sf_kafka *k)
 {
     return rd_kafka_rebalance_protocol(k->consumer);
-}
-
-sf_mock *sf_mock_start(const sf_kafka_config *cfg, int brokers, char *err, size_t errlen)
-{
-    char e[256];
-    sf_mock *m = calloc(1, sizeof(*m));
-    m->log = cfg->log;
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set_log_cb(conf, on_mock_log);
-    rd_kafka_conf_set_opaque(conf, m);
-    /* The handle only hosts the cluster and never connects, so it has no
-     * bootstrap.servers; log_level 4 drops librdkafka's notice (level 5) that
-     * it will not be able to connect, and keeps its warnings and errors. */
-    if (rd_kafka_conf_set(conf, "log_level", "4", e, sizeof(e)) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(err, errlen, "mock cluster: %s", e);
-        free(m);
-        return NULL;
-    }
-    m->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
-    if (m->rk == NULL) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(err, errlen, "mock cluster: %s", e);
-        free(m);
-        return NULL;
-    }
-    /* conf is owned by rk now */
-    m->mc = rd_kafka_mock_cluster_new(m->rk, brokers);
-    if (m->mc == NULL) {
-        snprintf(err, errlen, "cannot start the mock cluster");
-        sf_mock_free(m);
-        return NULL;
-    }
-    char names[16][256];
-    int n = split_topics(cfg->requests, names, 12);
-    for (int i = 0; i < n; i++)
-        rd_kafka_mock_topic_create(m->mc, names[i], (int)cfg->partitions, 1);
-    rd_kafka_mock_topic_create(m->mc, cfg->replies, (int)cfg->partitions, 1);
-    rd_kafka_mock_topic_create(m->mc, cfg->telemetry, 1, 1);
-    rd_kafka_mock_topic_create(m->mc, cfg->dlq, 1, 1);
-    return m;
-}
-
-const char *sf_mock_bootstrap(const sf_mock *m)
-{
-    return rd_kafka_mock_cluster_bootstraps(m->mc);
-}
-
-void sf_mock_free(sf_mock *m)
-{
-    if (m == NULL)
-        return;
-    if (m->mc)
-        rd_kafka_mock_cluster_destroy(m->mc);
-    if (m->rk)
-        rd_kafka_destroy(m->rk);
-    free(m);
 }

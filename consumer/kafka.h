@@ -93,6 +93,20 @@ sf_kafka *sf_kafka_new(struct event_base *base, const sf_kafka_config *cfg, cons
                        const sf_kafka_handlers *h, char *err, size_t errlen);
 void sf_kafka_free(sf_kafka *k);
 
+/* A topic the configuration names, and the partitions it is created with. */
+typedef struct sf_kafka_topic {
+    char name[256];
+    int partitions;
+} sf_kafka_topic;
+
+#define SF_KAFKA_MAX_TOPICS 16
+
+/*
+ * Every topic cfg names, into out: the request topics (the first 12) and the
+ * reply topic with cfg->partitions, telemetry and DLQ with 1. Returns how many.
+ */
+int sf_kafka_config_topics(const sf_kafka_config *cfg, sf_kafka_topic out[SF_KAFKA_MAX_TOPICS]);
+
 /* Checks that every configured topic exists; creates missing ones when cfg->create_topics. */
 int sf_kafka_ensure_topics(sf_kafka *k, char *err, size_t errlen);
 
@@ -172,7 +186,7 @@ void sf_kafka_close(sf_kafka *k, int timeout_ms);
 /* "COOPERATIVE" or "EAGER" (or "NONE" before the first join). */
 const char *sf_kafka_protocol(sf_kafka *k);
 
-/* The embedded mock cluster for --dev: creates the configured topics. */
+/* The embedded mock cluster for --dev (mock.c): creates the configured topics. */
 typedef struct sf_mock sf_mock;
 sf_mock *sf_mock_start(const sf_kafka_config *cfg, int brokers, char *err, size_t errlen);
 const char *sf_mock_bootstrap(const sf_mock *m);

@@ -105,6 +105,23 @@ Test(kafka, closes_with_fetched_messages_still_queued, .timeout = 60)
     event_base_free(base);
 }
 
+Test(kafka, the_configured_topics_are_the_request_topics_then_replies_telemetry_and_dlq)
+{
+    sf_kafka_config cfg;
+    test_config(&cfg);
+    snprintf(cfg.requests, sizeof(cfg.requests), " a , b,, c ");
+    sf_kafka_topic t[SF_KAFKA_MAX_TOPICS];
+    int n = sf_kafka_config_topics(&cfg, t);
+    const char *names[] = {
+        "a", "b", "c", "snakefleet.replies", "snakefleet.telemetry", "snakefleet.dlq"};
+    const int partitions[] = {8, 8, 8, 8, 1, 1};
+    cr_assert_eq(n, 6);
+    for (int i = 0; i < n; i++) {
+        cr_expect_str_eq(t[i].name, names[i]);
+        cr_expect_eq(t[i].partitions, partitions[i], "%s", t[i].name);
+    }
+}
+
 /* What a host's log got: kafka.log events of librdkafka's configuration warnings. */
 static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
 static int confwarns, confwarns_above_debug;
