@@ -133,6 +133,22 @@ static inline uint64_t wall_ms(void)
     return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
 }
 
+/* partitions.c — assignment, the lease, routing, pausing, lag, revocation */
+part *part_find(sf_daemon *d, const char *topic, int32_t partition);
+void part_remove(sf_daemon *d, part *p);
+void part_on_assign(void *ctx, const rd_kafka_topic_partition_list_t *parts);
+void part_on_lease_retry(evutil_socket_t fd, short what, void *arg);
+/* Counts and logs a request whose key maps to another partition; true: it was refused. */
+bool part_refuse_misrouted(sf_daemon *d, job *j);
+void part_hold_for_lease(sf_daemon *d, job *j);
+void part_backpressure_check(sf_daemon *d);
+void part_on_store_health(void *arg, bool up);
+void part_refresh_unknown_lag(sf_daemon *d);
+void part_drop_pending(sf_daemon *d, part *p);
+void part_on_revoke(void *ctx, rd_kafka_topic_partition_list_t *parts);
+void part_revoke_check(sf_daemon *d);
+void part_on_revoke_timeout(evutil_socket_t fd, short what, void *arg);
+
 /* sessions.c — one FIFO per session */
 void sessq_push(sf_daemon *d, job *j);
 void sessq_next(sf_daemon *d, job *j);
