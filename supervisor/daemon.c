@@ -1312,6 +1312,41 @@ void sf_daemon_get_stats(sf_daemon *d, sf_daemon_stats *o)
 
 /* ---------------------------------------------------------------- lifecycle */
 
+/*
+ * The end of a loop turn, in the manner of Redis's beforeSleep: what the
+ * turn's callbacks asked of the pool and of the store goes out together, once
+ * they have run, in this order:
+ *   1. the pool: the calls submitted this turn are written to their workers,
+ *      one writev per worker (sf_pool_flush);
+ *   2. the store: the claims and the commits asked for this turn go to Redis,
+ *      one script call each (sf_store_flush).
+ * Workers first: a worker starts on its call the moment the write lands, and
+ * the call is the long part of a request, while the store's step only hands
+ * the scripts to hiredis, which sends them once Redis' socket is writable.
+ * Neither step waits for the other, so the order is about latency, not about
+ * correctness. A callback either step runs at once (a batch for a Redis that
+ * is not connected is answered `unavailable` on the spot) may ask for more;
+ * that wakes this step again, and it runs again later in the same turn.
+ *
+ * The pool and the store wake it (wake_end_of_turn, given to
+ * sf_pool_set_turn_end and sf_store_set_turn_end) at the turn's first submit,
+ * claim or commit. libevent queues it behind the callbacks already due, and
+ * all of the turn's I/O is due before the first of them runs: so it runs once
+ * they are done, before the loop waits again.
+ */
+static void end_of_turn(evutil_socket_t fd, short what, void *arg)
+{
+    sf_daemon *d = arg;
+    sf_pool_flush(d->pool);
+    sf_store_flush(d->store);
+}
+
+static void wake_end_of_turn(void *arg)
+{
+    sf_daemon *d = arg;
+    event_active(d->ev_end_of_turn, EV_TIMEOUT, 0);
+}
+
 sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const char *bootstrap,
                          char *err, size_t errlen)
 {
@@ -1332,13 +1367,16 @@ sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const ch
                       cfg->pool.checkout_timeout_ms + 5000;
     d->claim_wait_ms = d->claim_ttl_ms;
     d->ev_telemetry = event_new(base, -1, EV_PERSIST, on_telemetry, d);
+    d->ev_end_of_turn = event_new(base, -1, 0, end_of_turn, d);
     d->pool = sf_pool_new(base, &cfg->pool, err, errlen);
     if (d->pool == NULL)
         goto fail;
+    sf_pool_set_turn_end(d->pool, wake_end_of_turn, d);
     d->store = sf_store_new(base, cfg->redis_url, cfg->redis_user, cfg->redis_password,
                             cfg->session_ttl_s, part_on_store_health, d, err, errlen);
     if (d->store == NULL)
         goto fail;
+    sf_store_set_turn_end(d->store, wake_end_of_turn, d);
     if (sf_store_set_key_prefix(d->store, cfg->redis_key_prefix) < 0) {
         snprintf(err, errlen,
                  "redis.key_prefix: '%s' must be 1 to %d bytes without braces, spaces or "
@@ -1457,5 +1495,6 @@ void sf_daemon_free(sf_daemon *d)
     event_free(d->ev_telemetry);
     if (d->ev_drain)
         event_free(d->ev_drain);
+    event_free(d->ev_end_of_turn); /* last: freeing the pool or the store may still wake it */
     free(d);
 }

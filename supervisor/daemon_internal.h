@@ -117,6 +117,7 @@ struct sf_daemon {
     int nunsent;
     uint64_t unsent_since_us;
     struct event *ev_unsent;
+    struct event *ev_end_of_turn; /* the pool's and the store's flush, in that order */
 };
 
 static inline uint64_t now_us(void)

@@ -118,6 +118,19 @@ int sf_pool_start(sf_pool *p, char *errbuf, size_t errlen);
 int sf_pool_submit(sf_pool *p, const sf_pool_call *call, sf_pool_done_fn done, void *arg);
 
 /*
+ * The end of a loop turn. The calls submitted during one turn are written to
+ * their workers together, one writev per worker, once the turn's other
+ * callbacks have run. By default the pool does that itself, from an event it
+ * activates at the turn's first submit. An owner of the loop with an
+ * end-of-turn step of its own (the daemon: daemon.c, end_of_turn) calls
+ * sf_pool_set_turn_end before the first submit: from then on the pool calls
+ * `wake(arg)` where it would activate that event, and the owner calls
+ * sf_pool_flush before the loop waits again.
+ */
+void sf_pool_set_turn_end(sf_pool *p, void (*wake)(void *arg), void *arg);
+void sf_pool_flush(sf_pool *p);
+
+/*
  * Graceful stop: no new calls; queued calls fail with `unavailable`; calls in
  * flight finish (bounded by shutdown_timeout); then shutdown frame → SIGTERM
  * → SIGKILL. `done` runs once every worker and the zygote are reaped.

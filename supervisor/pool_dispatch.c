@@ -176,7 +176,10 @@ void pool_dispatch(sf_pool *p)
         /* A submit from outside a pool callback (a Redis reply, a Kafka batch): the other
          * submits of this loop turn come next; write them all with one writev. */
         p->flush_pending = true;
-        event_active(p->ev_flush, EV_TIMEOUT, 0);
+        if (p->flush_wake)
+            p->flush_wake(p->flush_wake_arg);
+        else
+            event_active(p->ev_flush, EV_TIMEOUT, 0);
     }
 }
 
@@ -197,9 +200,20 @@ void pool_flush(sf_pool *p)
 /* ev_flush, activated by pool_dispatch: the turn's submits from outside, written together. */
 void pool_on_flush(evutil_socket_t fd, short what, void *arg)
 {
-    sf_pool *p = arg;
+    sf_pool_flush(arg);
+}
+
+/* The same write, run by the loop's owner when it has an end-of-turn step (pool.h). */
+void sf_pool_flush(sf_pool *p)
+{
     p->flush_pending = false;
     pool_flush(p);
+}
+
+void sf_pool_set_turn_end(sf_pool *p, void (*wake)(void *arg), void *arg)
+{
+    p->flush_wake = wake;
+    p->flush_wake_arg = arg;
 }
 
 /* ---------------------------------------------------------------- how a call ends */

@@ -133,6 +133,9 @@ struct sf_pool {
     struct event *ev_sigchld, *ev_maint, *ev_health, *ev_defer;
     struct event *ev_flush; /* one write per worker per loop turn for submits from outside */
     bool flush_pending;
+    /* set (sf_pool_set_turn_end): the loop's owner runs sf_pool_flush, woken by this */
+    void (*flush_wake)(void *);
+    void *flush_wake_arg;
     bool started, stopping, stopped, in_dispatch, dispatch_again;
     int hold_flush; /* >0: inside a read callback; one flush at its end */
     void (*stop_done)(void *);

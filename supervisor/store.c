@@ -48,6 +48,9 @@ struct sf_store {
     struct batch *claims, *commits; /* filling during this loop turn */
     struct event *ev_flush;
     bool flush_armed;
+    /* set (sf_store_set_turn_end): the loop's owner runs sf_store_flush, woken by this */
+    void (*flush_wake)(void *);
+    void *flush_wake_arg;
     uint64_t calls;                       /* commands and script calls sent */
     char prefix[SF_STORE_PREFIX_MAX + 2]; /* "<key_prefix>:" */
     size_t prefix_len;
@@ -884,11 +887,21 @@ static void flush_batches(sf_store *st)
     }
 }
 
-static void on_flush(evutil_socket_t fd, short what, void *arg)
+void sf_store_flush(sf_store *st)
 {
-    sf_store *st = arg;
     st->flush_armed = false;
     flush_batches(st);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    sf_store_flush(arg);
+}
+
+void sf_store_set_turn_end(sf_store *st, void (*wake)(void *arg), void *arg)
+{
+    st->flush_wake = wake;
+    st->flush_wake_arg = arg;
 }
 
 /* String j (0-3 keys, 4-7 arguments) of the item being added. */
@@ -945,7 +958,10 @@ static void batch_add(sf_store *st, batch **slot, int kind, int script, const ke
         batch_send(st, b);
     } else if (!st->flush_armed) {
         st->flush_armed = true;
-        event_active(st->ev_flush, EV_TIMEOUT, 0);
+        if (st->flush_wake)
+            st->flush_wake(st->flush_wake_arg);
+        else
+            event_active(st->ev_flush, EV_TIMEOUT, 0);
     }
 }
 

@@ -151,6 +151,17 @@ void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen
                      size_t idlen, const void *reply, size_t reply_len, const void *state,
                      size_t state_len, int64_t read_version, uint32_t dedupe_ttl_s, sf_store_cb cb,
                      void *arg);
+/*
+ * The end of a loop turn: the turn's claims and commits go to Redis, one
+ * script call each (a batch that fills up goes at once). By default the store
+ * does that itself, from an event it activates at the turn's first claim or
+ * commit. An owner of the loop with an end-of-turn step of its own (the
+ * daemon: daemon.c, end_of_turn) calls sf_store_set_turn_end before the first
+ * one: from then on the store calls `wake(arg)` where it would activate that
+ * event, and the owner calls sf_store_flush before the loop waits again.
+ */
+void sf_store_set_turn_end(sf_store *st, void (*wake)(void *arg), void *arg);
+void sf_store_flush(sf_store *st);
 /* Commands and script calls sent so far (a batch of claims or commits is one). */
 uint64_t sf_store_calls(const sf_store *st);
 /* Takes a new lease: INCR of the partition's epoch key; the new epoch in `count`. */
