@@ -157,6 +157,9 @@ void sessq_sweep(sf_daemon *d, bool always);
 void sessq_drop_revoked(sf_daemon *d);
 void sessq_free_all(sf_daemon *d);
 
+/* telemetry.c — the telemetry record and the stats behind /health and /metrics */
+void telemetry_on_tick(evutil_socket_t fd, short what, void *arg);
+
 /* daemon.c — the rest of the request path */
 void job_run(sf_daemon *d, job *j);
 void job_free(sf_daemon *d, job *j);
