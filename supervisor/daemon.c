@@ -58,7 +58,7 @@ void job_free(sf_daemon *d, job *j)
  * way it no longer counts as held, which may resume partitions or complete a
  * revocation.
  */
-static void job_end(sf_daemon *d, job *j, bool finished)
+void job_end(sf_daemon *d, job *j, bool finished)
 {
     part *p = j->p;
     if (finished && !p->revoking) {
@@ -74,176 +74,7 @@ static void job_end(sf_daemon *d, job *j, bool finished)
         part_revoke_check(d);
 }
 
-static void send_dlq(sf_daemon *d, job *j, const char *error_type, const char *reason);
-
-/* Errors no retry can fix: the record itself or its topic is the problem. */
-static bool permanent_delivery_error(rd_kafka_resp_err_t err)
-{
-    switch (err) {
-    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
-    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
-    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
-    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
-    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
-    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
-    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
-    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
-        return true;
-    default:
-        return false;
-    }
-}
-
-/*
- * Kafka refused a record of the job, at once (rd_kafka_producev) or in its
- * delivery report: every reply is accounted for before its offset may be
- * committed. A reply refused for good (no such topic, not authorized, too
- * large) is answered by a DLQ record with the reason instead, and the job
- * finishes once that record is acknowledged: holding its offset open would
- * stall the partition's commits for good. Anything else leaves the offset
- * open — a DLQ record refused, a transient failure (the brokers unreachable
- * for message.timeout.ms): the request is consumed again after a restart or
- * rebalance, and answered from the dedupe cache.
- */
-static void record_failed(sf_daemon *d, job *j, const char *topic, rd_kafka_resp_err_t err,
-                          const char *stage)
-{
-    bool dlq = strcmp(topic, d->cfg->dlq) == 0;
-    if (!dlq && permanent_delivery_error(err)) {
-        char reason[512];
-        snprintf(reason, sizeof(reason), "reply undeliverable to '%s': %s", topic,
-                 rd_kafka_err2str(err));
-        sf_error("reply.undeliverable", "session=%s offset=%lld reply_to=%s stage=%s error=%s",
-                 j->session_key, (long long)j->offset, topic, stage, rd_kafka_err2str(err));
-        send_dlq(d, j, "reply_undeliverable", reason);
-        return;
-    }
-    j->lost = true;
-    sf_error(dlq ? "dlq.lost" : "reply.lost",
-             "session=%s topic=%s partition=%d offset=%lld record_topic=%s stage=%s error=%s "
-             "action=\"offset left uncommitted: the request is consumed again after a restart "
-             "or rebalance\"",
-             j->session_key, j->p->topic, (int)j->p->partition, (long long)j->offset, topic, stage,
-             rd_kafka_err2str(err));
-}
-
-/* Kafka acknowledged (or gave up on) a record the job produced. */
-static void on_delivery(void *ctx, void *opaque, const char *topic, rd_kafka_resp_err_t err)
-{
-    sf_daemon *d = ctx;
-    job *j = opaque;
-    if (j == NULL)
-        return; /* telemetry */
-    if (err)
-        record_failed(d, j, topic, err, "delivery");
-    if (--j->producing == 0 && j->replied)
-        job_end(d, j, !j->lost);
-}
-
-static rd_kafka_resp_err_t produce_now(sf_daemon *d, job *j, const char *topic, const void *data,
-                                       size_t len, bool with_corr, char *err, size_t errlen)
-{
-    rd_kafka_headers_t *h = NULL;
-    if (with_corr && j->corr) {
-        h = rd_kafka_headers_new(1);
-        rd_kafka_header_add(h, j->corr_name, -1, j->corr, (ssize_t)j->corr_len);
-    }
-    const void *key = j->valid ? j->req.session.ptr : j->session_key;
-    size_t keylen = j->valid ? j->req.session.len : strlen(j->session_key);
-    return sf_kafka_produce(d->kafka, topic, keylen ? key : NULL, keylen, data, len, h, j, err,
-                            errlen);
-}
-
-/* A record the producer's queue had no room for, kept until it has. */
-typedef struct unsent {
-    struct unsent *next;
-    job *j;
-    bool with_corr;
-    char topic[256];
-    size_t len;
-    char data[];
-} unsent;
-
-#define UNSENT_RETRY_MS 50
-
-/*
- * The producer's queue has room again (or not yet): produce the records kept
- * meanwhile, oldest first, so none overtakes an older one of its session.
- */
-static void on_unsent(evutil_socket_t fd, short what, void *arg)
-{
-    sf_daemon *d = arg;
-    while (d->unsent_head) {
-        unsent *u = d->unsent_head;
-        char err[256];
-        rd_kafka_resp_err_t e =
-            produce_now(d, u->j, u->topic, u->data, u->len, u->with_corr, err, sizeof(err));
-        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            struct timeval tv = {0, UNSENT_RETRY_MS * 1000};
-            evtimer_add(d->ev_unsent, &tv);
-            return;
-        }
-        d->unsent_head = u->next;
-        if (d->unsent_head == NULL)
-            d->unsent_tail = NULL;
-        d->nunsent--;
-        job *j = u->j;
-        if (e) { /* still counted in j->producing: it ends here instead of in a report */
-            record_failed(d, j, u->topic, e, "produce");
-            if (--j->producing == 0 && j->replied)
-                job_end(d, j, !j->lost);
-        }
-        free(u);
-    }
-    sf_info("kafka.queue_room", "waited_ms=%llu",
-            (unsigned long long)((now_us() - d->unsent_since_us) / 1000));
-}
-
-/*
- * Produces one record of the job, which then waits for its delivery report.
- * A full producer queue (the brokers slow or away) is no reason to give up on
- * it: it is kept, in order, and produced once there is room — the job waits.
- * Any other refusal is handled at once like a failed delivery (record_failed).
- */
-static void produce(sf_daemon *d, job *j, const char *topic, const msgpack_sbuffer *sb,
-                    bool with_corr)
-{
-    char err[256];
-    j->producing++;
-    rd_kafka_resp_err_t e =
-        d->unsent_head ? RD_KAFKA_RESP_ERR__QUEUE_FULL
-                       : produce_now(d, j, topic, sb->data, sb->size, with_corr, err, sizeof(err));
-    if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        unsent *u = malloc(sizeof(*u) + sb->size);
-        u->next = NULL;
-        u->j = j;
-        u->with_corr = with_corr;
-        snprintf(u->topic, sizeof(u->topic), "%s", topic);
-        u->len = sb->size;
-        memcpy(u->data, sb->data, sb->size);
-        if (d->unsent_tail)
-            d->unsent_tail->next = u;
-        else
-            d->unsent_head = u;
-        d->unsent_tail = u;
-        if (d->nunsent++ == 0) {
-            d->unsent_since_us = now_us();
-            sf_warn("kafka.queue_full",
-                    "session=%s topic=%s outq=%d action=\"keep records in "
-                    "order, produce them once there is room\"",
-                    j->session_key, topic, sf_kafka_outq_len(d->kafka));
-            struct timeval tv = {0, UNSENT_RETRY_MS * 1000};
-            evtimer_add(d->ev_unsent, &tv);
-        }
-        return;
-    }
-    if (e) {
-        j->producing--;
-        record_failed(d, j, topic, e, "produce");
-    }
-}
-
-static void job_replied(sf_daemon *d, job *j)
+void job_replied(sf_daemon *d, job *j)
 {
     sessq_next(d, j);
     /* Nothing is on its way to Kafka: what it produced was refused at once, and no DLQ
@@ -251,17 +82,6 @@ static void job_replied(sf_daemon *d, job *j)
     if (j->producing == 0)
         job_end(d, j, !j->lost);
 }
-
-typedef struct reply_parts {
-    bool ok;
-    const msgpack_object *result;
-    sf_str result_raw;
-    const char *type;
-    sf_str message, traceback;
-    const char *field;
-    const char *worker;
-    uint64_t exec_us, pool_queued_us;
-} reply_parts;
 
 static void restart_job(sf_daemon *d, job *j);
 
@@ -298,51 +118,6 @@ static bool retry_unavailable(sf_daemon *d, job *j)
     return true;
 }
 
-static void pack_reply(sf_daemon *d, job *j, const reply_parts *rp, msgpack_sbuffer *sb)
-{
-    uint64_t t = now_us();
-    sf_reply r = {.id = j->valid ? j->req.id : sf_cstr(""),
-                  .session = j->valid ? j->req.session : sf_cstr(j->session_key),
-                  .ok = rp->ok,
-                  .result = rp->result,
-                  .result_raw = rp->result_raw,
-                  .err_type = sf_cstr(rp->type),
-                  .err_message = rp->message,
-                  .err_traceback = rp->traceback,
-                  .err_field = sf_cstr(rp->field),
-                  .worker = sf_cstr(rp->worker),
-                  .supervisor = sf_cstr(d->cfg->id),
-                  .has_timings = true,
-                  .exec_us = rp->exec_us,
-                  .total_us = t - j->consumed_us};
-    uint64_t before_exec = j->started_us ? j->started_us - j->consumed_us : 0;
-    r.queued_us = before_exec + rp->pool_queued_us;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    sf_reply_pack(&pk, &r);
-}
-
-/* Produces reply bytes to the job's reply topic (and counts the answer). */
-static void produce_reply(sf_daemon *d, job *j, const char *data, size_t len, bool ok)
-{
-    sf_debug("request.reply", "session=%s id=%.*s offset=%lld ok=%d", j->session_key,
-             j->valid ? (int)j->req.id.len : 0, j->valid ? j->req.id.ptr : "", (long long)j->offset,
-             ok);
-    msgpack_sbuffer sb = {.data = (char *)data, .size = len};
-    d->total_requests++;
-    if (!ok)
-        d->total_errors++;
-    sf_hist_record(&d->latency, now_us() - j->consumed_us);
-    produce(d, j, j->reply_to, &sb, true);
-}
-
-/* Produces reply bytes to the job's reply topic; the session moves on. */
-static void emit_reply(sf_daemon *d, job *j, const char *data, size_t len, bool ok)
-{
-    produce_reply(d, j, data, len, ok);
-    job_replied(d, j);
-}
-
 /* A job whose partition lease was taken over: nothing it wrote may land. */
 static void job_fenced(sf_daemon *d, job *j, const char *why)
 {
@@ -353,12 +128,6 @@ static void job_fenced(sf_daemon *d, job *j, const char *why)
     if (j->producing == 0)
         job_end(d, j, false); /* its offset stays open: the new owner has it */
 }
-
-static void send_reply_state(sf_daemon *d, job *j, const reply_parts *rp,
-                             const msgpack_sbuffer *state);
-
-static void remember_owed(sf_daemon *d, job *j);
-static bool op_is_read(sf_op op);
 
 typedef struct commit_ctx {
     job *j;
@@ -373,7 +142,7 @@ static void on_committed(void *arg, const sf_store_reply *r)
     sf_daemon *d = j->d;
     switch (r->status) {
     case SF_STORE_OK:
-        emit_reply(d, j, x->reply.data, x->reply.size, x->ok);
+        reply_emit(d, j, x->reply.data, x->reply.size, x->ok);
         break;
     case SF_STORE_FENCED:
         job_fenced(d, j, r->error);
@@ -412,7 +181,7 @@ static void on_committed(void *arg, const sf_store_reply *r)
                         "saved: %s",
                         r->error);
         else /* nothing to save but the dedupe record: answer anyway */
-            emit_reply(d, j, x->reply.data, x->reply.size, x->ok);
+            reply_emit(d, j, x->reply.data, x->reply.size, x->ok);
         break;
     }
     msgpack_sbuffer_destroy(&x->reply);
@@ -429,15 +198,14 @@ static sf_fence job_fence(const job *j)
  * produced — together with the session's new state when `state` is given, in
  * one atomic step — so a redelivered request gets the same reply again.
  */
-static void send_reply_state(sf_daemon *d, job *j, const reply_parts *rp,
-                             const msgpack_sbuffer *state)
+void job_commit_reply(sf_daemon *d, job *j, const reply_parts *rp, const msgpack_sbuffer *state)
 {
     commit_ctx *x = calloc(1, sizeof(*x));
     x->j = j;
     x->ok = rp->ok;
     x->with_state = state != NULL;
     msgpack_sbuffer_init(&x->reply);
-    pack_reply(d, j, rp, &x->reply);
+    reply_pack(d, j, rp, &x->reply);
     /* The record also carries the session as its key and the correlation header. */
     size_t beside = (j->valid ? j->req.session.len : strlen(j->session_key)) +
                     (j->corr ? j->corr_len + strlen(j->corr_name) : 0);
@@ -460,13 +228,13 @@ static void send_reply_state(sf_daemon *d, job *j, const reply_parts *rp,
                          .exec_us = rp->exec_us,
                          .pool_queued_us = rp->pool_queued_us};
         x->reply.size = 0;
-        pack_reply(d, j, &e, &x->reply);
+        reply_pack(d, j, &e, &x->reply);
         x->ok = false;
         x->with_state = false;
         state = NULL;
     }
     if (!j->claimed) {
-        emit_reply(d, j, x->reply.data, x->reply.size, x->ok);
+        reply_emit(d, j, x->reply.data, x->reply.size, x->ok);
         msgpack_sbuffer_destroy(&x->reply);
         free(x);
         return;
@@ -478,53 +246,12 @@ static void send_reply_state(sf_daemon *d, job *j, const reply_parts *rp,
                     on_committed, x);
 }
 
-static void send_reply(sf_daemon *d, job *j, const reply_parts *rp)
-{
-    send_reply_state(d, j, rp, NULL);
-}
-
-/*
- * An error reply. `remember`: like any answer of a claimed request, it is
- * cached for redeliveries; not for answers that only describe this moment
- * (Redis unavailable, a duplicate still running elsewhere), which a
- * redelivery should not get again.
- */
-void reply_error(sf_daemon *d, job *j, bool remember, const char *type, const char *field,
-                 const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    reply_parts rp = {.ok = false, .type = type, .message = sf_cstr(msg), .field = field};
-    if (remember) {
-        send_reply(d, j, &rp);
-        return;
-    }
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    pack_reply(d, j, &rp, &sb);
-    if (strcmp(type, "unavailable") == 0 && j->valid && !op_is_read(j->req.op)) {
-        /* Redis could not take the answer: it goes out now and is remembered before the
-         * session moves on, so a redelivery gets it again and never runs after the
-         * session's later requests. */
-        produce_reply(d, j, sb.data, sb.size, false);
-        j->owed = msgpack_sbuffer_new();
-        msgpack_sbuffer_write(j->owed, sb.data, sb.size);
-        remember_owed(d, j);
-    } else {
-        emit_reply(d, j, sb.data, sb.size, false);
-    }
-    msgpack_sbuffer_destroy(&sb);
-}
-
 static void on_owed_retry(evutil_socket_t fd, short what, void *arg)
 {
     job *j = arg;
     event_free(j->ev_retry);
     j->ev_retry = NULL;
-    remember_owed(j->d, j);
+    job_remember_owed(j->d, j);
 }
 
 static void on_owed(void *arg, const sf_store_reply *r)
@@ -557,70 +284,12 @@ static void on_owed(void *arg, const sf_store_reply *r)
 }
 
 /* Writes the answer already sent as the request's dedupe record, fenced by our lease. */
-static void remember_owed(sf_daemon *d, job *j)
+void job_remember_owed(sf_daemon *d, job *j)
 {
     sf_fence f = job_fence(j);
     sf_store_commit(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
                     j->req.id.len, j->owed->data, j->owed->size, NULL, 0, -1, d->cfg->dedupe_ttl_s,
                     on_owed, j);
-}
-
-static void reply_ok_raw(sf_daemon *d, job *j, const msgpack_sbuffer *result)
-{
-    reply_parts rp = {.ok = true, .result_raw = {result->data, (uint32_t)result->size}};
-    send_reply(d, j, &rp);
-}
-
-/* A DLQ record: the original bytes and where they came from, with the reason. */
-static void send_dlq(sf_daemon *d, job *j, const char *error_type, const char *reason)
-{
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    rd_kafka_message_t *m = j->msg;
-    /* The original bytes, cut to what a record may hold beside the rest: the reason, the
-     * other fields, the original key inside the record and the record's own key. */
-    size_t beside = 2048 + strlen(reason) + 2 * (m->key_len + strlen(j->session_key));
-    size_t room = d->max_record > beside ? d->max_record - beside : 0;
-    size_t keep = m->len < room ? m->len : room;
-    msgpack_pack_map(&pk, keep < m->len ? 11 : 10);
-    sf_mp_pack_cstr(&pk, "v");
-    msgpack_pack_int(&pk, SF_SCHEMA_VERSION);
-    sf_mp_pack_cstr(&pk, "reason");
-    sf_mp_pack_cstr(&pk, reason);
-    sf_mp_pack_cstr(&pk, "error_type");
-    sf_mp_pack_cstr(&pk, error_type);
-    sf_mp_pack_cstr(&pk, "topic");
-    sf_mp_pack_cstr(&pk, j->p->topic);
-    sf_mp_pack_cstr(&pk, "partition");
-    msgpack_pack_int32(&pk, j->p->partition);
-    sf_mp_pack_cstr(&pk, "offset");
-    msgpack_pack_int64(&pk, j->offset);
-    sf_mp_pack_cstr(&pk, "key");
-    if (m->key) {
-        msgpack_pack_bin(&pk, m->key_len);
-        msgpack_pack_bin_body(&pk, m->key, m->key_len);
-    } else {
-        msgpack_pack_nil(&pk);
-    }
-    sf_mp_pack_cstr(&pk, "value");
-    msgpack_pack_bin(&pk, keep);
-    msgpack_pack_bin_body(&pk, m->payload, keep);
-    if (keep < m->len) {
-        sf_mp_pack_cstr(&pk, "value_size");
-        msgpack_pack_uint64(&pk, m->len);
-    }
-    sf_mp_pack_cstr(&pk, "ts_ms");
-    msgpack_pack_uint64(&pk, wall_ms());
-    sf_mp_pack_cstr(&pk, "supervisor");
-    sf_mp_pack_cstr(&pk, d->cfg->id);
-    d->dlq_count++;
-    j->dlq_sent = true;
-    sf_warn("request.dlq", "topic=%s partition=%d offset=%lld error_type=%s reason=\"%s\"",
-            j->p->topic, (int)j->p->partition, (long long)j->offset, error_type, reason);
-    produce(d, j, d->cfg->dlq, &sb, false);
-    msgpack_sbuffer_destroy(&sb);
 }
 
 /* ---------------------------------------------------------------- ops */
@@ -671,7 +340,7 @@ static void done_simple(void *arg, const sf_store_reply *r)
     sf_mp_pack_str(&pk, j->req.session);
     sf_mp_pack_cstr(&pk, "op");
     sf_mp_pack_cstr(&pk, sf_op_name(j->req.op));
-    reply_ok_raw(d, j, &sb);
+    reply_ok(d, j, &sb);
     msgpack_sbuffer_destroy(&sb);
 }
 
@@ -714,7 +383,7 @@ static void done_get_state(void *arg, const sf_store_reply *r)
     if (store_failed(j->d, j, r))
         return;
     msgpack_sbuffer sb = {.data = (char *)r->state, .size = r->state_len};
-    reply_ok_raw(j->d, j, &sb);
+    reply_ok(j->d, j, &sb);
 }
 
 static void done_list(void *arg, const sf_store_reply *r)
@@ -731,7 +400,7 @@ static void done_list(void *arg, const sf_store_reply *r)
         msgpack_pack_str(&pk, r->key_lens[i]);
         msgpack_pack_str_body(&pk, r->keys[i], r->key_lens[i]);
     }
-    reply_ok_raw(j->d, j, &sb);
+    reply_ok(j->d, j, &sb);
     msgpack_sbuffer_destroy(&sb);
 }
 
@@ -779,7 +448,7 @@ static bool pool_failed(sf_daemon *d, job *j, const sf_pool_result *r)
         snprintf(reason, sizeof(reason), "poison pill: the request crashed %d workers; last: %.*s",
                  j->crashes, SF_STR_ARG(r->err_message));
         d->poison++;
-        send_dlq(d, j, "poison_pill", reason);
+        reply_dlq(d, j, "poison_pill", reason);
         reply_error(d, j, true, "poison_pill", NULL, "%s", reason);
         return true;
     }
@@ -790,7 +459,7 @@ static bool pool_failed(sf_daemon *d, job *j, const sf_pool_result *r)
                       .worker = r->worker_id,
                       .exec_us = r->exec_us,
                       .pool_queued_us = r->queued_us};
-    send_reply(d, j, &rp);
+    job_commit_reply(d, j, &rp, NULL);
     return true;
 }
 
@@ -808,7 +477,7 @@ static void done_create_program_store(void *arg, const sf_store_reply *r)
     sf_mp_pack_str(&pk, j->req.program);
     sf_mp_pack_cstr(&pk, "created");
     msgpack_pack_true(&pk);
-    reply_ok_raw(j->d, j, &sb);
+    reply_ok(j->d, j, &sb);
     msgpack_sbuffer_destroy(&sb);
 }
 
@@ -843,12 +512,12 @@ static void done_execute_pool(void *arg, const sf_pool_result *r)
                       .exec_us = r->exec_us,
                       .pool_queued_us = r->queued_us};
     if (r->state == NULL) {
-        send_reply(d, j, &rp);
+        job_commit_reply(d, j, &rp, NULL);
         return;
     }
     /* The very bytes the pool hashed as the state's version: what Redis gets. */
     msgpack_sbuffer st = {.size = r->state_raw.len, .data = (char *)r->state_raw.ptr};
-    send_reply_state(d, j, &rp, &st);
+    job_commit_reply(d, j, &rp, &st);
 }
 
 /* Stored msgpack is exactly one map (what sf_mp_unpack_map accepts), without unpacking it. */
@@ -919,7 +588,7 @@ static void run_op(sf_daemon *d, job *j)
         msgpack_pack_true(&pk);
         sf_mp_pack_cstr(&pk, "supervisor");
         sf_mp_pack_cstr(&pk, d->cfg->id);
-        reply_ok_raw(d, j, &sb);
+        reply_ok(d, j, &sb);
         break;
     }
     case SF_OP_CREATE_SESSION:
@@ -989,7 +658,7 @@ static void on_claimed(void *arg, const sf_store_reply *r)
         d->deduplicated++;
         sf_info("request.duplicate", "session=%s id=%.*s action=cached_reply", j->session_key,
                 SF_STR_ARG(j->req.id));
-        emit_reply(d, j, r->state, r->state_len, true);
+        reply_emit(d, j, r->state, r->state_len, true);
         return;
     }
     if (r->claim == 2) {
@@ -1034,7 +703,7 @@ static void claim_job(sf_daemon *d, job *j)
 }
 
 /* Reads change nothing, so running one twice is harmless: they need no claim. */
-static bool op_is_read(sf_op op)
+bool op_is_read(sf_op op)
 {
     return op == SF_OP_PING || op == SF_OP_GET_SESSION_STATE || op == SF_OP_LIST_PROGRAMS;
 }
@@ -1130,31 +799,7 @@ static void on_message(void *ctx, rd_kafka_message_t *m)
                 "topic=%s partition=%d offset=%lld code=%s field=%s reason=\"%s\" reply_to=%s",
                 topic, (int)m->partition, (long long)m->offset, sf_errcode_name(err.code),
                 err.field[0] ? err.field : "-", err.message, j->reply_to[0] ? j->reply_to : "-");
-        if (j->reply_to[0]) {
-            const char *type =
-                err.code == SF_E_UNKNOWN_VERSION ? "unknown_version" : "invalid_request";
-            /* id and session for the error reply come from the salvage */
-            sf_reply r = {.id = sf_cstr(id),
-                          .session = sf_cstr(j->session_key),
-                          .ok = false,
-                          .err_type = sf_cstr(type),
-                          .err_message = sf_cstr(err.message),
-                          .err_field = sf_cstr(err.field),
-                          .supervisor = sf_cstr(d->cfg->id)};
-            msgpack_sbuffer sb;
-            msgpack_sbuffer_init(&sb);
-            msgpack_packer pk;
-            msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-            sf_reply_pack(&pk, &r);
-            d->total_requests++;
-            d->total_errors++;
-            produce(d, j, j->reply_to, &sb, true);
-            msgpack_sbuffer_destroy(&sb);
-        } else {
-            char reason[400];
-            snprintf(reason, sizeof(reason), "%s: %s", sf_errcode_name(err.code), err.message);
-            send_dlq(d, j, sf_errcode_name(err.code), reason);
-        }
+        reply_undecodable(d, j, id, &err);
         job_replied(d, j);
         part_backpressure_check(d);
         return;
@@ -1231,7 +876,7 @@ sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const ch
     d->sessions = sf_smap_new(sizeof(sessq));
     d->ev_revoke_timeout = evtimer_new(base, part_on_revoke_timeout, d);
     d->ev_lease_retry = evtimer_new(base, part_on_lease_retry, d);
-    d->ev_unsent = evtimer_new(base, on_unsent, d);
+    d->ev_unsent = evtimer_new(base, reply_on_unsent, d);
     /* A claim outlives the longest call; a redelivery waits that long for its owner. */
     d->sweep_sessions = SESSION_SWEEP_MIN;
     /* A record holds its value plus the key (a session id), headers and framing. */
@@ -1263,7 +908,7 @@ sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const ch
                            .on_message = on_message,
                            .on_assign = part_on_assign,
                            .on_revoke = part_on_revoke,
-                           .on_delivery = on_delivery};
+                           .on_delivery = reply_on_delivery};
     sf_kafka_config kcfg;
     sf_kafka_config_from(cfg, &kcfg);
     d->kafka = sf_kafka_new(base, &kcfg, bootstrap, &h, err, errlen);
@@ -1362,11 +1007,7 @@ void sf_daemon_free(sf_daemon *d)
     event_free(d->ev_revoke_timeout);
     event_free(d->ev_lease_retry);
     event_free(d->ev_unsent);
-    while (d->unsent_head) {
-        struct unsent *u = d->unsent_head;
-        d->unsent_head = u->next;
-        free(u);
-    }
+    reply_free_unsent(d);
     event_free(d->ev_telemetry);
     if (d->ev_drain)
         event_free(d->ev_drain);

@@ -120,6 +120,18 @@ struct sf_daemon {
     struct event *ev_end_of_turn; /* the pool's and the store's flush, in that order */
 };
 
+/* What a reply says, before it is packed (replies.c, reply_pack). */
+typedef struct reply_parts {
+    bool ok;
+    const msgpack_object *result;
+    sf_str result_raw;
+    const char *type;
+    sf_str message, traceback;
+    const char *field;
+    const char *worker;
+    uint64_t exec_us, pool_queued_us;
+} reply_parts;
+
 static inline uint64_t now_us(void)
 {
     struct timespec ts;
@@ -160,14 +172,31 @@ void sessq_free_all(sf_daemon *d);
 /* telemetry.c — the telemetry record and the stats behind /health and /metrics */
 void telemetry_on_tick(evutil_socket_t fd, short what, void *arg);
 
-/* daemon.c — the rest of the request path */
-void job_run(sf_daemon *d, job *j);
-void job_free(sf_daemon *d, job *j);
+/* replies.c — replies, error replies, DLQ records, the producer, delivery reports */
+void reply_pack(sf_daemon *d, job *j, const reply_parts *rp, msgpack_sbuffer *sb);
+/* Produces reply bytes to the job's reply topic; the session moves on. */
+void reply_emit(sf_daemon *d, job *j, const char *data, size_t len, bool ok);
+void reply_ok(sf_daemon *d, job *j, const msgpack_sbuffer *result);
 /*
  * An error reply. `remember`: like any answer of a claimed request, it is
- * cached for redeliveries (see daemon.c).
+ * cached for redeliveries; not for answers that only describe this moment.
  */
 void reply_error(sf_daemon *d, job *j, bool remember, const char *type, const char *field,
                  const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+void reply_undecodable(sf_daemon *d, job *j, const char *id, const sf_err *err);
+/* A DLQ record: the original bytes and where they came from, with the reason. */
+void reply_dlq(sf_daemon *d, job *j, const char *error_type, const char *reason);
+void reply_on_unsent(evutil_socket_t fd, short what, void *arg);
+void reply_free_unsent(sf_daemon *d);
+void reply_on_delivery(void *ctx, void *opaque, const char *topic, rd_kafka_resp_err_t err);
+
+/* daemon.c — the rest of the request path */
+void job_run(sf_daemon *d, job *j);
+void job_free(sf_daemon *d, job *j);
+bool op_is_read(sf_op op);
+void job_commit_reply(sf_daemon *d, job *j, const reply_parts *rp, const msgpack_sbuffer *state);
+void job_remember_owed(sf_daemon *d, job *j);
+void job_replied(sf_daemon *d, job *j);
+void job_end(sf_daemon *d, job *j, bool finished);
 
 #endif
