@@ -17,62 +17,14 @@
  * item on its own. A script call costs Redis a few microseconds before it
  * does anything; a request's two calls were most of what Redis spent on it.
  */
-#include "store.h"
+#include "store_internal.h"
 
 #include <hiredis/adapters/libevent.h>
-#include <hiredis/async.h>
-#include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
-#include "request.h"
-
-struct sf_store {
-    struct event_base *base;
-    char host[256];
-    int port, db;
-    char user[128], password[256];
-    uint32_t ttl_s;
-    void (*on_health)(void *arg, bool up);
-    void *health_arg;
-    char ttl[16];
-    redisAsyncContext *ac;
-    bool connected;
-    int pending;
-    uint32_t backoff_ms;
-    struct event *ev_reconnect;
-    bool freeing;
-    char sha[16][41];               /* each script's SHA1 as Redis loaded it; "" until known */
-    struct batch *claims, *commits; /* filling during this loop turn */
-    struct event *ev_flush;
-    bool flush_armed;
-    /* set (sf_store_set_turn_end): the loop's owner runs sf_store_flush, woken by this */
-    void (*flush_wake)(void *);
-    void *flush_wake_arg;
-    uint64_t calls;                       /* commands and script calls sent */
-    char prefix[SF_STORE_PREFIX_MAX + 2]; /* "<key_prefix>:" */
-    size_t prefix_len;
-    char index_key[SF_STORE_PREFIX_MAX + 16];    /* <prefix>:sessions */
-    char unfenced_key[SF_STORE_PREFIX_MAX + 16]; /* <prefix>:epoch:- (reads carry no epoch) */
-};
-
-/*
- * Claims or commits on their way to one script call. Each item is 4 keys
- * then 4 arguments (strings kept in buf, by offset until the call is made).
- */
-#define BATCH_MAX 64
-typedef struct batch {
-    int kind, script, n;
-    struct {
-        sf_store_cb cb;
-        void *arg;
-    } item[BATCH_MAX];
-    size_t off[BATCH_MAX * 8], len[BATCH_MAX * 8];
-    char *buf;
-    size_t used, cap;
-} batch;
 
 typedef struct req {
     sf_store *st;
@@ -84,20 +36,6 @@ typedef struct req {
     size_t cmdlen;
     bool retried;
 } req;
-
-/* How to read a command's reply: by the shape of the reply, not by the command. */
-enum {
-    K_CLAIMS,  /* a batch: per item {0, ''[, state, spec]} | {1, reply} | {2, owner} */
-    K_COMMITS, /* a batch: per item 1 | 0 (no session) | -1 (fenced) */
-    K_BUMP,
-    K_GET_STATE,
-    K_SET_STATE,
-    K_COUNT,  /* an integer; 0: the session was not there (end, put_program) */
-    K_CREATE, /* {1 created | 0 refused, sessions stored} */
-    K_DELETE, /* an integer; -1: no session, 0: no such program (delete_program) */
-    K_GET_PROGRAM,
-    K_LIST
-};
 
 static void store_connect(sf_store *st);
 static void on_flush(evutil_socket_t fd, short what, void *arg);
@@ -473,7 +411,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
     st->pending--;
     sf_store_reply out = {.status = SF_STORE_OK};
-    const char *keys[1024];
+    const char *ids[1024]; /* list_programs: the program ids */
     size_t lens[1024];
     if (rep == NULL) {
         out.status = SF_STORE_UNAVAILABLE;
@@ -539,11 +477,11 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
                 out.status = SF_STORE_NOT_FOUND;
             } else {
                 for (size_t i = 0; i < rep->elements && i < 1024; i++) {
-                    keys[i] = rep->element[i]->str;
+                    ids[i] = rep->element[i]->str;
                     lens[i] = rep->element[i]->len;
                 }
                 out.nkeys = rep->elements < 1024 ? rep->elements : 1024;
-                out.keys = keys;
+                out.keys = ids;
                 out.key_lens = lens;
             }
             break;
@@ -617,20 +555,6 @@ static void send_script(sf_store *st, int kind, int script, int argc, const char
     st->calls++;
 }
 
-/*
- * Every script sees the same keys: the session's state and programs, the
- * fencing epoch of the partition the request came from, and the request's
- * dedupe key. ARGV[1] is the caller's epoch ("0": unfenced, for reads) and
- * ARGV[2] the session TTL; the rest is per script.
- */
-typedef struct keys {
-    char state[SF_STORE_PREFIX_MAX + SF_MAX_SESSION_BYTES + 16];
-    char programs[SF_STORE_PREFIX_MAX + SF_MAX_SESSION_BYTES + 16];
-    char epoch[SF_STORE_EPOCH_KEY_MAX];
-    char request[SF_STORE_PREFIX_MAX + SF_MAX_SESSION_BYTES + SF_MAX_ID_BYTES + 16];
-    size_t state_len, programs_len, epoch_len, request_len;
-} keys;
-
 /* dst = a b c (truncated to cap - 1, NUL-terminated); returns the length. */
 static size_t cat3(char *dst, size_t cap, const char *a, size_t al, const char *b, size_t bl,
                    const char *c, size_t cl)
@@ -668,19 +592,6 @@ static void make_keys(const sf_store *st, keys *k, const char *s, size_t slen, c
  */
 #include "lua_scripts.h"
 
-enum {
-    S_CREATE,
-    S_GET,
-    S_SET,
-    S_END,
-    S_PUT_PROGRAM,
-    S_GET_PROGRAM,
-    S_DEL_PROGRAM,
-    S_LIST,
-    S_CLAIMS,
-    S_COMMITS,
-    S__COUNT
-};
 static const char *const SCRIPTS[S__COUNT] = {[S_CREATE] = LUA_CREATE,
                                               [S_GET] = LUA_GET,
                                               [S_SET] = LUA_SET,

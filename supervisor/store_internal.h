@@ -1,0 +1,105 @@
+/*
+ * store_internal.h — what the session store's files share; nothing outside
+ * supervisor/store*.c includes it (callers have store.h).
+ */
+#ifndef SF_STORE_INTERNAL_H
+#define SF_STORE_INTERNAL_H
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "request.h"
+#include "store.h"
+
+struct sf_store {
+    struct event_base *base;
+    char host[256];
+    int port, db;
+    char user[128], password[256];
+    uint32_t ttl_s;
+    void (*on_health)(void *arg, bool up);
+    void *health_arg;
+    char ttl[16];
+    redisAsyncContext *ac;
+    bool connected;
+    int pending;
+    uint32_t backoff_ms;
+    struct event *ev_reconnect;
+    bool freeing;
+    char sha[16][41];               /* each script's SHA1 as Redis loaded it; "" until known */
+    struct batch *claims, *commits; /* filling during this loop turn */
+    struct event *ev_flush;
+    bool flush_armed;
+    /* set (sf_store_set_turn_end): the loop's owner runs sf_store_flush, woken by this */
+    void (*flush_wake)(void *);
+    void *flush_wake_arg;
+    uint64_t calls;                       /* commands and script calls sent */
+    char prefix[SF_STORE_PREFIX_MAX + 2]; /* "<key_prefix>:" */
+    size_t prefix_len;
+    char index_key[SF_STORE_PREFIX_MAX + 16];    /* <prefix>:sessions */
+    char unfenced_key[SF_STORE_PREFIX_MAX + 16]; /* <prefix>:epoch:- (reads carry no epoch) */
+};
+
+/*
+ * Claims or commits on their way to one script call. Each item is 4 keys
+ * then 4 arguments (strings kept in buf, by offset until the call is made).
+ */
+#define BATCH_MAX 64
+typedef struct batch {
+    int kind, script, n;
+    struct {
+        sf_store_cb cb;
+        void *arg;
+    } item[BATCH_MAX];
+    size_t off[BATCH_MAX * 8], len[BATCH_MAX * 8];
+    char *buf;
+    size_t used, cap;
+} batch;
+
+/* How to read a command's reply: by the shape of the reply, not by the command. */
+enum {
+    K_CLAIMS,  /* a batch: per item {0, ''[, state, spec]} | {1, reply} | {2, owner} */
+    K_COMMITS, /* a batch: per item 1 | 0 (no session) | -1 (fenced) */
+    K_BUMP,
+    K_GET_STATE,
+    K_SET_STATE,
+    K_COUNT,  /* an integer; 0: the session was not there (end, put_program) */
+    K_CREATE, /* {1 created | 0 refused, sessions stored} */
+    K_DELETE, /* an integer; -1: no session, 0: no such program (delete_program) */
+    K_GET_PROGRAM,
+    K_LIST
+};
+
+/* The scripts (supervisor/lua/<name>.lua), by index in the script table. */
+enum {
+    S_CREATE,
+    S_GET,
+    S_SET,
+    S_END,
+    S_PUT_PROGRAM,
+    S_GET_PROGRAM,
+    S_DEL_PROGRAM,
+    S_LIST,
+    S_CLAIMS,
+    S_COMMITS,
+    S__COUNT
+};
+
+/*
+ * Every script sees the same keys: the session's state and programs, the
+ * fencing epoch of the partition the request came from, and the request's
+ * dedupe key. ARGV[1] is the caller's epoch ("0": unfenced, for reads) and
+ * ARGV[2] the session TTL; the rest is per script.
+ */
+typedef struct keys {
+    char state[SF_STORE_PREFIX_MAX + SF_MAX_SESSION_BYTES + 16];
+    char programs[SF_STORE_PREFIX_MAX + SF_MAX_SESSION_BYTES + 16];
+    char epoch[SF_STORE_EPOCH_KEY_MAX];
+    char request[SF_STORE_PREFIX_MAX + SF_MAX_SESSION_BYTES + SF_MAX_ID_BYTES + 16];
+    size_t state_len, programs_len, epoch_len, request_len;
+} keys;
+
+#endif
