@@ -11,11 +11,7 @@
  * the call goes out as EVAL; a NOSCRIPT answer (SCRIPT FLUSH) loads the script
  * again and resends the same call once.
  *
- * Claims and commits, the two scripts every request runs, are batched:
- * those asked for during one turn of the loop go to Redis as one script call
- * each (up to BATCH_MAX items), which runs them in order and answers each
- * item on its own. A script call costs Redis a few microseconds before it
- * does anything; a request's two calls were most of what Redis spent on it.
+ * The claims and commits of one loop turn go out together: store_batch.c.
  */
 #include "store_internal.h"
 
@@ -31,85 +27,15 @@ typedef struct req {
     sf_store_cb cb;
     void *arg;
     int kind;
-    int script; /* index in SCRIPTS, -1: not a script */
+    int script; /* index in store_scripts, -1: not a script */
     char *cmd;  /* the formatted EVALSHA call, kept for one NOSCRIPT retry */
     size_t cmdlen;
     bool retried;
 } req;
 
 static void store_connect(sf_store *st);
-static void on_flush(evutil_socket_t fd, short what, void *arg);
 static void load_scripts(sf_store *st);
 static void load_script(sf_store *st, int i);
-/* One item of a claims batch. */
-static void read_claim(const redisReply *e, sf_store_reply *out)
-{
-    if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
-        e->element[0]->type != REDIS_REPLY_INTEGER) {
-        out->status = SF_STORE_UNAVAILABLE;
-        out->error = "unexpected claim reply";
-        return;
-    }
-    out->claim = (int)e->element[0]->integer;
-    out->state = e->element[1]->str; /* the cached reply, or the owner */
-    out->state_len = e->element[1]->len;
-    if (e->elements == 5) { /* claimed with a read: state, spec and the state's version */
-        out->state = e->element[2]->type == REDIS_REPLY_STRING ? e->element[2]->str : NULL;
-        out->state_len = out->state ? e->element[2]->len : 0;
-        if (e->element[3]->type == REDIS_REPLY_STRING) {
-            out->spec = e->element[3]->str;
-            out->spec_len = e->element[3]->len;
-        }
-        if (e->element[4]->type == REDIS_REPLY_STRING)
-            out->version = strtoull(e->element[4]->str, NULL, 10);
-    }
-}
-
-/* One item of a commits batch. */
-static void read_commit(const redisReply *e, sf_store_reply *out)
-{
-    if (e->type != REDIS_REPLY_INTEGER) {
-        out->status = SF_STORE_UNAVAILABLE;
-        out->error = "unexpected commit reply";
-    } else if (e->integer == -1) {
-        out->status = SF_STORE_FENCED;
-        out->error = "FENCED stale partition epoch";
-    } else if (e->integer == -2) {
-        out->status = SF_STORE_CONFLICT;
-        out->error = "the session's state changed since the request read it";
-    } else if (e->integer != 1) {
-        out->status = SF_STORE_NOT_FOUND;
-    }
-}
-
-static void batch_free(batch *b)
-{
-    free(b->buf);
-    free(b);
-}
-
-/* Answers every item of a batch: from its own part of the reply, or all alike. */
-static void batch_answer(batch *b, const redisReply *rep, const sf_store_reply *all)
-{
-    for (int i = 0; i < b->n; i++) {
-        sf_store_reply out = {.status = SF_STORE_OK};
-        if (all)
-            out = *all;
-        else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != (size_t)b->n)
-            out =
-                (sf_store_reply){.status = SF_STORE_UNAVAILABLE, .error = "unexpected batch reply"};
-        else if (rep->element[i]->type == REDIS_REPLY_STRING) { /* this item failed in Redis */
-            sf_error("store.command_failed", "error=\"%s\" item=%d of=%d", rep->element[i]->str,
-                     i + 1, b->n);
-            out = (sf_store_reply){.status = SF_STORE_UNAVAILABLE, .error = rep->element[i]->str};
-        } else if (b->kind == K_CLAIMS)
-            read_claim(rep->element[i], &out);
-        else
-            read_commit(rep->element[i], &out);
-        if (b->item[i].cb)
-            b->item[i].cb(b->item[i].arg, &out);
-    }
-}
 
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
 
@@ -303,7 +229,7 @@ sf_store *sf_store_new(struct event_base *base, const char *url, const char *use
     }
     sf_store_set_key_prefix(st, SF_STORE_DEFAULT_PREFIX);
     st->ev_reconnect = evtimer_new(base, on_reconnect, st);
-    st->ev_flush = event_new(base, -1, 0, on_flush, st);
+    st->ev_flush = event_new(base, -1, 0, store_batch_on_flush, st);
     store_connect(st);
     return st;
 }
@@ -344,9 +270,9 @@ void sf_store_free(sf_store *st)
     st->freeing = true;
     /* Nothing is answered any more: the owner's callbacks may point at what it freed. */
     if (st->claims)
-        batch_free(st->claims);
+        store_batch_free(st->claims);
     if (st->commits)
-        batch_free(st->commits);
+        store_batch_free(st->commits);
     st->claims = st->commits = NULL;
     if (st->ac)
         redisAsyncFree(st->ac); /* hands pending commands to on_reply, which drops them */
@@ -373,7 +299,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     redisReply *rep = r;
     if (st->freeing) { /* the owner is tearing down (sf_store_free): no one is left to answer */
         if (q->kind == K_CLAIMS || q->kind == K_COMMITS)
-            batch_free(q->arg);
+            store_batch_free(q->arg);
         if (q->cmd)
             redisFreeCommand(q->cmd);
         free(q);
@@ -395,15 +321,15 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
             sf_store_reply all = {.status = SF_STORE_UNAVAILABLE,
                                   .error = ac && ac->errstr[0] ? ac->errstr
                                                                : "connection to Redis lost"};
-            batch_answer(b, NULL, &all);
+            store_batch_answer(b, NULL, &all);
         } else if (rep->type == REDIS_REPLY_ERROR) {
             sf_error("store.command_failed", "error=\"%s\" items=%d", rep->str, b->n);
             sf_store_reply all = {.status = SF_STORE_UNAVAILABLE, .error = rep->str};
-            batch_answer(b, NULL, &all);
+            store_batch_answer(b, NULL, &all);
         } else {
-            batch_answer(b, rep, NULL);
+            store_batch_answer(b, rep, NULL);
         }
-        batch_free(b);
+        store_batch_free(b);
         if (q->cmd)
             redisFreeCommand(q->cmd);
         free(q);
@@ -519,8 +445,8 @@ static void send_cmd(sf_store *st, int kind, int argc, const char **argv, const 
  * for a retry. For a batch (kind K_CLAIMS / K_COMMITS) arg is the batch, whose
  * items are already counted in pending.
  */
-static void send_script(sf_store *st, int kind, int script, int argc, const char **argv,
-                        const size_t *lens, sf_store_cb cb, void *arg)
+void store_send_script(sf_store *st, int kind, int script, int argc, const char **argv,
+                       const size_t *lens, sf_store_cb cb, void *arg)
 {
     bool is_batch = kind == K_CLAIMS || kind == K_COMMITS;
     req *q = malloc(sizeof(*q));
@@ -536,8 +462,8 @@ static void send_script(sf_store *st, int kind, int script, int argc, const char
         if (is_batch) {
             batch *b = arg;
             st->pending -= b->n;
-            batch_answer(b, NULL, &out);
-            batch_free(b);
+            store_batch_answer(b, NULL, &out);
+            store_batch_free(b);
         } else if (cb) {
             cb(arg, &out);
         }
@@ -592,16 +518,16 @@ static void make_keys(const sf_store *st, keys *k, const char *s, size_t slen, c
  */
 #include "lua_scripts.h"
 
-static const char *const SCRIPTS[S__COUNT] = {[S_CREATE] = LUA_CREATE,
-                                              [S_GET] = LUA_GET,
-                                              [S_SET] = LUA_SET,
-                                              [S_END] = LUA_END,
-                                              [S_PUT_PROGRAM] = LUA_PUT_PROGRAM,
-                                              [S_GET_PROGRAM] = LUA_GET_PROGRAM,
-                                              [S_DEL_PROGRAM] = LUA_DEL_PROGRAM,
-                                              [S_LIST] = LUA_LIST,
-                                              [S_CLAIMS] = LUA_CLAIMS,
-                                              [S_COMMITS] = LUA_COMMITS};
+const char *const store_scripts[S__COUNT] = {[S_CREATE] = LUA_CREATE,
+                                             [S_GET] = LUA_GET,
+                                             [S_SET] = LUA_SET,
+                                             [S_END] = LUA_END,
+                                             [S_PUT_PROGRAM] = LUA_PUT_PROGRAM,
+                                             [S_GET_PROGRAM] = LUA_GET_PROGRAM,
+                                             [S_DEL_PROGRAM] = LUA_DEL_PROGRAM,
+                                             [S_LIST] = LUA_LIST,
+                                             [S_CLAIMS] = LUA_CLAIMS,
+                                             [S_COMMITS] = LUA_COMMITS};
 
 typedef struct load_ctx {
     sf_store *st;
@@ -627,8 +553,8 @@ static void load_script(sf_store *st, int i)
 {
     load_ctx *x = malloc(sizeof(*x));
     *x = (load_ctx){st, st->ac, i};
-    const char *argv[] = {"SCRIPT", "LOAD", SCRIPTS[i]};
-    size_t lens[] = {6, 4, strlen(SCRIPTS[i])};
+    const char *argv[] = {"SCRIPT", "LOAD", store_scripts[i]};
+    size_t lens[] = {6, 4, strlen(store_scripts[i])};
     if (redisAsyncCommandArgv(st->ac, on_script_loaded, x, 3, argv, lens) != REDIS_OK)
         free(x);
 }
@@ -648,7 +574,7 @@ static void eval(sf_store *st, int kind, int script, const keys *k, const sf_fen
     char epoch[24];
     snprintf(epoch, sizeof(epoch), "%llu", f ? (unsigned long long)f->epoch : 0ull);
     bool sha = st->sha[script][0] != '\0';
-    const char *text = sha ? st->sha[script] : SCRIPTS[script];
+    const char *text = sha ? st->sha[script] : store_scripts[script];
     const char *argv[16] = {sha ? "EVALSHA" : "EVAL",
                             text,
                             "4",
@@ -665,7 +591,7 @@ static void eval(sf_store *st, int kind, int script, const keys *k, const sf_fen
         argv[9 + i] = args[i];
         lens[9 + i] = arglens[i];
     }
-    send_script(st, kind, script, 9 + nargs, argv, lens, cb, arg);
+    store_send_script(st, kind, script, 9 + nargs, argv, lens, cb, arg);
 }
 
 /* The keys of create/end: the session index in place of a request key. */
@@ -755,127 +681,6 @@ void sf_store_list_programs(sf_store *st, const char *s, size_t slen, sf_store_c
     eval(st, K_LIST, S_LIST, &k, NULL, 0, NULL, NULL, cb, arg);
 }
 
-/* Sends a batch as one script call: its keys, the session TTL, then its arguments. */
-static void batch_send(sf_store *st, batch *b)
-{
-    int n = b->n, argc = 3 + 8 * n + 1;
-    const char **argv = malloc((size_t)argc * sizeof(*argv));
-    size_t *lens = malloc((size_t)argc * sizeof(*lens));
-    char numkeys[16];
-    snprintf(numkeys, sizeof(numkeys), "%d", 4 * n);
-    bool sha = st->sha[b->script][0] != '\0';
-    argv[0] = sha ? "EVALSHA" : "EVAL";
-    lens[0] = sha ? 7 : 4;
-    argv[1] = sha ? st->sha[b->script] : SCRIPTS[b->script];
-    lens[1] = strlen(argv[1]);
-    argv[2] = numkeys;
-    lens[2] = strlen(numkeys);
-    for (int i = 0; i < n; i++) {
-        for (int j = 0; j < 4; j++) {
-            argv[3 + 4 * i + j] = b->buf + b->off[8 * i + j];
-            lens[3 + 4 * i + j] = b->len[8 * i + j];
-            argv[4 + 4 * n + 4 * i + j] = b->buf + b->off[8 * i + 4 + j];
-            lens[4 + 4 * n + 4 * i + j] = b->len[8 * i + 4 + j];
-        }
-    }
-    argv[3 + 4 * n] = st->ttl;
-    lens[3 + 4 * n] = strlen(st->ttl);
-    send_script(st, b->kind, b->script, argc, argv, lens, NULL, b);
-    free(argv);
-    free(lens);
-}
-
-static void flush_batches(sf_store *st)
-{
-    batch *b;
-    if ((b = st->claims) != NULL) {
-        st->claims = NULL;
-        batch_send(st, b);
-    }
-    if ((b = st->commits) != NULL) {
-        st->commits = NULL;
-        batch_send(st, b);
-    }
-}
-
-void sf_store_flush(sf_store *st)
-{
-    st->flush_armed = false;
-    flush_batches(st);
-}
-
-static void on_flush(evutil_socket_t fd, short what, void *arg)
-{
-    sf_store_flush(arg);
-}
-
-void sf_store_set_turn_end(sf_store *st, void (*wake)(void *arg), void *arg)
-{
-    st->flush_wake = wake;
-    st->flush_wake_arg = arg;
-}
-
-/* String j (0-3 keys, 4-7 arguments) of the item being added. */
-static void batch_put(batch *b, int j, const char *s, size_t n)
-{
-    if (b->used + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 2048;
-        while (cap < b->used + n + 1)
-            cap *= 2;
-        b->buf = realloc(b->buf, cap);
-        b->cap = cap;
-    }
-    b->off[8 * b->n + j] = b->used;
-    b->len[8 * b->n + j] = n;
-    if (n)
-        memcpy(b->buf + b->used, s, n);
-    b->used += n;
-    b->buf[b->used++] = '\0';
-}
-
-/*
- * Adds one item (the 4 keys of k, then 4 arguments) to the claims or commits
- * batch of this loop turn; a full batch goes at once, the rest at the end of
- * the turn.
- */
-static void batch_add(sf_store *st, batch **slot, int kind, int script, const keys *k,
-                      const char *const *args, const size_t *arglens, sf_store_cb cb, void *arg)
-{
-    if (st->freeing) {
-        sf_store_reply out = {.status = SF_STORE_UNAVAILABLE, .error = "the store is closing"};
-        if (cb)
-            cb(arg, &out);
-        return;
-    }
-    batch *b = *slot;
-    if (b == NULL) {
-        b = calloc(1, sizeof(*b));
-        b->kind = kind;
-        b->script = script;
-        *slot = b;
-    }
-    batch_put(b, 0, k->state, k->state_len);
-    batch_put(b, 1, k->programs, k->programs_len);
-    batch_put(b, 2, k->epoch, k->epoch_len);
-    batch_put(b, 3, k->request, k->request_len);
-    for (int j = 0; j < 4; j++)
-        batch_put(b, 4 + j, args[j], arglens[j]);
-    b->item[b->n].cb = cb;
-    b->item[b->n].arg = arg;
-    b->n++;
-    st->pending++;
-    if (b->n == BATCH_MAX) {
-        *slot = NULL;
-        batch_send(st, b);
-    } else if (!st->flush_armed) {
-        st->flush_armed = true;
-        if (st->flush_wake)
-            st->flush_wake(st->flush_wake_arg);
-        else
-            event_active(st->ev_flush, EV_TIMEOUT, 0);
-    }
-}
-
 void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
                     size_t idlen, const char *owner, uint32_t claim_ttl_ms, const char *program,
                     size_t plen, sf_store_cb cb, void *arg)
@@ -887,7 +692,7 @@ void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen,
     snprintf(ttl, sizeof(ttl), "%u", claim_ttl_ms);
     const char *a[] = {epoch, owner, ttl, program ? program : ""};
     size_t l[] = {strlen(epoch), strlen(owner), strlen(ttl), program ? plen : 0};
-    batch_add(st, &st->claims, K_CLAIMS, S_CLAIMS, &k, a, l, cb, arg);
+    store_batch_add(st, &st->claims, K_CLAIMS, S_CLAIMS, &k, a, l, cb, arg);
 }
 
 void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
@@ -906,7 +711,7 @@ void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen
         snprintf(ttl, sizeof(ttl), "%u", dedupe_ttl_s);
     const char *a[] = {epoch, reply, ttl, state ? state : ""};
     size_t l[] = {strlen(epoch), reply_len, strlen(ttl), state ? state_len : 0};
-    batch_add(st, &st->commits, K_COMMITS, S_COMMITS, &k, a, l, cb, arg);
+    store_batch_add(st, &st->commits, K_COMMITS, S_COMMITS, &k, a, l, cb, arg);
 }
 
 uint64_t sf_store_calls(const sf_store *st)

@@ -102,4 +102,23 @@ typedef struct keys {
     size_t state_len, programs_len, epoch_len, request_len;
 } keys;
 
+/*
+ * What crosses files, by the file that defines it; each function's comment
+ * is at its definition.
+ */
+
+/* ---------------------------------------------------------------- store.c */
+
+extern const char *const store_scripts[S__COUNT];
+void store_send_script(sf_store *st, int kind, int script, int argc, const char **argv,
+                       const size_t *lens, sf_store_cb cb, void *arg);
+
+/* ---------------------------------------------------------------- store_batch.c */
+
+void store_batch_add(sf_store *st, batch **slot, int kind, int script, const keys *k,
+                     const char *const *args, const size_t *arglens, sf_store_cb cb, void *arg);
+void store_batch_on_flush(evutil_socket_t fd, short what, void *arg);
+void store_batch_answer(batch *b, const redisReply *rep, const sf_store_reply *all);
+void store_batch_free(batch *b);
+
 #endif
