@@ -106,7 +106,7 @@ static void retry_in(sf_daemon *d, job *j, long ms)
  * counts until its commit, so a rerun is safe), until redis.retry_timeout.
  * Returns false when the time is up and the job must be answered `unavailable`.
  */
-static bool retry_unavailable(sf_daemon *d, job *j)
+bool job_retry_unavailable(sf_daemon *d, job *j)
 {
     uint64_t t = now_us();
     if (j->unavailable_since_us == 0)
@@ -119,7 +119,7 @@ static bool retry_unavailable(sf_daemon *d, job *j)
 }
 
 /* A job whose partition lease was taken over: nothing it wrote may land. */
-static void job_fenced(sf_daemon *d, job *j, const char *why)
+void job_fenced(sf_daemon *d, job *j, const char *why)
 {
     d->fenced++;
     sf_warn("store.fenced", "session=%s id=%.*s partition=%d reason=\"%s\"", j->session_key,
@@ -173,7 +173,7 @@ static void on_committed(void *arg, const sf_store_reply *r)
         break;
     case SF_STORE_LIMIT: /* not an answer a commit gets */
     case SF_STORE_UNAVAILABLE:
-        if (retry_unavailable(d, j))
+        if (job_retry_unavailable(d, j))
             break;
         if (x->with_state)
             reply_error(d, j, false, "unavailable", NULL,
@@ -188,7 +188,7 @@ static void on_committed(void *arg, const sf_store_reply *r)
     free(x);
 }
 
-static sf_fence job_fence(const job *j)
+sf_fence job_fence(const job *j)
 {
     return (sf_fence){j->p->epoch_key, j->p->epoch};
 }
@@ -292,347 +292,6 @@ void job_remember_owed(sf_daemon *d, job *j)
                     on_owed, j);
 }
 
-/* ---------------------------------------------------------------- ops */
-
-static void pack_state_or_empty(msgpack_sbuffer *sb, const msgpack_object *state)
-{
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    if (state)
-        msgpack_pack_object(&pk, *state);
-    else
-        msgpack_pack_map(&pk, 0);
-}
-
-static bool store_failed(sf_daemon *d, job *j, const sf_store_reply *r)
-{
-    if (r->status == SF_STORE_FENCED) {
-        job_fenced(d, j, r->error);
-        return true;
-    }
-    if (r->status == SF_STORE_UNAVAILABLE) {
-        if (!retry_unavailable(d, j))
-            reply_error(d, j, false, "unavailable", NULL, "session store unavailable for %u ms: %s",
-                        d->cfg->redis_retry_ms, r->error);
-        return true;
-    }
-    if (r->status == SF_STORE_NOT_FOUND) {
-        reply_error(d, j, true, "session_not_found", "session",
-                    "Session not found: '%.*s' (create it with create_session first)",
-                    SF_STR_ARG(j->req.session));
-        return true;
-    }
-    return false;
-}
-
-static void done_simple(void *arg, const sf_store_reply *r)
-{
-    job *j = arg;
-    sf_daemon *d = j->d;
-    if (store_failed(d, j, r))
-        return;
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 2);
-    sf_mp_pack_cstr(&pk, "session");
-    sf_mp_pack_str(&pk, j->req.session);
-    sf_mp_pack_cstr(&pk, "op");
-    sf_mp_pack_cstr(&pk, sf_op_name(j->req.op));
-    reply_ok(d, j, &sb);
-    msgpack_sbuffer_destroy(&sb);
-}
-
-/*
- * The session limit: a refusal is a typed error; near the limit (the fleet's
- * count, as the create saw it) a warning, at most every 10 s per supervisor.
- */
-static void done_create_session(void *arg, const sf_store_reply *r)
-{
-    job *j = arg;
-    sf_daemon *d = j->d;
-    uint32_t max = d->cfg->max_sessions;
-    if (r->status == SF_STORE_OK || r->status == SF_STORE_LIMIT)
-        d->stored_sessions = (uint64_t)r->count;
-    if (r->status == SF_STORE_LIMIT) {
-        d->session_limit_refusals++;
-        sf_warn("session.limit_reached", "session=%s sessions=%lld max_sessions=%u", j->session_key,
-                (long long)r->count, max);
-        reply_error(d, j, true, "session_limit", "session",
-                    "max_sessions reached: %lld sessions are stored (redis.max_sessions = %u); "
-                    "end a session or let one expire first",
-                    (long long)r->count, max);
-        return;
-    }
-    if (r->status == SF_STORE_OK && max > 0 &&
-        (uint64_t)r->count * 100 >= (uint64_t)max * d->cfg->max_sessions_warn_pct) {
-        uint64_t t = now_us();
-        if (t - d->session_warned_us >= 10000000u || d->session_warned_us == 0) {
-            d->session_warned_us = t;
-            sf_warn("session.near_limit", "sessions=%lld max_sessions=%u warn_pct=%u",
-                    (long long)r->count, max, d->cfg->max_sessions_warn_pct);
-        }
-    }
-    done_simple(arg, r);
-}
-
-static void done_get_state(void *arg, const sf_store_reply *r)
-{
-    job *j = arg;
-    if (store_failed(j->d, j, r))
-        return;
-    msgpack_sbuffer sb = {.data = (char *)r->state, .size = r->state_len};
-    reply_ok(j->d, j, &sb);
-}
-
-static void done_list(void *arg, const sf_store_reply *r)
-{
-    job *j = arg;
-    if (store_failed(j->d, j, r))
-        return;
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, r->nkeys);
-    for (size_t i = 0; i < r->nkeys; i++) {
-        msgpack_pack_str(&pk, r->key_lens[i]);
-        msgpack_pack_str_body(&pk, r->keys[i], r->key_lens[i]);
-    }
-    reply_ok(j->d, j, &sb);
-    msgpack_sbuffer_destroy(&sb);
-}
-
-static void done_delete_program(void *arg, const sf_store_reply *r)
-{
-    job *j = arg;
-    if (store_failed(j->d, j, r))
-        return;
-    if (r->count == 0) {
-        reply_error(j->d, j, true, "program_not_found", "program", "program '%.*s' not found",
-                    SF_STR_ARG(j->req.program));
-        return;
-    }
-    done_simple(arg, r);
-}
-
-static const char *pool_error_type(sf_str t)
-{
-    static const char *const known[] = {"program_error",     "worker_crashed",  "timeout",
-                                        "checkout_timeout",  "unavailable",     "invalid_program",
-                                        "program_not_found", "invalid_request", "internal"};
-    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
-        if (sf_str_eq(t, known[i]))
-            return known[i];
-    }
-    return "internal";
-}
-
-static void run_op(sf_daemon *d, job *j);
-
-/* A pool outcome: retry a crash (up to poison_threshold), else reply. */
-static bool pool_failed(sf_daemon *d, job *j, const sf_pool_result *r)
-{
-    if (r->ok)
-        return false;
-    if (sf_str_eq(r->err_type, "worker_crashed")) {
-        j->crashes++;
-        if ((uint32_t)j->crashes < d->cfg->poison_threshold) {
-            sf_warn("request.retry_after_crash", "session=%s id=%.*s crashes=%d worker=%s",
-                    j->session_key, SF_STR_ARG(j->req.id), j->crashes, r->worker_id);
-            run_op(d, j);
-            return true;
-        }
-        char reason[400];
-        snprintf(reason, sizeof(reason), "poison pill: the request crashed %d workers; last: %.*s",
-                 j->crashes, SF_STR_ARG(r->err_message));
-        d->poison++;
-        reply_dlq(d, j, "poison_pill", reason);
-        reply_error(d, j, true, "poison_pill", NULL, "%s", reason);
-        return true;
-    }
-    reply_parts rp = {.ok = false,
-                      .type = pool_error_type(r->err_type),
-                      .message = r->err_message,
-                      .traceback = r->err_traceback,
-                      .worker = r->worker_id,
-                      .exec_us = r->exec_us,
-                      .pool_queued_us = r->queued_us};
-    job_commit_reply(d, j, &rp, NULL);
-    return true;
-}
-
-static void done_create_program_store(void *arg, const sf_store_reply *r)
-{
-    job *j = arg;
-    if (store_failed(j->d, j, r))
-        return;
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 2);
-    sf_mp_pack_cstr(&pk, "program");
-    sf_mp_pack_str(&pk, j->req.program);
-    sf_mp_pack_cstr(&pk, "created");
-    msgpack_pack_true(&pk);
-    reply_ok(j->d, j, &sb);
-    msgpack_sbuffer_destroy(&sb);
-}
-
-/* The worker built the program from its spec: store the spec under the session. */
-static void done_create_program_pool(void *arg, const sf_pool_result *r)
-{
-    job *j = arg;
-    sf_daemon *d = j->d;
-    if (pool_failed(d, j, r))
-        return;
-    const msgpack_object *spec = sf_mp_get(j->req.args, "spec");
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    pack_state_or_empty(&sb, spec);
-    sf_fence f = job_fence(j);
-    sf_store_put_program(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.program.ptr,
-                         j->req.program.len, sb.data, sb.size, done_create_program_store, j);
-    msgpack_sbuffer_destroy(&sb);
-}
-
-/* The call ran: its reply and (if the program changed it) the new state go to Redis at once. */
-static void done_execute_pool(void *arg, const sf_pool_result *r)
-{
-    job *j = arg;
-    sf_daemon *d = j->d;
-    if (pool_failed(d, j, r))
-        return;
-    static const msgpack_object nil = {.type = MSGPACK_OBJECT_NIL};
-    reply_parts rp = {.ok = true,
-                      .result = r->value ? r->value : &nil,
-                      .worker = r->worker_id,
-                      .exec_us = r->exec_us,
-                      .pool_queued_us = r->queued_us};
-    if (r->state == NULL) {
-        job_commit_reply(d, j, &rp, NULL);
-        return;
-    }
-    /* The very bytes the pool hashed as the state's version: what Redis gets. */
-    msgpack_sbuffer st = {.size = r->state_raw.len, .data = (char *)r->state_raw.ptr};
-    job_commit_reply(d, j, &rp, &st);
-}
-
-/* Stored msgpack is exactly one map (what sf_mp_unpack_map accepts), without unpacking it. */
-static bool stored_map_ok(const char *data, size_t len, sf_err *err)
-{
-    const unsigned char *b = (const unsigned char *)data;
-    if (len == 0 || !((b[0] & 0xf0) == 0x80 || b[0] == 0xde || b[0] == 0xdf)) {
-        snprintf(err->message, sizeof(err->message), "not a msgpack map");
-        return false;
-    }
-    long n = sf_mp_prescan(b, len, err);
-    if (n != (long)len) {
-        if (n >= 0)
-            snprintf(err->message, sizeof(err->message), "%zu bytes after the map",
-                     len - (size_t)n);
-        return false;
-    }
-    return true;
-}
-
-/* The session's state and the program's spec are read: run the call on the pool. */
-static void done_execute_read(void *arg, const sf_store_reply *r)
-{
-    job *j = arg;
-    sf_daemon *d = j->d;
-    if (store_failed(d, j, r))
-        return;
-    if (r->spec == NULL) {
-        reply_error(d, j, true, "program_not_found", "program",
-                    "program '%.*s' not found in session '%.*s' (create it with create_program)",
-                    SF_STR_ARG(j->req.program), SF_STR_ARG(j->req.session));
-        return;
-    }
-    /* The stored bytes go to the worker as they are: checked (one map, nothing after it,
-     * no container claiming more items than it has bytes), not unpacked and packed again. */
-    sf_err err;
-    if (!stored_map_ok(r->state, r->state_len, &err) ||
-        !stored_map_ok(r->spec, r->spec_len, &err)) {
-        reply_error(d, j, true, "internal", NULL, "stored session data is corrupt: %s",
-                    err.message);
-        return;
-    }
-    j->state_version = r->version;
-    sf_pool_call c = {.op = "execute_program",
-                      .session = j->req.session,
-                      .program = j->req.program,
-                      .args = j->req.args,
-                      .spec_raw = {r->spec, (uint32_t)r->spec_len},
-                      .state_raw = {r->state, (uint32_t)r->state_len}};
-    if (sf_pool_submit(d->pool, &c, done_execute_pool, j) < 0)
-        reply_error(d, j, false, "unavailable", NULL, "the worker pool is shutting down");
-}
-
-static void run_op(sf_daemon *d, job *j)
-{
-    sf_request *rq = &j->req;
-    const char *s = rq->session.ptr;
-    size_t sl = rq->session.len;
-    sf_fence f = job_fence(j);
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    switch (rq->op) {
-    case SF_OP_PING: {
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 2);
-        sf_mp_pack_cstr(&pk, "pong");
-        msgpack_pack_true(&pk);
-        sf_mp_pack_cstr(&pk, "supervisor");
-        sf_mp_pack_cstr(&pk, d->cfg->id);
-        reply_ok(d, j, &sb);
-        break;
-    }
-    case SF_OP_CREATE_SESSION:
-        pack_state_or_empty(&sb, sf_mp_get(rq->args, "state"));
-        sf_store_create_session(d->store, &f, s, sl, sb.data, sb.size, d->cfg->max_sessions,
-                                done_create_session, j);
-        break;
-    case SF_OP_END_SESSION:
-        sf_store_end_session(d->store, &f, s, sl, done_simple, j);
-        break;
-    case SF_OP_GET_SESSION_STATE:
-        sf_store_get_state(d->store, s, sl, done_get_state, j);
-        break;
-    case SF_OP_SET_SESSION_STATE:
-        pack_state_or_empty(&sb, sf_mp_get(rq->args, "state"));
-        sf_store_set_state(d->store, &f, s, sl, sb.data, sb.size, done_simple, j);
-        break;
-    case SF_OP_CREATE_PROGRAM: {
-        sf_pool_call c = {.op = "create_program",
-                          .session = rq->session,
-                          .program = rq->program,
-                          .spec = sf_mp_get(rq->args, "spec")};
-        if (sf_pool_submit(d->pool, &c, done_create_program_pool, j) < 0)
-            reply_error(d, j, false, "unavailable", NULL, "the worker pool is shutting down");
-        break;
-    }
-    case SF_OP_EXECUTE_PROGRAM:
-        sf_store_get_program(d->store, s, sl, rq->program.ptr, rq->program.len, done_execute_read,
-                             j);
-        break;
-    case SF_OP_DELETE_PROGRAM:
-        sf_store_delete_program(d->store, &f, s, sl, rq->program.ptr, rq->program.len,
-                                done_delete_program, j);
-        break;
-    case SF_OP_LIST_PROGRAMS:
-        sf_store_list_programs(d->store, s, sl, done_list, j);
-        break;
-    case SF_OP__COUNT:
-        reply_error(d, j, true, "internal", "op", "unhandled op");
-        break;
-    }
-    msgpack_sbuffer_destroy(&sb);
-}
-
 static void claim_job(sf_daemon *d, job *j);
 
 /*
@@ -641,14 +300,12 @@ static void claim_job(sf_daemon *d, job *j);
  * previous owner's claim not yet expired) is retried until claim_wait, then
  * answered duplicate_in_progress.
  */
-static void done_execute_read(void *arg, const sf_store_reply *r);
-
 static void on_claimed(void *arg, const sf_store_reply *r)
 {
     job *j = arg;
     sf_daemon *d = j->d;
     if (r->status == SF_STORE_UNAVAILABLE) {
-        if (!retry_unavailable(d, j))
+        if (!job_retry_unavailable(d, j))
             reply_error(d, j, false, "unavailable", NULL, "session store unavailable for %u ms: %s",
                         d->cfg->redis_retry_ms, r->error);
         return;
@@ -685,10 +342,10 @@ static void on_claimed(void *arg, const sf_store_reply *r)
         /* the claim read the state and the spec too: one round trip */
         sf_store_reply rd = *r;
         rd.status = r->state ? SF_STORE_OK : SF_STORE_NOT_FOUND;
-        done_execute_read(j, &rd);
+        op_done_execute_read(j, &rd);
         return;
     }
-    run_op(d, j);
+    op_run(d, j);
 }
 
 static void claim_job(sf_daemon *d, job *j)
@@ -702,12 +359,6 @@ static void claim_job(sf_daemon *d, job *j)
                    exec ? j->req.program.len : 0, on_claimed, j);
 }
 
-/* Reads change nothing, so running one twice is harmless: they need no claim. */
-bool op_is_read(sf_op op)
-{
-    return op == SF_OP_PING || op == SF_OP_GET_SESSION_STATE || op == SF_OP_LIST_PROGRAMS;
-}
-
 static void restart_job(sf_daemon *d, job *j)
 {
     if (j->dlq_sent && (uint32_t)j->crashes >= d->cfg->poison_threshold) {
@@ -718,7 +369,7 @@ static void restart_job(sf_daemon *d, job *j)
         return;
     }
     if (op_is_read(j->req.op))
-        run_op(d, j);
+        op_run(d, j);
     else
         claim_job(d, j);
 }

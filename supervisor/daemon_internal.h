@@ -190,10 +190,19 @@ void reply_on_unsent(evutil_socket_t fd, short what, void *arg);
 void reply_free_unsent(sf_daemon *d);
 void reply_on_delivery(void *ctx, void *opaque, const char *topic, rd_kafka_resp_err_t err);
 
+/* ops.c — one handler per op */
+/* Reads change nothing, so running one twice is harmless: they need no claim. */
+bool op_is_read(sf_op op);
+void op_run(sf_daemon *d, job *j);
+/* The session's state and the program's spec are read: run the call on the pool. */
+void op_done_execute_read(void *arg, const sf_store_reply *r);
+
 /* daemon.c — the rest of the request path */
 void job_run(sf_daemon *d, job *j);
 void job_free(sf_daemon *d, job *j);
-bool op_is_read(sf_op op);
+sf_fence job_fence(const job *j);
+bool job_retry_unavailable(sf_daemon *d, job *j);
+void job_fenced(sf_daemon *d, job *j, const char *why);
 void job_commit_reply(sf_daemon *d, job *j, const reply_parts *rp, const msgpack_sbuffer *state);
 void job_remember_owed(sf_daemon *d, job *j);
 void job_replied(sf_daemon *d, job *j);
