@@ -1,238 +1,19 @@
 /*
- * store.c — the Redis session store; see store.h for the key layout.
+ * store.c — the Redis session store's operations; see store.h for the key
+ * layout and what each operation promises.
  *
- * The connection is one hiredis async context attached to the loop. When it
- * drops, every command still waiting is answered UNAVAILABLE by hiredis, new
- * commands are answered UNAVAILABLE at once, and a timer reconnects with
- * backoff. Scripts are loaded once per connection (SCRIPT LOAD, queued right
- * after connecting, so they precede every other command on it) and then sent
- * with EVALSHA: Redis no longer receives, parses and hashes (SHA1) a few
- * hundred bytes of script text on every call. Until a script's SHA is known
- * the call goes out as EVAL; a NOSCRIPT answer (SCRIPT FLUSH) loads the script
- * again and resends the same call once.
- *
- * The claims and commits of one loop turn go out together: store_batch.c.
+ * Each operation builds the keys its script sees (make_keys: the session's
+ * state and programs, the partition's epoch, the request) and goes out as one
+ * script call (store_eval, store_link.c), or, for the claims and commits
+ * every request makes, joins its loop turn's batch (store_batch_add,
+ * store_batch.c). store_internal.h has the map of the store's files.
  */
 #include "store_internal.h"
 
-#include <hiredis/adapters/libevent.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-
-typedef struct req {
-    sf_store *st;
-    sf_store_cb cb;
-    void *arg;
-    int kind;
-    int script; /* index in store_scripts, -1: not a script */
-    char *cmd;  /* the formatted EVALSHA call, kept for one NOSCRIPT retry */
-    size_t cmdlen;
-    bool retried;
-} req;
-
-static void store_connect(sf_store *st);
-static void load_scripts(sf_store *st);
-static void load_script(sf_store *st, int i);
-
-static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
-
-static void on_reconnect(evutil_socket_t fd, short what, void *arg)
-{
-    store_connect(arg);
-}
-
-static void schedule_reconnect(sf_store *st)
-{
-    if (st->freeing)
-        return;
-    struct timeval tv = {(time_t)(st->backoff_ms / 1000),
-                         (suseconds_t)(st->backoff_ms % 1000) * 1000};
-    evtimer_add(st->ev_reconnect, &tv);
-    st->backoff_ms = st->backoff_ms < 2000 ? st->backoff_ms * 2 : 2000;
-}
-
-/* The link is usable: reset the backoff, tell the owner. */
-static void store_up(sf_store *st, const char *version)
-{
-    st->backoff_ms = 50;
-    if (st->on_health)
-        st->on_health(st->health_arg, true);
-    sf_info("store.connected", "host=%s port=%d db=%d redis=%s", st->host, st->port, st->db,
-            version);
-}
-
-/*
- * The last command of a new connection (behind AUTH, SELECT and the script
- * loads): the link counts as up only once Redis answers it, and only for a
- * Redis that runs the scripts (7.0: SET with NX and GET together, GETEX).
- */
-static void on_info(redisAsyncContext *ac, void *r, void *privdata)
-{
-    redisReply *rep = r;
-    sf_store *st = ac->data;
-    if (rep == NULL || st->freeing || st->ac != ac)
-        return;
-    if (rep->type == REDIS_REPLY_ERROR &&
-        (strncmp(rep->str, "NOAUTH", 6) == 0 || strncmp(rep->str, "WRONGPASS", 9) == 0))
-        return; /* a refused AUTH is handled by on_auth */
-    if (rep->type != REDIS_REPLY_STRING) {
-        /* e.g. NOPERM: an ACL user without INFO. Its scripts may still run: go on. */
-        sf_warn("store.version_unknown", "host=%s port=%d reason=\"%s\"", st->host, st->port,
-                rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected INFO reply");
-        store_up(st, "unknown");
-        return;
-    }
-    char version[32] = "unknown";
-    const char *v = strstr(rep->str, "redis_version:");
-    if (v)
-        sscanf(v + 14, "%31[0-9.]", version);
-    if (atoi(version) < 7) {
-        sf_error("store.redis_too_old", "host=%s port=%d version=%s need=7.0 action=reconnect",
-                 st->host, st->port, version);
-        redisAsyncDisconnect(ac);
-        return;
-    }
-    store_up(st, version);
-}
-
-static void on_connect(const redisAsyncContext *ac, int status)
-{
-    sf_store *st = ac->data;
-    if (status != REDIS_OK) {
-        sf_warn("store.connect_failed", "host=%s port=%d reason=\"%s\"", st->host, st->port,
-                ac->errstr);
-        st->ac = NULL; /* hiredis frees a context whose connect failed */
-        schedule_reconnect(st);
-        return;
-    }
-    st->connected = true; /* commands queue behind AUTH, which went first */
-    load_scripts(st);
-    /* Up once INFO answers (on_info): not on a refused AUTH, which must not reset the backoff. */
-    redisAsyncCommand(st->ac, on_info, NULL, "INFO server");
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    sf_store *st = ac->data;
-    st->connected = false;
-    st->ac = NULL;
-    if (st->freeing)
-        return;
-    sf_warn("store.disconnected", "host=%s port=%d reason=\"%s\"", st->host, st->port,
-            status == REDIS_OK ? "closed" : ac->errstr);
-    if (st->on_health)
-        st->on_health(st->health_arg, false);
-    schedule_reconnect(st);
-}
-
-static void on_auth(redisAsyncContext *ac, void *r, void *privdata)
-{
-    redisReply *rep = r;
-    sf_store *st = ac->data;
-    if (rep == NULL || st->freeing || st->ac != ac)
-        return;
-    if (rep->type != REDIS_REPLY_ERROR)
-        return; /* accepted: on_info reports the link up */
-    sf_error("store.auth_failed", "host=%s port=%d user=%s reason=\"%s\" action=reconnect",
-             st->host, st->port, st->user[0] ? st->user : "default", rep->str);
-    redisAsyncDisconnect(ac); /* the commands behind it fail NOAUTH; back off and retry */
-}
-
-static void store_connect(sf_store *st)
-{
-    redisAsyncContext *ac = redisAsyncConnect(st->host, st->port);
-    if (ac == NULL || ac->err) {
-        sf_warn("store.connect_failed", "host=%s port=%d reason=\"%s\"", st->host, st->port,
-                ac ? ac->errstr : "out of memory");
-        if (ac)
-            redisAsyncFree(ac);
-        schedule_reconnect(st);
-        return;
-    }
-    ac->data = st;
-    redisLibeventAttach(ac, st->base);
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    st->ac = ac;
-    if (st->password[0]) {
-        /* Queued first: everything after it on this connection runs authenticated. */
-        const char *argv[3] = {"AUTH", st->user, st->password};
-        int argc = 3;
-        if (st->user[0] == '\0') {
-            argv[1] = st->password;
-            argc = 2;
-        }
-        redisAsyncCommandArgv(ac, on_auth, NULL, argc, argv, NULL);
-    }
-    if (st->db) {
-        char db[16];
-        snprintf(db, sizeof(db), "%d", st->db);
-        const char *argv[] = {"SELECT", db};
-        redisAsyncCommandArgv(ac, NULL, NULL, 2, argv, NULL);
-    }
-}
-
-static int parse_url(sf_store *st, const char *url, char *err, size_t errlen)
-{
-    const char *p = url;
-    if (strncmp(p, "redis://", 8) == 0)
-        p += 8;
-    else if (strstr(p, "://")) {
-        snprintf(err, errlen, "redis.url: '%s' is not redis://host:port[/db]", url);
-        return -1;
-    }
-    st->port = 6379;
-    st->db = 0;
-    const char *colon = strchr(p, ':');
-    const char *slash = strchr(p, '/');
-    size_t hl = colon ? (size_t)(colon - p) : slash ? (size_t)(slash - p) : strlen(p);
-    if (hl == 0 || hl >= sizeof(st->host)) {
-        snprintf(err, errlen, "redis.url: '%s' has no host", url);
-        return -1;
-    }
-    memcpy(st->host, p, hl);
-    st->host[hl] = '\0';
-    if (colon) {
-        char *end;
-        long port = strtol(colon + 1, &end, 10);
-        if (port <= 0 || port > 65535 || (*end && *end != '/')) {
-            snprintf(err, errlen, "redis.url: '%s' has a bad port", url);
-            return -1;
-        }
-        st->port = (int)port;
-    }
-    if (slash && slash[1])
-        st->db = atoi(slash + 1);
-    return 0;
-}
-
-sf_store *sf_store_new(struct event_base *base, const char *url, const char *user,
-                       const char *password, uint32_t session_ttl_s,
-                       void (*on_health)(void *arg, bool up), void *health_arg, char *err,
-                       size_t errlen)
-{
-    sf_store *st = calloc(1, sizeof(*st));
-    st->base = base;
-    st->ttl_s = session_ttl_s;
-    snprintf(st->user, sizeof(st->user), "%s", user ? user : "");
-    snprintf(st->password, sizeof(st->password), "%s", password ? password : "");
-    st->on_health = on_health;
-    st->health_arg = health_arg;
-    snprintf(st->ttl, sizeof(st->ttl), "%u", session_ttl_s);
-    st->backoff_ms = 50;
-    if (parse_url(st, url, err, errlen) < 0) {
-        free(st);
-        return NULL;
-    }
-    sf_store_set_key_prefix(st, SF_STORE_DEFAULT_PREFIX);
-    st->ev_reconnect = evtimer_new(base, on_reconnect, st);
-    st->ev_flush = event_new(base, -1, 0, store_batch_on_flush, st);
-    store_connect(st);
-    return st;
-}
+/* ------------------------ keys */
 
 static bool key_prefix_valid(const char *prefix)
 {
@@ -261,224 +42,6 @@ void sf_store_epoch_key(const sf_store *st, char *buf, size_t cap, const char *g
                         const char *topic, int32_t partition)
 {
     snprintf(buf, cap, "%sepoch:{%s}:%s/%d", st->prefix, group, topic, (int)partition);
-}
-
-void sf_store_free(sf_store *st)
-{
-    if (st == NULL)
-        return;
-    st->freeing = true;
-    /* Nothing is answered any more: the owner's callbacks may point at what it freed. */
-    if (st->claims)
-        store_batch_free(st->claims);
-    if (st->commits)
-        store_batch_free(st->commits);
-    st->claims = st->commits = NULL;
-    if (st->ac)
-        redisAsyncFree(st->ac); /* hands pending commands to on_reply, which drops them */
-    event_free(st->ev_reconnect);
-    event_free(st->ev_flush);
-    free(st);
-}
-
-bool sf_store_connected(const sf_store *st)
-{
-    return st->connected;
-}
-
-int sf_store_pending(const sf_store *st)
-{
-    return st->pending;
-}
-
-/* Turns a hiredis reply into an sf_store_reply for the request's kind. */
-static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
-{
-    req *q = privdata;
-    sf_store *st = q->st;
-    redisReply *rep = r;
-    if (st->freeing) { /* the owner is tearing down (sf_store_free): no one is left to answer */
-        if (q->kind == K_CLAIMS || q->kind == K_COMMITS)
-            store_batch_free(q->arg);
-        if (q->cmd)
-            redisFreeCommand(q->cmd);
-        free(q);
-        return;
-    }
-    if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && q->cmd &&
-        !q->retried && st->ac) {
-        /* The script cache was flushed: load the script again, then resend (in order). */
-        q->retried = true;
-        st->sha[q->script][0] = '\0';
-        load_script(st, q->script);
-        if (redisAsyncFormattedCommand(st->ac, on_reply, q, q->cmd, q->cmdlen) == REDIS_OK)
-            return;
-    }
-    if (q->kind == K_CLAIMS || q->kind == K_COMMITS) {
-        batch *b = q->arg;
-        st->pending -= b->n;
-        if (rep == NULL) {
-            sf_store_reply all = {.status = SF_STORE_UNAVAILABLE,
-                                  .error = ac && ac->errstr[0] ? ac->errstr
-                                                               : "connection to Redis lost"};
-            store_batch_answer(b, NULL, &all);
-        } else if (rep->type == REDIS_REPLY_ERROR) {
-            sf_error("store.command_failed", "error=\"%s\" items=%d", rep->str, b->n);
-            sf_store_reply all = {.status = SF_STORE_UNAVAILABLE, .error = rep->str};
-            store_batch_answer(b, NULL, &all);
-        } else {
-            store_batch_answer(b, rep, NULL);
-        }
-        store_batch_free(b);
-        if (q->cmd)
-            redisFreeCommand(q->cmd);
-        free(q);
-        return;
-    }
-    st->pending--;
-    sf_store_reply out = {.status = SF_STORE_OK};
-    const char *ids[1024]; /* list_programs: the program ids */
-    size_t lens[1024];
-    if (rep == NULL) {
-        out.status = SF_STORE_UNAVAILABLE;
-        out.error = ac && ac->errstr[0] ? ac->errstr : "connection to Redis lost";
-    } else if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "FENCED", 6) == 0) {
-        out.status = SF_STORE_FENCED;
-        out.error = rep->str;
-    } else if (rep->type == REDIS_REPLY_ERROR) {
-        out.status = SF_STORE_UNAVAILABLE;
-        out.error = rep->str;
-        sf_error("store.command_failed", "error=\"%s\"", rep->str);
-    } else {
-        switch (q->kind) {
-        case K_CREATE:
-            if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-                rep->element[0]->type == REDIS_REPLY_INTEGER &&
-                rep->element[1]->type == REDIS_REPLY_INTEGER) {
-                out.count = rep->element[1]->integer;
-                if (rep->element[0]->integer != 1)
-                    out.status = SF_STORE_LIMIT;
-            } else {
-                out.status = SF_STORE_UNAVAILABLE;
-                out.error = "unexpected create_session reply";
-            }
-            break;
-        case K_BUMP:
-            out.count = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
-            break;
-        case K_GET_STATE:
-            if (rep->type == REDIS_REPLY_STRING) {
-                out.state = rep->str;
-                out.state_len = rep->len;
-            } else {
-                out.status = SF_STORE_NOT_FOUND;
-            }
-            break;
-        case K_SET_STATE:
-            out.status = rep->type == REDIS_REPLY_NIL ? SF_STORE_NOT_FOUND : SF_STORE_OK;
-            break;
-        case K_COUNT:
-        case K_DELETE:
-            out.count = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
-            if (out.count < (q->kind == K_DELETE ? 0 : 1))
-                out.status = SF_STORE_NOT_FOUND;
-            break;
-        case K_GET_PROGRAM:
-            if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
-                rep->element[0]->type != REDIS_REPLY_STRING) {
-                out.status = SF_STORE_NOT_FOUND;
-            } else {
-                out.state = rep->element[0]->str;
-                out.state_len = rep->element[0]->len;
-                if (rep->element[1]->type == REDIS_REPLY_STRING) {
-                    out.spec = rep->element[1]->str;
-                    out.spec_len = rep->element[1]->len;
-                }
-                if (rep->elements >= 3 && rep->element[2]->type == REDIS_REPLY_STRING)
-                    out.version = strtoull(rep->element[2]->str, NULL, 10);
-            }
-            break;
-        case K_LIST:
-            if (rep->type != REDIS_REPLY_ARRAY) {
-                out.status = SF_STORE_NOT_FOUND;
-            } else {
-                for (size_t i = 0; i < rep->elements && i < 1024; i++) {
-                    ids[i] = rep->element[i]->str;
-                    lens[i] = rep->element[i]->len;
-                }
-                out.nkeys = rep->elements < 1024 ? rep->elements : 1024;
-                out.keys = ids;
-                out.key_lens = lens;
-            }
-            break;
-        default:
-            break;
-        }
-    }
-    if (q->cb)
-        q->cb(q->arg, &out);
-    if (q->cmd)
-        redisFreeCommand(q->cmd);
-    free(q);
-}
-
-/* Sends argv; answers UNAVAILABLE from the loop's point of view when disconnected. */
-static void send_cmd(sf_store *st, int kind, int argc, const char **argv, const size_t *lens,
-                     sf_store_cb cb, void *arg)
-{
-    req *q = malloc(sizeof(*q));
-    *q = (req){st, cb, arg, kind, -1, NULL, 0, false};
-    if (!st->connected || st->ac == NULL ||
-        redisAsyncCommandArgv(st->ac, on_reply, q, argc, argv, lens) != REDIS_OK) {
-        sf_store_reply out = {.status = SF_STORE_UNAVAILABLE, .error = "Redis is not connected"};
-        if (cb)
-            cb(arg, &out);
-        free(q);
-        return;
-    }
-    st->pending++;
-    st->calls++;
-}
-
-/*
- * Sends a script call (EVALSHA sha or EVAL text), keeping an EVALSHA's bytes
- * for a retry. For a batch (kind K_CLAIMS / K_COMMITS) arg is the batch, whose
- * items are already counted in pending.
- */
-void store_send_script(sf_store *st, int kind, int script, int argc, const char **argv,
-                       const size_t *lens, sf_store_cb cb, void *arg)
-{
-    bool is_batch = kind == K_CLAIMS || kind == K_COMMITS;
-    req *q = malloc(sizeof(*q));
-    *q = (req){st, cb, arg, kind, script, NULL, 0, false};
-    char *cmd = NULL;
-    int len = -1;
-    if (st->connected && st->ac)
-        len = redisFormatCommandArgv(&cmd, argc, argv, lens);
-    if (len < 0 || redisAsyncFormattedCommand(st->ac, on_reply, q, cmd, (size_t)len) != REDIS_OK) {
-        sf_store_reply out = {.status = SF_STORE_UNAVAILABLE, .error = "Redis is not connected"};
-        if (cmd)
-            redisFreeCommand(cmd);
-        if (is_batch) {
-            batch *b = arg;
-            st->pending -= b->n;
-            store_batch_answer(b, NULL, &out);
-            store_batch_free(b);
-        } else if (cb) {
-            cb(arg, &out);
-        }
-        free(q);
-        return;
-    }
-    if (lens[0] == 7) { /* EVALSHA */
-        q->cmd = cmd;
-        q->cmdlen = (size_t)len;
-    } else {
-        redisFreeCommand(cmd);
-    }
-    if (!is_batch)
-        st->pending++;
-    st->calls++;
 }
 
 /* dst = a b c (truncated to cap - 1, NUL-terminated); returns the length. */
@@ -511,89 +74,6 @@ static void make_keys(const sf_store *st, keys *k, const char *s, size_t slen, c
         cat3(k->request, sizeof(k->request), tag, tl, "}:req:", 6, id ? id : "", id ? idlen : 0);
 }
 
-/*
- * The scripts: one supervisor/lua/<name>.lua each, opened by what it
- * guarantees (keys, arguments, reply, the invariant it keeps), embedded by
- * the build as LUA_<NAME> (supervisor/lua/embed.cmake).
- */
-#include "lua_scripts.h"
-
-const char *const store_scripts[S__COUNT] = {[S_CREATE] = LUA_CREATE,
-                                             [S_GET] = LUA_GET,
-                                             [S_SET] = LUA_SET,
-                                             [S_END] = LUA_END,
-                                             [S_PUT_PROGRAM] = LUA_PUT_PROGRAM,
-                                             [S_GET_PROGRAM] = LUA_GET_PROGRAM,
-                                             [S_DEL_PROGRAM] = LUA_DEL_PROGRAM,
-                                             [S_LIST] = LUA_LIST,
-                                             [S_CLAIMS] = LUA_CLAIMS,
-                                             [S_COMMITS] = LUA_COMMITS};
-
-typedef struct load_ctx {
-    sf_store *st;
-    redisAsyncContext *ac;
-    int script;
-} load_ctx;
-
-static void on_script_loaded(redisAsyncContext *ac, void *r, void *privdata)
-{
-    load_ctx *x = privdata;
-    redisReply *rep = r;
-    if (rep && rep->type == REDIS_REPLY_STRING && rep->len == 40 && x->st->ac == ac) {
-        memcpy(x->st->sha[x->script], rep->str, 40);
-        x->st->sha[x->script][40] = '\0';
-    } else if (rep && rep->type == REDIS_REPLY_ERROR) {
-        sf_warn("store.script_load_failed", "script=%d error=\"%s\" action=eval", x->script,
-                rep->str);
-    }
-    free(x);
-}
-
-static void load_script(sf_store *st, int i)
-{
-    load_ctx *x = malloc(sizeof(*x));
-    *x = (load_ctx){st, st->ac, i};
-    const char *argv[] = {"SCRIPT", "LOAD", store_scripts[i]};
-    size_t lens[] = {6, 4, strlen(store_scripts[i])};
-    if (redisAsyncCommandArgv(st->ac, on_script_loaded, x, 3, argv, lens) != REDIS_OK)
-        free(x);
-}
-
-/* On every (re)connection, before any other command; the SHAs come with the replies. */
-static void load_scripts(sf_store *st)
-{
-    for (int i = 0; i < S__COUNT; i++) {
-        st->sha[i][0] = '\0';
-        load_script(st, i);
-    }
-}
-
-static void eval(sf_store *st, int kind, int script, const keys *k, const sf_fence *f, int nargs,
-                 const char **args, const size_t *arglens, sf_store_cb cb, void *arg)
-{
-    char epoch[24];
-    snprintf(epoch, sizeof(epoch), "%llu", f ? (unsigned long long)f->epoch : 0ull);
-    bool sha = st->sha[script][0] != '\0';
-    const char *text = sha ? st->sha[script] : store_scripts[script];
-    const char *argv[16] = {sha ? "EVALSHA" : "EVAL",
-                            text,
-                            "4",
-                            k->state,
-                            k->programs,
-                            k->epoch,
-                            k->request,
-                            epoch,
-                            st->ttl};
-    size_t lens[16] = {sha ? 7 : 4,    sha ? 40 : strlen(text), 1,
-                       k->state_len,   k->programs_len,         k->epoch_len,
-                       k->request_len, strlen(epoch),           strlen(st->ttl)};
-    for (int i = 0; i < nargs; i++) {
-        argv[9 + i] = args[i];
-        lens[9 + i] = arglens[i];
-    }
-    store_send_script(st, kind, script, 9 + nargs, argv, lens, cb, arg);
-}
-
 /* The keys of create/end: the session index in place of a request key. */
 static void make_index_keys(const sf_store *st, keys *k, const char *s, size_t slen,
                             const sf_fence *f)
@@ -602,6 +82,8 @@ static void make_index_keys(const sf_store *st, keys *k, const char *s, size_t s
     k->request_len =
         cat3(k->request, sizeof(k->request), st->index_key, strlen(st->index_key), "", 0, "", 0);
 }
+
+/* ------------------------ sessions */
 
 void sf_store_create_session(sf_store *st, const sf_fence *f, const char *s, size_t slen,
                              const void *state, size_t len, uint64_t max_sessions, sf_store_cb cb,
@@ -613,7 +95,7 @@ void sf_store_create_session(sf_store *st, const sf_fence *f, const char *s, siz
     snprintf(max, sizeof(max), "%llu", (unsigned long long)max_sessions);
     const char *a[] = {state, max, s, st->prefix};
     size_t l[] = {len, strlen(max), slen, st->prefix_len};
-    eval(st, K_CREATE, S_CREATE, &k, f, 4, a, l, cb, arg);
+    store_eval(st, K_CREATE, S_CREATE, &k, f, 4, a, l, cb, arg);
 }
 
 void sf_store_end_session(sf_store *st, const sf_fence *f, const char *s, size_t slen,
@@ -623,14 +105,14 @@ void sf_store_end_session(sf_store *st, const sf_fence *f, const char *s, size_t
     make_index_keys(st, &k, s, slen, f);
     const char *a[] = {s};
     size_t l[] = {slen};
-    eval(st, K_COUNT, S_END, &k, f, 1, a, l, cb, arg);
+    store_eval(st, K_COUNT, S_END, &k, f, 1, a, l, cb, arg);
 }
 
 void sf_store_get_state(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg)
 {
     keys k;
     make_keys(st, &k, s, slen, NULL, NULL, 0);
-    eval(st, K_GET_STATE, S_GET, &k, NULL, 0, NULL, NULL, cb, arg);
+    store_eval(st, K_GET_STATE, S_GET, &k, NULL, 0, NULL, NULL, cb, arg);
 }
 
 void sf_store_set_state(sf_store *st, const sf_fence *f, const char *s, size_t slen,
@@ -640,8 +122,10 @@ void sf_store_set_state(sf_store *st, const sf_fence *f, const char *s, size_t s
     make_keys(st, &k, s, slen, f, NULL, 0);
     const char *a[] = {state};
     size_t l[] = {len};
-    eval(st, K_SET_STATE, S_SET, &k, f, 1, a, l, cb, arg);
+    store_eval(st, K_SET_STATE, S_SET, &k, f, 1, a, l, cb, arg);
 }
+
+/* ------------------------ programs */
 
 void sf_store_put_program(sf_store *st, const sf_fence *f, const char *s, size_t slen,
                           const char *p, size_t plen, const void *spec, size_t len, sf_store_cb cb,
@@ -651,7 +135,7 @@ void sf_store_put_program(sf_store *st, const sf_fence *f, const char *s, size_t
     make_keys(st, &k, s, slen, f, NULL, 0);
     const char *a[] = {p, spec};
     size_t l[] = {plen, len};
-    eval(st, K_COUNT, S_PUT_PROGRAM, &k, f, 2, a, l, cb, arg);
+    store_eval(st, K_COUNT, S_PUT_PROGRAM, &k, f, 2, a, l, cb, arg);
 }
 
 void sf_store_get_program(sf_store *st, const char *s, size_t slen, const char *p, size_t plen,
@@ -661,7 +145,7 @@ void sf_store_get_program(sf_store *st, const char *s, size_t slen, const char *
     make_keys(st, &k, s, slen, NULL, NULL, 0);
     const char *a[] = {p};
     size_t l[] = {plen};
-    eval(st, K_GET_PROGRAM, S_GET_PROGRAM, &k, NULL, 1, a, l, cb, arg);
+    store_eval(st, K_GET_PROGRAM, S_GET_PROGRAM, &k, NULL, 1, a, l, cb, arg);
 }
 
 void sf_store_delete_program(sf_store *st, const sf_fence *f, const char *s, size_t slen,
@@ -671,15 +155,17 @@ void sf_store_delete_program(sf_store *st, const sf_fence *f, const char *s, siz
     make_keys(st, &k, s, slen, f, NULL, 0);
     const char *a[] = {p};
     size_t l[] = {plen};
-    eval(st, K_DELETE, S_DEL_PROGRAM, &k, f, 1, a, l, cb, arg);
+    store_eval(st, K_DELETE, S_DEL_PROGRAM, &k, f, 1, a, l, cb, arg);
 }
 
 void sf_store_list_programs(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg)
 {
     keys k;
     make_keys(st, &k, s, slen, NULL, NULL, 0);
-    eval(st, K_LIST, S_LIST, &k, NULL, 0, NULL, NULL, cb, arg);
+    store_eval(st, K_LIST, S_LIST, &k, NULL, 0, NULL, NULL, cb, arg);
 }
+
+/* ------------------------ a request: claim, then commit */
 
 void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
                     size_t idlen, const char *owner, uint32_t claim_ttl_ms, const char *program,
@@ -714,14 +200,11 @@ void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen
     store_batch_add(st, &st->commits, K_COMMITS, S_COMMITS, &k, a, l, cb, arg);
 }
 
-uint64_t sf_store_calls(const sf_store *st)
-{
-    return st->calls;
-}
+/* ------------------------ leases */
 
 void sf_store_bump_epoch(sf_store *st, const char *epoch_key, sf_store_cb cb, void *arg)
 {
     const char *argv[] = {"INCR", epoch_key};
     size_t lens[] = {4, strlen(epoch_key)};
-    send_cmd(st, K_BUMP, 2, argv, lens, cb, arg);
+    store_send_command(st, K_BUMP, 2, argv, lens, cb, arg);
 }

@@ -11,9 +11,9 @@
  * adds it to its turn's batch (store_batch_add), copying its keys and
  * arguments; the first item of a turn wakes the end-of-turn step (the
  * loop's owner, or the store's own event); sf_store_flush sends each batch
- * as one script call (store_send_script), and on_reply hands the reply back
- * here, to store_batch_answer, which answers every item from its own part
- * of it.
+ * as one script call (store_send_script, store_link.c), and on_reply
+ * (store_link.c) hands the reply back here, to store_batch_answer, which
+ * answers every item from its own part of it.
  */
 #include "store_internal.h"
 
@@ -23,7 +23,7 @@
 
 #include "log.h"
 
-/* ---------------------------------------------------------------- filling a turn's batch */
+/* ------------------------ filling a turn's batch */
 
 void sf_store_set_turn_end(sf_store *st, void (*wake)(void *arg), void *arg)
 {
@@ -122,7 +122,7 @@ void store_batch_add(sf_store *st, batch **slot, int kind, int script, const key
     }
 }
 
-/* ---------------------------------------------------------------- the end of the turn */
+/* ------------------------ the end of the turn */
 
 static void flush_batches(sf_store *st)
 {
@@ -149,7 +149,7 @@ void store_batch_on_flush(evutil_socket_t fd, short what, void *arg)
     sf_store_flush(arg);
 }
 
-/* ---------------------------------------------------------------- the answer */
+/* ------------------------ the answer */
 
 /* One item of a claims batch. */
 static void read_claim(const redisReply *e, sf_store_reply *out)

@@ -1,6 +1,20 @@
 /*
  * store_internal.h — what the session store's files share; nothing outside
  * supervisor/store*.c includes it (callers have store.h).
+ *
+ * The store in three files, one concern each:
+ *   store.c        the public operations, in the order a request uses them,
+ *                  and the keys each one builds: what is sent
+ *   store_link.c   the connection (URL, connect, AUTH, the Redis version
+ *                  check, reconnect with backoff, health), the scripts each
+ *                  connection loads (EVALSHA, the NOSCRIPT retry), sending a
+ *                  command and reading its reply: how it is sent and answered
+ *   store_batch.c  the claims and commits of one loop turn, sent together as
+ *                  one script call each at the end of the turn
+ * An operation builds its keys (store.c), goes out as one script call
+ * (store_eval) or joins its turn's batch (store_batch_add, which sends
+ * through store_send_script), and is answered from on_reply (store_link.c;
+ * a batch's items by store_batch_answer).
  */
 #ifndef SF_STORE_INTERNAL_H
 #define SF_STORE_INTERNAL_H
@@ -15,6 +29,7 @@
 #include "store.h"
 
 struct sf_store {
+    /* the link (store_link.c) */
     struct event_base *base;
     char host[256];
     int port, db;
@@ -22,21 +37,23 @@ struct sf_store {
     uint32_t ttl_s;
     void (*on_health)(void *arg, bool up);
     void *health_arg;
-    char ttl[16];
+    char ttl[16]; /* the session TTL as the scripts get it (ARGV) */
     redisAsyncContext *ac;
     bool connected;
     int pending;
     uint32_t backoff_ms;
     struct event *ev_reconnect;
     bool freeing;
-    char sha[16][41];               /* each script's SHA1 as Redis loaded it; "" until known */
+    char sha[16][41]; /* each script's SHA1 as Redis loaded it; "" until known */
+    uint64_t calls;   /* commands and script calls sent */
+    /* this loop turn's batches (store_batch.c) */
     struct batch *claims, *commits; /* filling during this loop turn */
     struct event *ev_flush;
     bool flush_armed;
     /* set (sf_store_set_turn_end): the loop's owner runs sf_store_flush, woken by this */
     void (*flush_wake)(void *);
     void *flush_wake_arg;
-    uint64_t calls;                       /* commands and script calls sent */
+    /* the keys (store.c) */
     char prefix[SF_STORE_PREFIX_MAX + 2]; /* "<key_prefix>:" */
     size_t prefix_len;
     char index_key[SF_STORE_PREFIX_MAX + 16];    /* <prefix>:sessions */
@@ -107,13 +124,17 @@ typedef struct keys {
  * is at its definition.
  */
 
-/* ---------------------------------------------------------------- store.c */
+/* ------------------------ store_link.c */
 
 extern const char *const store_scripts[S__COUNT];
+void store_eval(sf_store *st, int kind, int script, const keys *k, const sf_fence *f, int nargs,
+                const char **args, const size_t *arglens, sf_store_cb cb, void *arg);
 void store_send_script(sf_store *st, int kind, int script, int argc, const char **argv,
                        const size_t *lens, sf_store_cb cb, void *arg);
+void store_send_command(sf_store *st, int kind, int argc, const char **argv, const size_t *lens,
+                        sf_store_cb cb, void *arg);
 
-/* ---------------------------------------------------------------- store_batch.c */
+/* ------------------------ store_batch.c */
 
 void store_batch_add(sf_store *st, batch **slot, int kind, int script, const keys *k,
                      const char *const *args, const size_t *arglens, sf_store_cb cb, void *arg);
