@@ -4,10 +4,11 @@
  * events: SIGCHLD, the maintenance tick and the health tick.
  *
  * The rest is one file per concern, all sharing pool_internal.h:
- *   pool_dispatch.c  the call queue: which worker a call goes to, how it ends
+ *   pool_dispatch.c  the call queue: which worker a call goes to, how it ends,
+ *                    the end-of-turn write (sf_pool_flush)
  *   pool_worker.c    one worker process's life, from spawn to death
  *   pool_cache.c     what each worker is known to hold, so what a call carries
- *   pool_stats.c     the numbers
+ *   pool_stats.c     the numbers (sf_pool_get_stats, sf_pool_stats_json)
  *
  * One call, in order: sf_pool_submit (here) → pool_dispatch → worker_send →
  * worker_write_call → pool_flush at the end of the loop turn; then the

@@ -9,13 +9,15 @@
  * pipeline_depth), else by affinity, else the least loaded — and starts
  * workers when calls wait and none has room (lazy start, overflow). What was
  * placed during a loop turn is written at its end, one write per worker
- * (pool_flush). A call ends through call_finish: answered, failed by a
- * worker's death or a timeout — or, where the caller must not be called
- * back at once (inside sf_pool_submit or sf_pool_stop), from the loop soon
- * after (call_fail_deferred, pool_on_defer). Calls waiting past
- * checkout_timeout fail (pool_expire_checkouts, from the maintenance tick);
- * a dead worker's calls that had not started go back to the front of the
- * queue (worker_requeue).
+ * (pool_flush): from the pool's own event, or from the end-of-turn step of
+ * the loop's owner (sf_pool_set_turn_end, sf_pool_flush). A call ends
+ * through call_finish: answered, failed by a worker's death or a timeout —
+ * or, where the caller must not be called back at once (inside
+ * sf_pool_submit or sf_pool_stop), from the loop soon after
+ * (call_fail_deferred, pool_on_defer). Calls waiting past checkout_timeout
+ * fail (pool_expire_checkouts, from the maintenance tick); a dead worker's
+ * calls that had not started go back to the front of the queue
+ * (worker_requeue).
  */
 #include "pool_internal.h"
 
@@ -128,7 +130,8 @@ static void pool_grow_for_demand(sf_pool *p, int waiting)
  * (blocked_scan); workers are started for what waits. A pool_dispatch from
  * inside a pass (a callback that submits) only asks for one more. The writes
  * come later: at the end of the read callback that caused the pass
- * (hold_flush), else at the end of the loop turn (ev_flush).
+ * (hold_flush), else at the end of the loop turn (ev_flush, or the owner's
+ * wake).
  */
 void pool_dispatch(sf_pool *p)
 {
