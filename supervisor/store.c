@@ -7,13 +7,17 @@
  * script call (store_eval, store_link.c), or, for the claims and commits
  * every request makes, joins its loop turn's batch (store_batch_add,
  * store_batch.c). store_internal.h has the map of the store's files.
+ *
+ * In this file: the keys; then the operations in the order a session meets
+ * them (create, get and set its state, end it), its programs, the claim and
+ * commit every request makes, and the lease a partition takes on assignment.
  */
 #include "store_internal.h"
 
 #include <stdio.h>
 #include <string.h>
 
-/* ------------------------ keys */
+/* ------------------------ keys: where every operation starts */
 
 static bool key_prefix_valid(const char *prefix)
 {
@@ -98,16 +102,6 @@ void sf_store_create_session(sf_store *st, const sf_fence *f, const char *s, siz
     store_eval(st, K_CREATE, S_CREATE, &k, f, 4, a, l, cb, arg);
 }
 
-void sf_store_end_session(sf_store *st, const sf_fence *f, const char *s, size_t slen,
-                          sf_store_cb cb, void *arg)
-{
-    keys k;
-    make_index_keys(st, &k, s, slen, f);
-    const char *a[] = {s};
-    size_t l[] = {slen};
-    store_eval(st, K_COUNT, S_END, &k, f, 1, a, l, cb, arg);
-}
-
 void sf_store_get_state(sf_store *st, const char *s, size_t slen, sf_store_cb cb, void *arg)
 {
     keys k;
@@ -123,6 +117,16 @@ void sf_store_set_state(sf_store *st, const sf_fence *f, const char *s, size_t s
     const char *a[] = {state};
     size_t l[] = {len};
     store_eval(st, K_SET_STATE, S_SET, &k, f, 1, a, l, cb, arg);
+}
+
+void sf_store_end_session(sf_store *st, const sf_fence *f, const char *s, size_t slen,
+                          sf_store_cb cb, void *arg)
+{
+    keys k;
+    make_index_keys(st, &k, s, slen, f);
+    const char *a[] = {s};
+    size_t l[] = {slen};
+    store_eval(st, K_COUNT, S_END, &k, f, 1, a, l, cb, arg);
 }
 
 /* ------------------------ programs */

@@ -14,6 +14,10 @@
  * Callbacks run on the loop, exactly once; the reply is valid only during
  * the callback. Claims and commits asked for during one loop turn go to
  * Redis together, as one script call each, at the end of the turn.
+ *
+ * Inside: store.c (the operations and their keys), store_link.c (the
+ * connection, the scripts, a command's way out and its reply's way back),
+ * store_batch.c (a turn's claims and commits); store_internal.h maps them.
  */
 #ifndef SF_STORE_H
 #define SF_STORE_H
