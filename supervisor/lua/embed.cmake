@@ -4,7 +4,7 @@
 #         -DOUT=<header> -P embed.cmake
 #
 # Each <name>.lua in SCRIPTS becomes `static const char LUA_<NAME>[]` in OUT,
-# the header store.c includes (supervisor/CMakeLists.txt runs this at build
+# the header store_link.c includes (supervisor/CMakeLists.txt runs this at build
 # time, and again whenever a listed .lua changes). Redis runs the text as it
 # is in the file, comments included, with one composition step: a line
 #

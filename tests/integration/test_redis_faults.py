@@ -222,7 +222,7 @@ def test_redis_restart_mid_load_loses_nothing(
 
 OWN_CLAIM_BUG = (
     "daemon bug: a job whose commit Redis refused (UNAVAILABLE) is started over with "
-    "restart_job -> claim_job, and store.c LUA_CLAIM takes the job's own claim "
+    "restart_job -> claim_job, and the claims script (supervisor/lua/claims.lua) takes the job's own claim "
     "('P<owner>@<epoch>', same epoch) for another owner's ({2, owner}): on_claimed waits "
     "for it up to claim_wait_ms (request_timeout + checkout_timeout + 5 s), then either "
     "runs the job because the claim just expired or answers duplicate_in_progress (a race "
