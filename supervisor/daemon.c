@@ -1,487 +1,93 @@
 /*
- * daemon.c — the supervisor's wiring; see daemon.h.
+ * daemon.c — how snakefleet-supervisor is put together: what sf_daemon_new
+ * builds and starts, the end-of-turn step, the drain (sf_daemon_shutdown)
+ * and sf_daemon_free; and below, every event source wired into the one
+ * libevent loop, with what each does. This is the file to open first.
  *
- * A request's life (a `job`):
- *   consumed   tracked in its partition's offset tracker, decoded, validated
- *   queued     appended to its session's FIFO; a session runs one job at a time
- *   running    its op: Redis reads, a pool call, Redis writes
- *   replied    the reply produced (keyed by session) — the session moves on
- *   done       Kafka acknowledged every record the job produced: its offset is
- *              finished, and the contiguous finished prefix is stored for commit
- * Bad input never stalls a partition: it is answered (error reply or DLQ
- * record) and finished like any other job.
+ * The request path lives in a file per concern, each read top to bottom in
+ * the order a request meets it; what they share is daemon_internal.h (part,
+ * job, sessq, struct sf_daemon):
+ *   jobs.c        the life of one request: consumed, claimed, run,
+ *                 committed, replied, done (its offset finished)
+ *   partitions.c  assignment, the lease (fencing epoch), the routing check,
+ *                 backpressure, Redis down, lag, revocation
+ *   sessions.c    one FIFO per session: a session's requests one at a time
+ *   ops.c         one handler per op: Redis reads, a pool call, Redis writes
+ *   replies.c     replies, error replies, DLQ records, the producer, delivery
+ *   telemetry.c   the telemetry record; the stats behind /health, /metrics
+ *
+ * One execute_program, file by file: jobs.c job_on_message (consumed;
+ * partitions.c part_refuse_misrouted, part_hold_for_lease until on_lease) →
+ * sessions.c sessq_push, sessq_run → jobs.c job_run, claim_job, on_claimed →
+ * ops.c op_done_execute_read → the pool → done_execute_pool → jobs.c
+ * job_commit_reply, on_committed → replies.c reply_emit, produce → Kafka →
+ * reply_on_delivery → jobs.c job_end: the offset is finished.
+ *
+ * Every event source of the loop:
+ *
+ *  source                 registered in       what its callback does
+ *  ---------------------  ------------------  -----------------------------------------------
+ *  Kafka consumer queue   consumer/kafka.c    a pipe librdkafka writes to when messages or a
+ *  (fd)                   on_consumer_ready   rebalance wait: up to a batch of messages a turn
+ *                                             → jobs.c job_on_message; an assignment or a
+ *                                             revocation → partitions.c part_on_assign,
+ *                                             part_on_revoke
+ *  Kafka keepalive        consumer/kafka.c    polls the consumer once a second, so an idle
+ *  (timer, 1 s)           on_keepalive        member stays in its group (max.poll.interval.ms)
+ *  partition counts       consumer/kafka.c    the request topics' partition counts, for the
+ *  (timer)                on_counts_timer     routing check (partitions.c misrouted_to)
+ *  Kafka producer queue   consumer/kafka.c    delivery reports → replies.c reply_on_delivery
+ *  (fd)                   on_producer_ready   (telemetry records have none to act on)
+ *  worker pipes (fds,     supervisor/         frames from the worker (ready, result, pong) →
+ *  3 per worker)          pool_worker.c       the call's callback: ops.c done_*; the rest of a
+ *                                             write that did not fit; stderr lines, logged
+ *  worker timer           pool_worker.c       startup, request timeout (the worker is killed:
+ *  (timer, per worker)    on_worker_timer     `timeout`), stop escalation
+ *  SIGCHLD (signal)       pool.c on_sigchld   reaps workers; a crash fails its calls with
+ *                                             worker_crashed (ops.c retry_dlq_or_answer)
+ *  pool ticks (timers)    pool.c on_maint,    checkout timeouts, overflow reaping, respawns
+ *                         on_health           with backoff, RSS, rolling reload; health pings
+ *  pool deferred          pool.c              calls failed from the loop, never from inside
+ *  (activated)            pool_on_defer       sf_pool_submit
+ *  the zygote (fd,        zygote.c            its stderr, logged; SIGKILL if a stop takes
+ *  timer)                 on_zygote_stderr,   over 2 s (its control socket is used
+ *                         on_zygote_kill      synchronously, not from the loop)
+ *  Redis (fd)             store_link.c,       replies → every store callback (partitions.c
+ *                         hiredis' libevent   on_lease; jobs.c on_claimed, on_committed,
+ *                         adapter (redis-     on_owed; ops.c done_*); the link up or down →
+ *                         LibeventAttach)     partitions.c part_on_store_health
+ *  Redis reconnect        store_link.c        connects again, backing off to 2 s
+ *  (timer)                on_reconnect
+ *  telemetry (timer)      here                telemetry.interval → telemetry.c
+ *                                             telemetry_on_tick
+ *  revoke timeout         here                supervisor.revoke_timeout → partitions.c
+ *  (timer)                                    part_on_revoke_timeout
+ *  lease retry (timer)    here                200 ms after a failed lease → partitions.c
+ *                                             part_on_lease_retry
+ *  unsent retry (timer)   here                50 ms while the producer's queue is full →
+ *                                             replies.c reply_on_unsent
+ *  a job's retry (timer,  jobs.c              the job starts over: Redis unavailable (250 ms),
+ *  per job)                                   its id claimed elsewhere (100 ms), a conflict (a
+ *                                             doubling pause) → on_retry; an owed answer
+ *                                             written again (250 ms) → on_owed_retry
+ *  end of turn            here                the pool's flush, then the store's: end_of_turn
+ *  (activated)                                (their own flush events stay idle here)
+ *  drain (timer, 20 ms)   here, from          once nothing is held or the deadline passed:
+ *                         sf_daemon_shutdown  commit, leave the group, stop the pool (on_drain)
+ *  SIGTERM, SIGINT,       supervisor/main.c   SIGTERM, SIGINT → sf_daemon_shutdown (a second
+ *  SIGHUP (signals)                           one: exit at once); SIGHUP → sf_daemon_reload
+ *  HTTP (fd)              http.c (evhttp)     GET /health, /metrics → telemetry.c
+ *                                             sf_daemon_get_stats (supervisor.http_listen)
  */
-#include "daemon_internal.h"
-
-#include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "hist.h"
-#include "kafka.h"
+#include "daemon_internal.h"
 #include "kafka_config.h"
 #include "log.h"
-#include "offsets.h"
-#include "pool.h"
-#include "reply.h"
-#include "request.h"
-#include "smap.h"
-#include "store.h"
 
-#define MAX_CONFLICTS 10 /* runs of a request on a state changed under it, at most */
-
-/* ---------------------------------------------------------------- jobs */
-
-void job_free(sf_daemon *d, job *j)
-{
-    if (j->ev_retry)
-        event_free(j->ev_retry);
-    if (j->owed) {
-        msgpack_sbuffer_free(j->owed);
-        j->owed = NULL;
-    }
-    if (j->valid)
-        sf_request_release(&j->req);
-    rd_kafka_message_destroy(j->msg);
-    part *p = j->p;
-    if (--p->live == 0 && p->released)
-        part_remove(d, p);
-    d->held--;
-    free(j);
-}
-
-/*
- * The job is over. `finished`: every record it produced was acknowledged, so
- * its offset joins the finished prefix; otherwise (a record lost, a fenced
- * write) the offset stays open and the request is consumed again later. Either
- * way it no longer counts as held, which may resume partitions or complete a
- * revocation.
- */
-void job_end(sf_daemon *d, job *j, bool finished)
-{
-    part *p = j->p;
-    if (finished && !p->revoking) {
-        int64_t next = sf_offsets_done(p->offsets, j->offset);
-        if (next > 0) {
-            sf_kafka_store_offset(d->kafka, p->topic, p->partition, next);
-            p->next = next;
-        }
-    }
-    job_free(d, j);
-    part_backpressure_check(d);
-    if (d->revoking)
-        part_revoke_check(d);
-}
-
-void job_replied(sf_daemon *d, job *j)
-{
-    sessq_next(d, j);
-    /* Nothing is on its way to Kafka: what it produced was refused at once, and no DLQ
-     * record stands in for it (record_failed), so its offset stays uncommitted. */
-    if (j->producing == 0)
-        job_end(d, j, !j->lost);
-}
-
-static void restart_job(sf_daemon *d, job *j);
-
-static void on_retry(evutil_socket_t fd, short what, void *arg)
-{
-    job *j = arg;
-    event_free(j->ev_retry);
-    j->ev_retry = NULL;
-    restart_job(j->d, j);
-}
-
-/* Starts the job over in `ms` (Redis unavailable; its id claimed by a run elsewhere). */
-static void retry_in(sf_daemon *d, job *j, long ms)
-{
-    j->ev_retry = evtimer_new(d->base, on_retry, j);
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(j->ev_retry, &tv);
-}
-
-/*
- * Redis did not answer this job: start it over in a moment (nothing it did
- * counts until its commit, so a rerun is safe), until redis.retry_timeout.
- * Returns false when the time is up and the job must be answered `unavailable`.
- */
-bool job_retry_unavailable(sf_daemon *d, job *j)
-{
-    uint64_t t = now_us();
-    if (j->unavailable_since_us == 0)
-        j->unavailable_since_us = t;
-    if (t - j->unavailable_since_us >= (uint64_t)d->cfg->redis_retry_ms * 1000 ||
-        d->shutting_down || j->p->revoking)
-        return false;
-    retry_in(d, j, 250);
-    return true;
-}
-
-/* A job whose partition lease was taken over: nothing it wrote may land. */
-void job_fenced(sf_daemon *d, job *j, const char *why)
-{
-    d->fenced++;
-    sf_warn("store.fenced", "session=%s id=%.*s partition=%d reason=\"%s\"", j->session_key,
-            SF_STR_ARG(j->req.id), (int)j->p->partition, why);
-    sessq_next(d, j);
-    if (j->producing == 0)
-        job_end(d, j, false); /* its offset stays open: the new owner has it */
-}
-
-typedef struct commit_ctx {
-    job *j;
-    msgpack_sbuffer reply;
-    bool ok, with_state;
-} commit_ctx;
-
-static void on_committed(void *arg, const sf_store_reply *r)
-{
-    commit_ctx *x = arg;
-    job *j = x->j;
-    sf_daemon *d = j->d;
-    switch (r->status) {
-    case SF_STORE_OK:
-        reply_emit(d, j, x->reply.data, x->reply.size, x->ok);
-        break;
-    case SF_STORE_FENCED:
-        job_fenced(d, j, r->error);
-        break;
-    case SF_STORE_CONFLICT:
-        /* Another writer (a supervisor running this session too: a producer with another
-         * partitioner, partitions added) changed the state under this run: nothing was
-         * saved. Run it again on the current state, a few times, then say so. */
-        d->conflicts++;
-        sf_warn("store.conflict", "session=%s id=%.*s partition=%d conflicts=%d action=%s",
-                j->session_key, SF_STR_ARG(j->req.id), (int)j->p->partition, j->conflicts + 1,
-                j->conflicts + 1 < MAX_CONFLICTS ? "run_again" : "answer_conflict");
-        if (++j->conflicts < MAX_CONFLICTS)
-            /* after a jittered pause that doubles, so two writers racing do not race again */
-            retry_in(d, j, (2L << j->conflicts) + random() % (2L << j->conflicts));
-        else
-            reply_error(d, j, true, "conflict", "session",
-                        "session '%s' was changed by another writer during each of %d runs; "
-                        "its new state was not saved (are two supervisors running it? check "
-                        "the producers' partitioner)",
-                        j->session_key, j->conflicts);
-        break;
-    case SF_STORE_NOT_FOUND:
-        reply_error(d, j, false, "session_not_found", "session",
-                    "Session not found: '%s' ended while the call ran; its new state "
-                    "was not saved",
-                    j->session_key);
-        break;
-    case SF_STORE_LIMIT: /* not an answer a commit gets */
-    case SF_STORE_UNAVAILABLE:
-        if (job_retry_unavailable(d, j))
-            break;
-        if (x->with_state)
-            reply_error(d, j, false, "unavailable", NULL,
-                        "session store unavailable; the call's new state was not "
-                        "saved: %s",
-                        r->error);
-        else /* nothing to save but the dedupe record: answer anyway */
-            reply_emit(d, j, x->reply.data, x->reply.size, x->ok);
-        break;
-    }
-    msgpack_sbuffer_destroy(&x->reply);
-    free(x);
-}
-
-sf_fence job_fence(const job *j)
-{
-    return (sf_fence){j->p->epoch_key, j->p->epoch};
-}
-
-/*
- * Every reply of a claimed request is remembered in Redis before it is
- * produced — together with the session's new state when `state` is given, in
- * one atomic step — so a redelivered request gets the same reply again.
- */
-void job_commit_reply(sf_daemon *d, job *j, const reply_parts *rp, const msgpack_sbuffer *state)
-{
-    commit_ctx *x = calloc(1, sizeof(*x));
-    x->j = j;
-    x->ok = rp->ok;
-    x->with_state = state != NULL;
-    msgpack_sbuffer_init(&x->reply);
-    reply_pack(d, j, rp, &x->reply);
-    /* The record also carries the session as its key and the correlation header. */
-    size_t beside = (j->valid ? j->req.session.len : strlen(j->session_key)) +
-                    (j->corr ? j->corr_len + strlen(j->corr_name) : 0);
-    size_t limit = d->max_record > beside ? d->max_record - beside : 0;
-    if (x->reply.size > limit) {
-        /* Kafka would refuse it on the spot: answer with what went wrong instead, and like
-         * any failed call it changes no state. */
-        size_t n = x->reply.size;
-        sf_warn("reply.too_large", "session=%s offset=%lld bytes=%zu max=%zu", j->session_key,
-                (long long)j->offset, n, limit);
-        char msg[256];
-        snprintf(msg, sizeof(msg),
-                 "the reply is %zu bytes, over the %zu a Kafka record may hold here "
-                 "(kafka message.max.bytes); the session state was not changed",
-                 n, limit);
-        reply_parts e = {.ok = false,
-                         .type = "reply_too_large",
-                         .message = sf_cstr(msg),
-                         .worker = rp->worker,
-                         .exec_us = rp->exec_us,
-                         .pool_queued_us = rp->pool_queued_us};
-        x->reply.size = 0;
-        reply_pack(d, j, &e, &x->reply);
-        x->ok = false;
-        x->with_state = false;
-        state = NULL;
-    }
-    if (!j->claimed) {
-        reply_emit(d, j, x->reply.data, x->reply.size, x->ok);
-        msgpack_sbuffer_destroy(&x->reply);
-        free(x);
-        return;
-    }
-    sf_fence f = job_fence(j);
-    sf_store_commit(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
-                    j->req.id.len, x->reply.data, x->reply.size, state ? state->data : NULL,
-                    state ? state->size : 0, (int64_t)j->state_version, d->cfg->dedupe_ttl_s,
-                    on_committed, x);
-}
-
-static void on_owed_retry(evutil_socket_t fd, short what, void *arg)
-{
-    job *j = arg;
-    event_free(j->ev_retry);
-    j->ev_retry = NULL;
-    job_remember_owed(j->d, j);
-}
-
-static void on_owed(void *arg, const sf_store_reply *r)
-{
-    job *j = arg;
-    sf_daemon *d = j->d;
-    switch (r->status) {
-    case SF_STORE_OK:
-    case SF_STORE_NOT_FOUND: /* a record without state has no session to miss */
-        sf_info("request.answer_remembered", "session=%s id=%.*s offset=%lld", j->session_key,
-                SF_STR_ARG(j->req.id), (long long)j->offset);
-        sessq_next(d, j);
-        if (j->producing == 0) /* else its delivery report ends it */
-            job_end(d, j, !j->lost);
-        break;
-    case SF_STORE_FENCED:
-        job_fenced(d, j, r->error); /* the partition's next owner answers it (again) */
-        break;
-    case SF_STORE_LIMIT:
-    case SF_STORE_CONFLICT: /* not an answer a record without state gets */
-    case SF_STORE_UNAVAILABLE: {
-        /* Until Redis takes it, whatever the wait: the session's next request would need
-         * Redis too, and a drain or rebalance is bounded by its own timeout. */
-        j->ev_retry = evtimer_new(d->base, on_owed_retry, j);
-        struct timeval tv = {0, 250000};
-        evtimer_add(j->ev_retry, &tv);
-        break;
-    }
-    }
-}
-
-/* Writes the answer already sent as the request's dedupe record, fenced by our lease. */
-void job_remember_owed(sf_daemon *d, job *j)
-{
-    sf_fence f = job_fence(j);
-    sf_store_commit(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
-                    j->req.id.len, j->owed->data, j->owed->size, NULL, 0, -1, d->cfg->dedupe_ttl_s,
-                    on_owed, j);
-}
-
-static void claim_job(sf_daemon *d, job *j);
-
-/*
- * Effectively once: the request id is claimed in Redis before the op runs. A
- * request answered before gets that reply again; one running elsewhere (a
- * previous owner's claim not yet expired) is retried until claim_wait, then
- * answered duplicate_in_progress.
- */
-static void on_claimed(void *arg, const sf_store_reply *r)
-{
-    job *j = arg;
-    sf_daemon *d = j->d;
-    if (r->status == SF_STORE_UNAVAILABLE) {
-        if (!job_retry_unavailable(d, j))
-            reply_error(d, j, false, "unavailable", NULL, "session store unavailable for %u ms: %s",
-                        d->cfg->redis_retry_ms, r->error);
-        return;
-    }
-    j->unavailable_since_us = 0;
-    if (r->claim == 1) {
-        d->deduplicated++;
-        sf_info("request.duplicate", "session=%s id=%.*s action=cached_reply", j->session_key,
-                SF_STR_ARG(j->req.id));
-        reply_emit(d, j, r->state, r->state_len, true);
-        return;
-    }
-    if (r->claim == 2) {
-        if (j->p->revoking || d->shutting_down) {
-            /* Waiting for another owner's run would hold up the rebalance or the drain:
-             * give the request up unanswered; its next consumer answers it. */
-            sessq_next(d, j);
-            job_end(d, j, false);
-            return;
-        }
-        uint64_t waited = now_us() - j->started_us;
-        if (waited >= (uint64_t)d->claim_wait_ms * 1000) {
-            reply_error(d, j, false, "duplicate_in_progress", "id",
-                        "request '%.*s' is still running on %.*s", SF_STR_ARG(j->req.id),
-                        (int)r->state_len, r->state);
-            return;
-        }
-        retry_in(d, j, 100); /* a claimed op is not a read: it is claimed again */
-        return;
-    }
-    /* 0: ours (also a rerun of our own claim after Redis failed us mid-way) */
-    j->claimed = true;
-    if (j->req.op == SF_OP_EXECUTE_PROGRAM) {
-        /* the claim read the state and the spec too: one round trip */
-        sf_store_reply rd = *r;
-        rd.status = r->state ? SF_STORE_OK : SF_STORE_NOT_FOUND;
-        op_done_execute_read(j, &rd);
-        return;
-    }
-    op_run(d, j);
-}
-
-static void claim_job(sf_daemon *d, job *j)
-{
-    sf_debug("request.claim", "session=%s id=%.*s offset=%lld", j->session_key,
-             SF_STR_ARG(j->req.id), (long long)j->offset);
-    sf_fence f = job_fence(j);
-    bool exec = j->req.op == SF_OP_EXECUTE_PROGRAM;
-    sf_store_claim(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
-                   j->req.id.len, d->cfg->id, d->claim_ttl_ms, exec ? j->req.program.ptr : NULL,
-                   exec ? j->req.program.len : 0, on_claimed, j);
-}
-
-static void restart_job(sf_daemon *d, job *j)
-{
-    if (j->dlq_sent && (uint32_t)j->crashes >= d->cfg->poison_threshold) {
-        /* A poison pill whose error reply Redis did not take: its DLQ record is out and
-         * it must not kill another worker; only the reply is left to store and send. */
-        reply_error(d, j, true, "poison_pill", NULL, "poison pill: the request crashed %d workers",
-                    j->crashes);
-        return;
-    }
-    if (op_is_read(j->req.op))
-        op_run(d, j);
-    else
-        claim_job(d, j);
-}
-
-void job_run(sf_daemon *d, job *j)
-{
-    j->started_us = now_us();
-    restart_job(d, j);
-}
-
-/* ---------------------------------------------------------------- consuming */
-
-static bool header(rd_kafka_message_t *m, const char *a, const char *b, const void **v, size_t *n,
-                   const char **name)
-{
-    rd_kafka_headers_t *hdrs = NULL;
-    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR || hdrs == NULL)
-        return false;
-    if (rd_kafka_header_get_last(hdrs, a, v, n) == 0) {
-        *name = a;
-        return true;
-    }
-    if (b && rd_kafka_header_get_last(hdrs, b, v, n) == 0) {
-        *name = b;
-        return true;
-    }
-    return false;
-}
-
-static void on_message(void *ctx, rd_kafka_message_t *m)
-{
-    sf_daemon *d = ctx;
-    /* Here, not where a job ends: a session queue being run must not be swept under it. */
-    sessq_sweep(d, false);
-    const char *topic = rd_kafka_topic_name(m->rkt);
-    part *p = part_find(d, topic, m->partition);
-    if (p == NULL || p->revoking || d->shutting_down) {
-        rd_kafka_message_destroy(m); /* not ours any more: the next owner reads it */
-        return;
-    }
-    if (sf_offsets_track(p->offsets, m->offset) < 0) {
-        rd_kafka_message_destroy(m); /* a redelivery of an offset already held */
-        return;
-    }
-    job *j = calloc(1, sizeof(*j));
-    j->d = d;
-    j->p = p;
-    j->offset = m->offset;
-    j->msg = m;
-    j->consumed_us = now_us();
-    p->live++;
-    d->held++;
-    const void *v;
-    size_t n;
-    const char *name;
-    if (header(m, "correlation-id", "kafka_correlationId", &v, &n, &name)) {
-        snprintf(j->corr_name, sizeof(j->corr_name), "%s", name);
-        j->corr = v;
-        j->corr_len = n;
-    }
-    char hdr_reply[256] = "";
-    if (header(m, "reply-topic", "kafka_replyTopic", &v, &n, &name) && n < sizeof(hdr_reply)) {
-        memcpy(hdr_reply, v, n);
-        hdr_reply[n] = '\0';
-    }
-    sf_err err;
-    if (sf_request_decode(&j->req, m->payload, m->len, d->cfg->max_message_bytes, &err) < 0) {
-        char id[SF_MAX_ID_BYTES + 1], rt[256];
-        sf_request_salvage(m->payload, m->len, id, sizeof(id), j->session_key,
-                           sizeof(j->session_key), rt, sizeof(rt));
-        if (j->session_key[0] == '\0' && m->key && m->key_len < sizeof(j->session_key)) {
-            memcpy(j->session_key, m->key, m->key_len);
-            j->session_key[m->key_len] = '\0';
-        }
-        snprintf(j->reply_to, sizeof(j->reply_to), "%s", rt[0] ? rt : hdr_reply);
-        d->invalid++;
-        sf_warn("request.invalid",
-                "topic=%s partition=%d offset=%lld code=%s field=%s reason=\"%s\" reply_to=%s",
-                topic, (int)m->partition, (long long)m->offset, sf_errcode_name(err.code),
-                err.field[0] ? err.field : "-", err.message, j->reply_to[0] ? j->reply_to : "-");
-        reply_undecodable(d, j, id, &err);
-        job_replied(d, j);
-        part_backpressure_check(d);
-        return;
-    }
-    j->valid = true;
-    sf_str_copy(j->session_key, sizeof(j->session_key), j->req.session);
-    snprintf(j->reply_to, sizeof(j->reply_to), "%s",
-             j->req.reply_to.len ? "" : (hdr_reply[0] ? hdr_reply : d->cfg->replies));
-    if (j->req.reply_to.len)
-        sf_str_copy(j->reply_to, sizeof(j->reply_to), j->req.reply_to);
-    if (m->key &&
-        (m->key_len != j->req.session.len || memcmp(m->key, j->req.session.ptr, m->key_len) != 0)) {
-        d->invalid++;
-        reply_error(d, j, true, "invalid_request", "session",
-                    "field 'session' ('%.*s') does not match the message key ('%.*s')",
-                    SF_STR_ARG(j->req.session), (int)m->key_len, (const char *)m->key);
-        part_backpressure_check(d);
-        return;
-    }
-    if (part_refuse_misrouted(d, j)) {
-        part_backpressure_check(d);
-        return;
-    }
-    if (p->epoch == 0)
-        part_hold_for_lease(d, j);
-    else
-        sessq_push(d, j);
-    part_backpressure_check(d);
-}
-
-/* ---------------------------------------------------------------- lifecycle */
+/* ---------------------------------------------------------------- the end of a loop turn */
 
 /*
  * The end of a loop turn, in the manner of Redis's beforeSleep: what the
@@ -518,6 +124,15 @@ static void wake_end_of_turn(void *arg)
     event_active(d->ev_end_of_turn, EV_TIMEOUT, 0);
 }
 
+/* ---------------------------------------------------------------- build, start */
+
+static int daemon_start(sf_daemon *d, char *err, size_t errlen);
+
+/*
+ * Builds the daemon: its own timers and end-of-turn event, the pool, the
+ * store, the Kafka clients; then starts them (daemon_start). On failure
+ * everything built so far is freed and err says why.
+ */
 sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const char *bootstrap,
                          char *err, size_t errlen)
 {
@@ -528,12 +143,12 @@ sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const ch
     d->ev_revoke_timeout = evtimer_new(base, part_on_revoke_timeout, d);
     d->ev_lease_retry = evtimer_new(base, part_on_lease_retry, d);
     d->ev_unsent = evtimer_new(base, reply_on_unsent, d);
-    /* A claim outlives the longest call; a redelivery waits that long for its owner. */
     d->sweep_sessions = SESSION_SWEEP_MIN;
     /* A record holds its value plus the key (a session id), headers and framing. */
     const char *mmb = sf_config_kafka_get(cfg, "message.max.bytes");
     long long max_bytes = mmb ? atoll(mmb) : 1000000;
     d->max_record = max_bytes > 4096 ? (size_t)max_bytes - 1024 : 3072;
+    /* A claim outlives the longest call; a redelivery waits that long for its owner. */
     d->claim_ttl_ms = (cfg->pool.request_timeout_ms ? cfg->pool.request_timeout_ms : 300000) +
                       cfg->pool.checkout_timeout_ms + 5000;
     d->claim_wait_ms = d->claim_ttl_ms;
@@ -556,7 +171,7 @@ sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const ch
         goto fail;
     }
     sf_kafka_handlers h = {.ctx = d,
-                           .on_message = on_message,
+                           .on_message = job_on_message,
                            .on_assign = part_on_assign,
                            .on_revoke = part_on_revoke,
                            .on_delivery = reply_on_delivery};
@@ -565,32 +180,60 @@ sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const ch
     d->kafka = sf_kafka_new(base, &kcfg, bootstrap, &h, err, errlen);
     if (d->kafka == NULL)
         goto fail;
-    if (sf_kafka_ensure_topics(d->kafka, err, errlen) < 0)
+    if (daemon_start(d, err, errlen) < 0)
         goto fail;
-    if (sf_pool_start(d->pool, err, errlen) < 0)
-        goto fail;
-    if (sf_kafka_subscribe(d->kafka, err, errlen) < 0)
-        goto fail;
-    struct timeval tv = {(time_t)(cfg->telemetry_interval_ms / 1000),
-                         (suseconds_t)(cfg->telemetry_interval_ms % 1000) * 1000};
-    event_add(d->ev_telemetry, &tv);
-    sf_info("supervisor.started", "id=%s requests=%s group=%s redis=%s", cfg->id, cfg->requests,
-            cfg->group, cfg->redis_url);
     return d;
 fail:
     sf_daemon_free(d);
     return NULL;
 }
 
-static void on_pool_stopped(void *arg)
+/*
+ * Starts what sf_daemon_new built: the topics checked (or created), the
+ * workers spawned, the group joined, the telemetry timer armed.
+ */
+static int daemon_start(sf_daemon *d, char *err, size_t errlen)
 {
-    sf_daemon *d = arg;
-    d->done = true;
-    sf_info("supervisor.stopped", "requests=%llu errors=%llu dlq=%llu",
-            (unsigned long long)d->total_requests, (unsigned long long)d->total_errors,
-            (unsigned long long)d->dlq_count);
-    event_base_loopbreak(d->base);
+    const sf_config *cfg = d->cfg;
+    if (sf_kafka_ensure_topics(d->kafka, err, errlen) < 0)
+        return -1;
+    if (sf_pool_start(d->pool, err, errlen) < 0)
+        return -1;
+    if (sf_kafka_subscribe(d->kafka, err, errlen) < 0)
+        return -1;
+    struct timeval tv = {(time_t)(cfg->telemetry_interval_ms / 1000),
+                         (suseconds_t)(cfg->telemetry_interval_ms % 1000) * 1000};
+    event_add(d->ev_telemetry, &tv);
+    sf_info("supervisor.started", "id=%s requests=%s group=%s redis=%s", cfg->id, cfg->requests,
+            cfg->group, cfg->redis_url);
+    return 0;
 }
+
+/* ---------------------------------------------------------------- drain */
+
+static void on_drain(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * SIGTERM: fetch no more, send the last telemetry, and drain: what is held
+ * finishes (bounded by supervisor.shutdown_timeout), then on_drain commits,
+ * leaves the group and stops the pool; the loop ends when it has stopped.
+ */
+void sf_daemon_shutdown(sf_daemon *d)
+{
+    if (d->shutting_down)
+        return;
+    d->shutting_down = true;
+    sf_info("supervisor.draining", "held=%d queued=%d", d->held, d->queued);
+    sf_kafka_pause_all(d->kafka);
+    event_del(d->ev_telemetry);
+    telemetry_on_tick(-1, 0, d);
+    d->shutdown_deadline_us = now_us() + (uint64_t)d->cfg->shutdown_timeout_ms * 1000;
+    d->ev_drain = event_new(d->base, -1, EV_PERSIST, on_drain, d);
+    struct timeval tv = {0, 20000};
+    event_add(d->ev_drain, &tv);
+}
+
+static void on_pool_stopped(void *arg);
 
 /* Drain tick: once nothing is held (or the deadline passed), commit, leave, stop. */
 static void on_drain(evutil_socket_t fd, short what, void *arg)
@@ -611,20 +254,18 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
     sf_pool_stop(d->pool, on_pool_stopped, d);
 }
 
-void sf_daemon_shutdown(sf_daemon *d)
+/* The pool is stopped: the daemon is done, and so is the loop. */
+static void on_pool_stopped(void *arg)
 {
-    if (d->shutting_down)
-        return;
-    d->shutting_down = true;
-    sf_info("supervisor.draining", "held=%d queued=%d", d->held, d->queued);
-    sf_kafka_pause_all(d->kafka);
-    event_del(d->ev_telemetry);
-    telemetry_on_tick(-1, 0, d);
-    d->shutdown_deadline_us = now_us() + (uint64_t)d->cfg->shutdown_timeout_ms * 1000;
-    d->ev_drain = event_new(d->base, -1, EV_PERSIST, on_drain, d);
-    struct timeval tv = {0, 20000};
-    event_add(d->ev_drain, &tv);
+    sf_daemon *d = arg;
+    d->done = true;
+    sf_info("supervisor.stopped", "requests=%llu errors=%llu dlq=%llu",
+            (unsigned long long)d->total_requests, (unsigned long long)d->total_errors,
+            (unsigned long long)d->dlq_count);
+    event_base_loopbreak(d->base);
 }
+
+/* ---------------------------------------------------------------- reload, free */
 
 int sf_daemon_reload(sf_daemon *d)
 {

@@ -1,7 +1,7 @@
 /*
- * daemon_internal.h — what the daemon's files share; nothing outside
- * supervisor/daemon.c and the files of its request path includes it (callers
- * have daemon.h).
+ * daemon_internal.h — what the daemon's files share: daemon.c and the files
+ * of the request path (jobs.c, partitions.c, sessions.c, ops.c, replies.c,
+ * telemetry.c). Nothing else includes it; callers have daemon.h.
  *
  * The state of one supervisor: its partitions (`part`), the requests it holds
  * (`job`, one per consumed record, from consumption until its offset is
@@ -67,11 +67,11 @@ typedef struct job {
     int crashes;
     int producing; /* records produced and not yet acknowledged */
     bool replied;
-    bool claimed;                  /* the request id is ours in Redis: its reply is cached */
-    bool dlq_sent;                 /* a DLQ record was produced for it */
-    bool lost;                     /* a record it produced was not acknowledged */
-    msgpack_sbuffer *owed;         /* an answer sent, not yet remembered in Redis (remember_owed) */
-    struct event *ev_retry;        /* waiting for another owner's claim, or for Redis */
+    bool claimed;           /* the request id is ours in Redis: its reply is cached */
+    bool dlq_sent;          /* a DLQ record was produced for it */
+    bool lost;              /* a record it produced was not acknowledged */
+    msgpack_sbuffer *owed;  /* an answer sent, not yet remembered in Redis (job_remember_owed) */
+    struct event *ev_retry; /* waiting for another owner's claim, or for Redis */
     uint64_t unavailable_since_us; /* Redis failed this job first at; 0 = never */
     uint64_t state_version;        /* of the state its run read: its commit is conditional on it */
     int conflicts;                 /* runs whose state another writer changed meanwhile */
@@ -112,7 +112,7 @@ struct sf_daemon {
     size_t max_record;     /* the largest value the producer takes (message.max.bytes - room) */
     size_t sweep_sessions; /* sweep idle session queues when more than this many exist */
     sf_hist latency;
-    /* Records the producer's queue had no room for, oldest first (see produce()). */
+    /* Records the producer's queue had no room for, oldest first (replies.c, produce). */
     struct unsent *unsent_head, *unsent_tail;
     int nunsent;
     uint64_t unsent_since_us;
@@ -146,6 +146,37 @@ static inline uint64_t wall_ms(void)
     return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
 }
 
+/*
+ * What crosses files, declared once each, by the file that defines it, the
+ * files in the order a request meets them (daemon.c's top comment has the
+ * whole path).
+ */
+
+/* jobs.c — the life of one request */
+void job_on_message(void *ctx, rd_kafka_message_t *m);
+void job_run(sf_daemon *d, job *j);
+/* The job's lease, which every write it makes carries. */
+sf_fence job_fence(const job *j);
+/*
+ * Redis did not answer the job: it starts over in a moment, until
+ * redis.retry_timeout; false when the time is up and it must be answered.
+ */
+bool job_retry_unavailable(sf_daemon *d, job *j);
+/*
+ * The job's reply, remembered in Redis (with the session's new state when
+ * `state` is given) before it is produced; a read's reply produced at once.
+ */
+void job_commit_reply(sf_daemon *d, job *j, const reply_parts *rp, const msgpack_sbuffer *state);
+/* A job whose partition lease was taken over: nothing it wrote may land. */
+void job_fenced(sf_daemon *d, job *j, const char *why);
+/* Writes the answer already sent (j->owed) as the request's dedupe record. */
+void job_remember_owed(sf_daemon *d, job *j);
+/* The job has its answer: its session moves on; it ends once Kafka has it. */
+void job_replied(sf_daemon *d, job *j);
+/* The job is over; `finished`: its offset joins the finished prefix. */
+void job_end(sf_daemon *d, job *j, bool finished);
+void job_free(sf_daemon *d, job *j);
+
 /* partitions.c — assignment, the lease, routing, pausing, lag, revocation */
 part *part_find(sf_daemon *d, const char *topic, int32_t partition);
 void part_remove(sf_daemon *d, part *p);
@@ -153,6 +184,7 @@ void part_on_assign(void *ctx, const rd_kafka_topic_partition_list_t *parts);
 void part_on_lease_retry(evutil_socket_t fd, short what, void *arg);
 /* Counts and logs a request whose key maps to another partition; true: it was refused. */
 bool part_refuse_misrouted(sf_daemon *d, job *j);
+/* The job waits, in order, until its partition's lease is known. */
 void part_hold_for_lease(sf_daemon *d, job *j);
 void part_backpressure_check(sf_daemon *d);
 void part_on_store_health(void *arg, bool up);
@@ -169,8 +201,12 @@ void sessq_sweep(sf_daemon *d, bool always);
 void sessq_drop_revoked(sf_daemon *d);
 void sessq_free_all(sf_daemon *d);
 
-/* telemetry.c — the telemetry record and the stats behind /health and /metrics */
-void telemetry_on_tick(evutil_socket_t fd, short what, void *arg);
+/* ops.c — one handler per op */
+/* Reads change nothing, so running one twice is harmless: they need no claim. */
+bool op_is_read(sf_op op);
+void op_run(sf_daemon *d, job *j);
+/* The session's state and the program's spec are read: run the call on the pool. */
+void op_done_execute_read(void *arg, const sf_store_reply *r);
 
 /* replies.c — replies, error replies, DLQ records, the producer, delivery reports */
 void reply_pack(sf_daemon *d, job *j, const reply_parts *rp, msgpack_sbuffer *sb);
@@ -190,22 +226,7 @@ void reply_on_unsent(evutil_socket_t fd, short what, void *arg);
 void reply_free_unsent(sf_daemon *d);
 void reply_on_delivery(void *ctx, void *opaque, const char *topic, rd_kafka_resp_err_t err);
 
-/* ops.c — one handler per op */
-/* Reads change nothing, so running one twice is harmless: they need no claim. */
-bool op_is_read(sf_op op);
-void op_run(sf_daemon *d, job *j);
-/* The session's state and the program's spec are read: run the call on the pool. */
-void op_done_execute_read(void *arg, const sf_store_reply *r);
-
-/* daemon.c — the rest of the request path */
-void job_run(sf_daemon *d, job *j);
-void job_free(sf_daemon *d, job *j);
-sf_fence job_fence(const job *j);
-bool job_retry_unavailable(sf_daemon *d, job *j);
-void job_fenced(sf_daemon *d, job *j, const char *why);
-void job_commit_reply(sf_daemon *d, job *j, const reply_parts *rp, const msgpack_sbuffer *state);
-void job_remember_owed(sf_daemon *d, job *j);
-void job_replied(sf_daemon *d, job *j);
-void job_end(sf_daemon *d, job *j, bool finished);
+/* telemetry.c — the telemetry record (sf_daemon_get_stats is in daemon.h) */
+void telemetry_on_tick(evutil_socket_t fd, short what, void *arg);
 
 #endif
