@@ -56,7 +56,7 @@ def test_sigkill_one_of_two_under_load(kafka: KafkaEnv, fleet: Fleet) -> None:
     nsess, nops, warm, burst = 100, 40, 5, 30
     # A request the victim had claimed in Redis but not finished is re-run by
     # the survivor only once the claim expires: claim TTL = request_timeout +
-    # checkout_timeout + 5 s (daemon.c sf_daemon_new), 70 s with the defaults.
+    # checkout_timeout + 5 s (daemon.c, sf_daemon_new), 70 s with the defaults.
     # Shorter timeouts keep this test short.
     opts: dict[str, Any] = {
         "pool__request_timeout": 5000,
@@ -150,7 +150,7 @@ def test_third_supervisor_joins_under_load(kafka: KafkaEnv, fleet: Fleet, strate
     Why the reply streams get the replay-tolerant check and not the strict
     one: the rebalance is eager (librdkafka's default range,roundrobin), so
     every member's partitions are revoked. A revoked partition's queued jobs
-    are dropped (daemon.c purge_revoked) and only the contiguous finished
+    are dropped (sessions.c purge_revoked) and only the contiguous finished
     prefix of its offsets is committed, while jobs of *other sessions* after
     the first dropped one may already have run. The new owner re-consumes from
     the committed offset: those requests are delivered twice without any

@@ -71,8 +71,9 @@ def committed_requests(url: str, keys: list[str]) -> list[str]:
 
 REDIS_CLAIM_BUG = (
     "daemon bug: a request whose claim or read finds Redis unavailable is answered "
-    "'unavailable' at once (daemon.c on_claimed and store_failed) instead of being retried "
-    "until redis.retry_timeout like a failed commit (on_committed -> retry_unavailable)"
+    "'unavailable' at once (jobs.c on_claimed and ops.c fence_retry_or_answer) instead of "
+    "being retried until redis.retry_timeout like a failed commit (jobs.c on_committed -> "
+    "job_retry_unavailable)"
 )
 
 
@@ -222,7 +223,8 @@ def test_redis_restart_mid_load_loses_nothing(
 
 OWN_CLAIM_BUG = (
     "daemon bug: a job whose commit Redis refused (UNAVAILABLE) is started over with "
-    "restart_job -> claim_job, and the claims script (supervisor/lua/claims.lua) takes the job's own claim "
+    "restart_job -> claim_job, and the claims script (supervisor/lua/claims.lua) takes "
+    "the job's own claim "
     "('P<owner>@<epoch>', same epoch) for another owner's ({2, owner}): on_claimed waits "
     "for it up to claim_wait_ms (request_timeout + checkout_timeout + 5 s), then either "
     "runs the job because the claim just expired or answers duplicate_in_progress (a race "
@@ -270,7 +272,7 @@ def test_commit_refused_by_redis_is_retried(
     assert "OOM" in failed[0].get("error", ""), failed
     assert rep["ok"] and rep["result"] == 1, rep
     assert final_states(kafka, replies, [s])[s] == {"n": 1}
-    # started over 250 ms after the refusal (daemon.c retry_unavailable): a
+    # started over 250 ms after the refusal (jobs.c job_retry_unavailable): a
     # new claim, the 1 s call again, the commit -- not a wait for a claim
     assert took < 4.0, f"answered {took:.1f} s after Redis accepted writes again"
 
