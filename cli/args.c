@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 /* `where` is "flag=--x", "line=3 field=session" or "" */
@@ -160,14 +160,10 @@ int args_parse(const char *cmd, const char *usage, int argc, char **argv, const 
 
 double args_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double)sf_now_us() / 1e6;
 }
 
 int64_t args_wall_ms(void)
 {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    return (int64_t)sf_wall_ms();
 }

@@ -18,6 +18,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "clock.h"
 #include "log.h"
 #include "pool.h"
 
@@ -42,9 +43,7 @@ typedef struct run {
 
 static double now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double)sf_now_us() / 1e6;
 }
 
 static void pump(run *r);

@@ -16,6 +16,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "clock.h"
 #include "daemon.h"
 #include "hist.h"
 #include "kafka.h"
@@ -131,20 +132,6 @@ typedef struct reply_parts {
     const char *worker;
     uint64_t exec_us, pool_queued_us;
 } reply_parts;
-
-static inline uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static inline uint64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
-}
 
 /*
  * What crosses files, declared once each, by the file that defines it, the

@@ -24,6 +24,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "clock.h"
 #include "frame.h"
 #include "frame_reader.h"
 #include "pool.h"
@@ -159,13 +160,6 @@ struct sf_pool {
 };
 
 /* ---------------------------------------------------------------- small helpers */
-
-static inline uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static inline struct timeval ms_tv(uint64_t ms)
 {

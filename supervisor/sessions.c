@@ -17,6 +17,7 @@ static void sessq_run(sf_daemon *d, sessq *q);
 void sessq_push(sf_daemon *d, job *j)
 {
     int created;
+    /* Never NULL: the map's memory comes from alloc.h, which aborts on OOM. */
     sessq *q = sf_smap_put(d->sessions, j->req.session.ptr, j->req.session.len, &created);
     j->next = NULL;
     if (q->tail)

@@ -13,6 +13,9 @@
  * inserts, deletes of other keys and the table's growth. Callers rely on it:
  * the pool keeps a session's value in each of its calls, the daemon in each of
  * its jobs. A pointer to a value is valid until that key is deleted.
+ *
+ * Memory comes from alloc.h: out of memory aborts, so no call returns NULL
+ * for want of memory.
  */
 #ifndef SF_SMAP_H
 #define SF_SMAP_H
@@ -22,7 +25,7 @@
 
 typedef struct sf_smap sf_smap;
 
-/* An empty map for values of value_size bytes; NULL on OOM. */
+/* An empty map for values of value_size bytes; never NULL. */
 sf_smap *sf_smap_new(size_t value_size);
 /* Frees every key and value, then the map; NULL is a no-op. */
 void sf_smap_free(sf_smap *m);
@@ -33,7 +36,7 @@ size_t sf_smap_count(const sf_smap *m);
 void *sf_smap_get(sf_smap *m, const char *key, size_t len);
 /*
  * The value of key; if absent, a new zero-filled one (*created = 1, else 0;
- * created may be NULL). NULL on OOM, and nothing is inserted.
+ * created may be NULL). Never NULL.
  */
 void *sf_smap_put(sf_smap *m, const char *key, size_t len, int *created);
 /* Deletes key and frees its value; nothing if key is absent. */

@@ -4,6 +4,8 @@
  */
 #include "smap.h"
 
+#include "alloc.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,16 +36,10 @@ static uint64_t hash_bytes(const char *s, size_t n)
 
 sf_smap *sf_smap_new(size_t value_size)
 {
-    sf_smap *m = calloc(1, sizeof(*m));
-    if (m == NULL)
-        return NULL;
+    sf_smap *m = sf_xcalloc(1, sizeof(*m));
     m->vsize = value_size;
     m->cap = 64;
-    m->t = calloc(m->cap, sizeof(slot));
-    if (m->t == NULL) {
-        free(m);
-        return NULL;
-    }
+    m->t = sf_xcalloc(m->cap, sizeof(slot));
     return m;
 }
 
@@ -84,12 +80,10 @@ void *sf_smap_get(sf_smap *m, const char *key, size_t len)
     return s ? s->value : NULL;
 }
 
-static int grow(sf_smap *m)
+static void grow(sf_smap *m)
 {
     size_t ncap = m->live * 2 >= m->cap / 2 ? m->cap * 2 : m->cap;
-    slot *nt = calloc(ncap, sizeof(slot));
-    if (nt == NULL)
-        return -1;
+    slot *nt = sf_xcalloc(ncap, sizeof(slot));
     for (size_t i = 0; i < m->cap; i++) {
         slot *s = &m->t[i];
         if (s->hash <= 1)
@@ -103,7 +97,6 @@ static int grow(sf_smap *m)
     m->t = nt;
     m->cap = ncap;
     m->used = m->live;
-    return 0;
 }
 
 void *sf_smap_put(sf_smap *m, const char *key, size_t len, int *created)
@@ -114,19 +107,14 @@ void *sf_smap_put(sf_smap *m, const char *key, size_t len, int *created)
         *created = s == NULL;
     if (s)
         return s->value;
-    if ((m->used + 1) * 10 > m->cap * 7 && grow(m) < 0)
-        return NULL;
+    if ((m->used + 1) * 10 > m->cap * 7)
+        grow(m);
     size_t mask = m->cap - 1, i = h & mask;
     while (m->t[i].hash > 1)
         i = (i + 1) & mask;
     s = &m->t[i];
-    char *k = malloc(len ? len : 1);
-    void *v = calloc(1, m->vsize);
-    if (k == NULL || v == NULL) {
-        free(k);
-        free(v);
-        return NULL;
-    }
+    char *k = sf_xmalloc(len);
+    void *v = sf_xcalloc(1, m->vsize);
     memcpy(k, key, len);
     if (s->hash == 0)
         m->used++;
