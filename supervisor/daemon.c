@@ -15,6 +15,9 @@
  *   ops.c         one handler per op: Redis reads, a pool call, Redis writes
  *   replies.c     replies, error replies, DLQ records, the producer, delivery
  *   telemetry.c   the telemetry record; the stats behind /health, /metrics
+ *   ports.h       what the request path asks of the outside world (pool
+ *                 submit, store claim and commit, produce, offset store):
+ *                 d->ports, the real functions here, fakes in test_jobs.c
  *
  * One execute_program, file by file: jobs.c job_on_message (consumed;
  * partitions.c part_refuse_misrouted, part_hold_for_lease until on_lease) →
@@ -128,17 +131,20 @@ static void wake_end_of_turn(void *arg)
 
 static int daemon_start(sf_daemon *d, char *err, size_t errlen);
 
-/*
- * Builds the daemon: its own timers and end-of-turn event, the pool, the
- * store, the Kafka clients; then starts them (daemon_start). On failure
- * everything built so far is freed and err says why.
- */
-sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const char *bootstrap,
-                         char *err, size_t errlen)
+const sf_daemon_ports sf_daemon_real_ports = {.pool_submit = sf_pool_submit,
+                                              .store_claim = sf_store_claim,
+                                              .store_commit = sf_store_commit,
+                                              .kafka_produce = sf_kafka_produce,
+                                              .kafka_store_offset = sf_kafka_store_offset};
+
+/* The daemon's own state, timers and limits; the outside world is `ports` (ports.h). */
+sf_daemon *daemon_core_new(struct event_base *base, const sf_config *cfg,
+                           const sf_daemon_ports *ports)
 {
     sf_daemon *d = calloc(1, sizeof(*d));
     d->base = base;
     d->cfg = cfg;
+    d->ports = *ports;
     d->sessions = sf_smap_new(sizeof(sessq));
     d->ev_revoke_timeout = evtimer_new(base, part_on_revoke_timeout, d);
     d->ev_lease_retry = evtimer_new(base, part_on_lease_retry, d);
@@ -154,6 +160,18 @@ sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const ch
     d->claim_wait_ms = d->claim_ttl_ms;
     d->ev_telemetry = event_new(base, -1, EV_PERSIST, telemetry_on_tick, d);
     d->ev_end_of_turn = event_new(base, -1, 0, end_of_turn, d);
+    return d;
+}
+
+/*
+ * Builds the daemon: its core (daemon_core_new) with the real ports, the
+ * pool, the store, the Kafka clients; then starts them (daemon_start). On
+ * failure everything built so far is freed and err says why.
+ */
+sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const char *bootstrap,
+                         char *err, size_t errlen)
+{
+    sf_daemon *d = daemon_core_new(base, cfg, &sf_daemon_real_ports);
     d->pool = sf_pool_new(base, &cfg->pool, err, errlen);
     if (d->pool == NULL)
         goto fail;

@@ -22,6 +22,7 @@
 #include "kafka.h"
 #include "offsets.h"
 #include "pool.h"
+#include "ports.h"
 #include "request.h"
 #include "smap.h"
 #include "store.h"
@@ -91,6 +92,7 @@ struct sf_daemon {
     sf_pool *pool;
     sf_store *store;
     sf_kafka *kafka;
+    sf_daemon_ports ports; /* how the request path reaches the three above (ports.h) */
     part *parts[MAX_PARTS];
     int nparts;
     sf_smap *sessions; /* session id -> sessq */

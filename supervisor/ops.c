@@ -203,7 +203,7 @@ static void op_create_program(sf_daemon *d, job *j)
                       .session = j->req.session,
                       .program = j->req.program,
                       .spec = sf_mp_get(j->req.args, "spec")};
-    if (sf_pool_submit(d->pool, &c, done_create_program_pool, j) < 0)
+    if (d->ports.pool_submit(d->pool, &c, done_create_program_pool, j) < 0)
         reply_error(d, j, false, "unavailable", NULL, "the worker pool is shutting down");
 }
 
@@ -304,7 +304,7 @@ void op_done_execute_read(void *arg, const sf_store_reply *r)
                       .args = j->req.args,
                       .spec_raw = {r->spec, (uint32_t)r->spec_len},
                       .state_raw = {r->state, (uint32_t)r->state_len}};
-    if (sf_pool_submit(d->pool, &c, done_execute_pool, j) < 0)
+    if (d->ports.pool_submit(d->pool, &c, done_execute_pool, j) < 0)
         reply_error(d, j, false, "unavailable", NULL, "the worker pool is shutting down");
 }
 

@@ -216,8 +216,8 @@ static rd_kafka_resp_err_t produce_now(sf_daemon *d, job *j, const char *topic, 
     }
     const void *key = j->valid ? j->req.session.ptr : j->session_key;
     size_t keylen = j->valid ? j->req.session.len : strlen(j->session_key);
-    return sf_kafka_produce(d->kafka, topic, keylen ? key : NULL, keylen, data, len, h, j, err,
-                            errlen);
+    return d->ports.kafka_produce(d->kafka, topic, keylen ? key : NULL, keylen, data, len, h, j,
+                                  err, errlen);
 }
 
 /* A record the producer's queue had no room for, kept until it has. */
