@@ -17,9 +17,10 @@ int cmd_loadtest(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 
 /*
- * Loads configuration for a subcommand: defaults, -c FILE, environment, and
- * every --section.key=value flag; other arguments are left in place (argv is
- * compacted, argc updated). Prints the error and returns -1 on a bad option.
+ * Loads configuration for a subcommand through sf_config_load (defaults,
+ * -c FILE, environment, every --section.key=value flag); other arguments are
+ * left in place (argv is compacted, argc updated). Prints the error and
+ * returns -1 on a bad option.
  */
 int cli_load_config(sf_config *cfg, int *argc, char **argv);
 

@@ -26,39 +26,11 @@ static const char USAGE[] =
 int cli_load_config(sf_config *cfg, int *argc, char **argv)
 {
     char err[512];
-    sf_config_defaults(cfg);
-    const char *file = NULL;
-    for (int i = 1; i < *argc; i++) {
-        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < *argc)
-            file = argv[i + 1];
+    if (sf_config_load(cfg, argc, argv, environ, err, sizeof(err)) < 0) {
+        fprintf(stderr, "snakefleet: configuration error: %s\n", err);
+        return -1;
     }
-    if (file && sf_config_load_file(cfg, file, err, sizeof(err)) < 0)
-        goto bad;
-    if (sf_config_load_env(cfg, environ, err, sizeof(err)) < 0)
-        goto bad;
-    int out = 1;
-    for (int i = 1; i < *argc; i++) {
-        const char *a = argv[i];
-        if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < *argc) {
-            i++;
-            continue;
-        }
-        if (strncmp(a, "--", 2) == 0 && strchr(a, '.') && strchr(a, '=') &&
-            strchr(a, '.') < strchr(a, '=')) {
-            if (sf_config_set(cfg, a + 2, "flag", err, sizeof(err)) < 0)
-                goto bad;
-            continue;
-        }
-        argv[out++] = argv[i];
-    }
-    *argc = out;
-    argv[out] = NULL;
-    if (sf_config_finish(cfg, err, sizeof(err)) < 0)
-        goto bad;
     return 0;
-bad:
-    fprintf(stderr, "snakefleet: configuration error: %s\n", err);
-    return -1;
 }
 
 int main(int argc, char **argv)

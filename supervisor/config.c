@@ -585,3 +585,48 @@ void sf_config_print_help(FILE *out)
     }
     fprintf(out, "\n  [kafka]\n    --kafka.<librdkafka property>=VALUE  passed to librdkafka\n");
 }
+
+/* --section.key=value: a '.' before the first '='. Other --name=value flags are the program's. */
+static bool is_config_flag(const char *a)
+{
+    if (strncmp(a, "--", 2) != 0)
+        return false;
+    const char *dot = strchr(a, '.'), *eq = strchr(a, '=');
+    return dot != NULL && eq != NULL && dot < eq;
+}
+
+static bool is_file_flag(const char *a)
+{
+    return strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0;
+}
+
+int sf_config_load(sf_config *c, int *argc, char **argv, char **envp, char *err, size_t errlen)
+{
+    sf_config_defaults(c);
+    const char *file = NULL;
+    for (int i = 1; i < *argc; i++) {
+        if (is_file_flag(argv[i]) && i + 1 < *argc)
+            file = argv[++i];
+    }
+    if (file && sf_config_load_file(c, file, err, errlen) < 0)
+        return -1;
+    if (sf_config_load_env(c, envp, err, errlen) < 0)
+        return -1;
+    int out = 1;
+    for (int i = 1; i < *argc; i++) {
+        const char *a = argv[i];
+        if (is_file_flag(a) && i + 1 < *argc) {
+            i++;
+            continue;
+        }
+        if (is_config_flag(a)) {
+            if (sf_config_set(c, a + 2, "flag", err, errlen) < 0)
+                return -1;
+            continue;
+        }
+        argv[out++] = argv[i];
+    }
+    *argc = out;
+    argv[out] = NULL;
+    return sf_config_finish(c, err, errlen);
+}

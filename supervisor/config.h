@@ -104,6 +104,20 @@ int sf_config_set(sf_config *c, const char *assignment, const char *source, char
 /* Cross-field checks and derived values (pool config strings). Call last. */
 int sf_config_finish(sf_config *c, char *err, size_t errlen);
 
+/*
+ * The one way a program loads its configuration, in this order, later
+ * sources winning: defaults, the INI file of -c FILE / --config FILE (the
+ * last one given), SNAKEFLEET_<SECTION>_<KEY> variables from envp, each
+ * --section.key=value flag in argv order, then sf_config_finish.
+ *
+ * The arguments it used are taken out of argv (compacted, argv[0] kept,
+ * argv[*argc] set to NULL); what is left is the program's own (--dev,
+ * a subcommand's flags). A flag is a configuration flag when a '.' comes
+ * before its first '='. Returns 0, or -1 with err set; the caller reports it
+ * (as "PROGRAM: configuration error: ERR") and exits with 2.
+ */
+int sf_config_load(sf_config *c, int *argc, char **argv, char **envp, char *err, size_t errlen);
+
 /* Writes the effective configuration as INI, each value with its source. */
 void sf_config_print(const sf_config *c, FILE *out);
 

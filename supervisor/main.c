@@ -63,43 +63,31 @@ int main(int argc, char **argv)
 {
     static sf_config cfg;
     char err[1024];
-    sf_config_defaults(&cfg);
-    const char *file = NULL;
-    bool dev = false, print = false;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) {
+            i++; /* a file named -h is a file */
+            continue;
+        }
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             fputs(USAGE, stdout);
             sf_config_print_help(stdout);
             return 0;
         }
-        if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc)
-            file = argv[++i];
-        else if (!strcmp(a, "--dev"))
+    }
+    if (sf_config_load(&cfg, &argc, argv, environ, err, sizeof(err)) < 0)
+        goto bad_config;
+    /* What sf_config_load left is the supervisor's own. */
+    bool dev = false, print = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--dev"))
             dev = true;
-        else if (!strcmp(a, "--print-config"))
+        else if (!strcmp(argv[i], "--print-config"))
             print = true;
-        else if (strncmp(a, "--", 2) != 0 || !strchr(a, '=')) {
-            fprintf(stderr, "snakefleet-supervisor: unknown argument '%s'\n%s", a, USAGE);
+        else {
+            fprintf(stderr, "snakefleet-supervisor: unknown argument '%s'\n%s", argv[i], USAGE);
             return 2;
         }
     }
-    if (file && sf_config_load_file(&cfg, file, err, sizeof(err)) < 0)
-        goto bad_config;
-    if (sf_config_load_env(&cfg, environ, err, sizeof(err)) < 0)
-        goto bad_config;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
-            i++;
-            continue;
-        }
-        if (strncmp(a, "--", 2) == 0 && strchr(a, '=') &&
-            sf_config_set(&cfg, a + 2, "flag", err, sizeof(err)) < 0)
-            goto bad_config;
-    }
-    if (sf_config_finish(&cfg, err, sizeof(err)) < 0)
-        goto bad_config;
     if (print) {
         sf_config_print(&cfg, stdout);
         return 0;

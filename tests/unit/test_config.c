@@ -200,3 +200,25 @@ Test(config, partitioner_and_partition_check_are_checked_by_name)
             strstr(err, "'reject'"),
         "%s", err);
 }
+
+/* sf_config_load takes out what it used and leaves the program's own arguments. */
+Test(config, load_takes_config_arguments_and_leaves_the_rest)
+{
+    static sf_config c;
+    char err[512];
+    char *envp[] = {"SNAKEFLEET_POOL_MAX_OVERFLOW=2", NULL};
+    char *argv[] = {"prog", "--dev", "--pool.max_overflow=1", "--jsonl=x", "rest", NULL};
+    int argc = 5;
+    cr_assert_eq(sf_config_load(&c, &argc, argv, envp, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(c.pool.max_overflow, 1, "a flag wins over the environment");
+    cr_assert_eq(argc, 4);
+    cr_expect_str_eq(argv[1], "--dev");
+    cr_expect_str_eq(argv[2], "--jsonl=x");
+    cr_expect_str_eq(argv[3], "rest");
+    cr_expect_null(argv[4]);
+
+    char *bad[] = {"prog", "--pool.pool_size=lots", NULL};
+    argc = 2;
+    cr_expect_eq(sf_config_load(&c, &argc, bad, envp, err, sizeof(err)), -1);
+    cr_expect(strstr(err, "pool_size") != NULL, "%s", err);
+}
