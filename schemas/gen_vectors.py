@@ -116,7 +116,13 @@ def request_cases() -> None:
     ok(
         "request",
         "set_session_state",
-        {"v": 1, "id": "r-5", "session": "s", "op": "set_session_state", "args": {"state": {"a": 1}}},
+        {
+            "v": 1,
+            "id": "r-5",
+            "session": "s",
+            "op": "set_session_state",
+            "args": {"state": {"a": 1}},
+        },
     )
     ok(
         "request",
@@ -149,7 +155,12 @@ def request_cases() -> None:
     bad("request", "wrong_type_v", pack(with_(v="1")), "wrong_type", "v")
     # msgpack ext types are not part of the contract (neither side can map them)
     bad("request", "ext_in_args", pack(with_(args={"x": msgpack.ExtType(5, b"abc")})), "malformed")
-    bad("request", "fixext_in_args", pack(with_(args={"x": msgpack.ExtType(1, b"\x00" * 4)})), "malformed")
+    bad(
+        "request",
+        "fixext_in_args",
+        pack(with_(args={"x": msgpack.ExtType(1, b"\x00" * 4)})),
+        "malformed",
+    )
     bad("request", "unknown_version", pack(with_(v=2)), "unknown_version", "v")
     bad("request", "wrong_type_id", pack(with_(id=17)), "wrong_type", "id")
     bad("request", "empty_id", pack(with_(id="")), "bad_value", "id")
@@ -391,9 +402,27 @@ def frame_cases() -> None:
     bad("frame", "missing_type", frame({"v": 1, "seq": 1}), "missing_field", "t")
     bad("frame", "missing_version", frame({"t": "ping", "seq": 1}), "missing_field", "v")
     bad("frame", "unknown_version", frame({"t": "ping", "v": 3, "seq": 1}), "unknown_version", "v")
-    bad("frame", "result_missing_seq", frame({"t": "result", "v": 1, "ok": True}), "missing_field", "seq")
-    bad("frame", "result_wrong_ok", frame({"t": "result", "v": 1, "seq": 1, "ok": 1}), "wrong_type", "ok")
-    bad("frame", "call_missing_op", frame({"t": "call", "v": 1, "seq": 1, "session": "s"}), "missing_field", "op")
+    bad(
+        "frame",
+        "result_missing_seq",
+        frame({"t": "result", "v": 1, "ok": True}),
+        "missing_field",
+        "seq",
+    )
+    bad(
+        "frame",
+        "result_wrong_ok",
+        frame({"t": "result", "v": 1, "seq": 1, "ok": 1}),
+        "wrong_type",
+        "ok",
+    )
+    bad(
+        "frame",
+        "call_missing_op",
+        frame({"t": "call", "v": 1, "seq": 1, "session": "s"}),
+        "missing_field",
+        "op",
+    )
     bad(
         "frame",
         "call_state_ver_not_int",
@@ -401,14 +430,26 @@ def frame_cases() -> None:
         "wrong_type",
         "state_ver",
     )
-    bad("frame", "ready_missing_pid", frame({"t": "ready", "v": 1, "worker_id": "w"}), "missing_field", "pid")
+    bad(
+        "frame",
+        "ready_missing_pid",
+        frame({"t": "ready", "v": 1, "worker_id": "w"}),
+        "missing_field",
+        "pid",
+    )
     bad("frame", "not_map", frame([1, 2]), "not_map")
     bad("frame", "truncated_header", b"\x00\x00", "truncated")
     whole = frame(ping)
     bad("frame", "truncated_body", whole[:-2], "truncated")
     bad("frame", "body_not_msgpack", struct.pack(">I", 3) + b"\xc1\xc1\xc1", "malformed")
     bad("frame", "body_trailing_bytes", struct.pack(">I", 4) + b"\x80\x00\x00\x00", "malformed")
-    bad("frame", "oversized", frame({"t": "pong", "v": 1, "seq": 1, "pad": "x" * 100}), "too_large", max_bytes=64)
+    bad(
+        "frame",
+        "oversized",
+        frame({"t": "pong", "v": 1, "seq": 1, "pad": "x" * 100}),
+        "too_large",
+        max_bytes=64,
+    )
     bad("frame", "oversized_length_only", b"\xff\xff\xff\xff", "too_large", max_bytes=1 << 20)
 
 
