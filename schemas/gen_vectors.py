@@ -324,6 +324,63 @@ def reply_cases() -> None:
     )
 
 
+def dlq_cases() -> None:
+    # Keys in the order the supervisor writes them (schemas/codec/dlq.c).
+    bad_request = pack({"v": 1, "id": "r-1", "op": "ping"})
+    record: dict[str, Any] = {
+        "v": 1,
+        "reason": "missing_field: missing field 'session'",
+        "error_type": "missing_field",
+        "topic": "snakefleet.requests",
+        "partition": 3,
+        "offset": 1234,
+        "key": b"user_42",
+        "value": bad_request,
+        "ts_ms": 1_700_000_000_000,
+        "supervisor": "host-a:1234",
+    }
+    ok("dlq", "bad_input", record)
+    ok(
+        "dlq",
+        "poison_pill_without_key",
+        {
+            **record,
+            "reason": "poison pill: the request crashed 3 workers; last: killed by signal 9",
+            "error_type": "poison_pill",
+            "key": None,
+            "value": b"\x84\xa1v\x01",
+            "offset": 0,
+        },
+    )
+    original = b"\x85" + b"x" * 300
+    cut: dict[str, Any] = {}
+    for k, v in record.items():
+        cut[k] = v
+        if k == "value":
+            cut["value_size"] = len(original)
+    cut.update(
+        reason="reply undeliverable to 'replies.gone': Broker: Unknown topic or partition",
+        error_type="reply_undeliverable",
+        value=original[:64],
+        partition=70_000,
+        offset=2**40,
+    )
+    ok("dlq", "value_cut", cut)
+
+    def with_(**kw: Any) -> dict[str, Any]:
+        return {**record, **kw}
+
+    without_value = dict(record)
+    del without_value["value"]
+    bad("dlq", "missing_value", pack(without_value), "missing_field", "value")
+    bad("dlq", "unknown_version", pack(with_(v=2)), "unknown_version", "v")
+    bad("dlq", "value_not_bin", pack(with_(value="abc")), "wrong_type", "value")
+    bad("dlq", "key_not_bin", pack(with_(key="user_42")), "wrong_type", "key")
+    bad("dlq", "negative_offset", pack(with_(offset=-1)), "bad_value", "offset")
+    bad("dlq", "wrong_type_partition", pack(with_(partition="3")), "wrong_type", "partition")
+    bad("dlq", "not_map", pack("record"), "not_map")
+
+
 def frame_cases() -> None:
     ready = {
         "t": "ready",
@@ -456,6 +513,7 @@ def frame_cases() -> None:
 def main() -> int:
     request_cases()
     reply_cases()
+    dlq_cases()
     frame_cases()
     if OUT.exists():
         shutil.rmtree(OUT)

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "daemon_internal.h"
+#include "dlq.h"
 #include "log.h"
 #include "reply.h"
 
@@ -152,7 +153,7 @@ void reply_undecodable(sf_daemon *d, job *j, const char *id, const sf_err *err)
 
 /* ---------------------------------------------------------------- DLQ records */
 
-/* A DLQ record: the original bytes and where they came from, with the reason. */
+/* A DLQ record (dlq.h): the original bytes and where they came from, with the reason. */
 void reply_dlq(sf_daemon *d, job *j, const char *error_type, const char *reason)
 {
     msgpack_sbuffer sb;
@@ -165,37 +166,17 @@ void reply_dlq(sf_daemon *d, job *j, const char *error_type, const char *reason)
     size_t beside = 2048 + strlen(reason) + 2 * (m->key_len + strlen(j->session_key));
     size_t room = d->max_record > beside ? d->max_record - beside : 0;
     size_t keep = m->len < room ? m->len : room;
-    msgpack_pack_map(&pk, keep < m->len ? 11 : 10);
-    sf_mp_pack_cstr(&pk, "v");
-    msgpack_pack_int(&pk, SF_SCHEMA_VERSION);
-    sf_mp_pack_cstr(&pk, "reason");
-    sf_mp_pack_cstr(&pk, reason);
-    sf_mp_pack_cstr(&pk, "error_type");
-    sf_mp_pack_cstr(&pk, error_type);
-    sf_mp_pack_cstr(&pk, "topic");
-    sf_mp_pack_cstr(&pk, j->p->topic);
-    sf_mp_pack_cstr(&pk, "partition");
-    msgpack_pack_int32(&pk, j->p->partition);
-    sf_mp_pack_cstr(&pk, "offset");
-    msgpack_pack_int64(&pk, j->offset);
-    sf_mp_pack_cstr(&pk, "key");
-    if (m->key) {
-        msgpack_pack_bin(&pk, m->key_len);
-        msgpack_pack_bin_body(&pk, m->key, m->key_len);
-    } else {
-        msgpack_pack_nil(&pk);
-    }
-    sf_mp_pack_cstr(&pk, "value");
-    msgpack_pack_bin(&pk, keep);
-    msgpack_pack_bin_body(&pk, m->payload, keep);
-    if (keep < m->len) {
-        sf_mp_pack_cstr(&pk, "value_size");
-        msgpack_pack_uint64(&pk, m->len);
-    }
-    sf_mp_pack_cstr(&pk, "ts_ms");
-    msgpack_pack_uint64(&pk, wall_ms());
-    sf_mp_pack_cstr(&pk, "supervisor");
-    sf_mp_pack_cstr(&pk, d->cfg->id);
+    sf_dlq_record rec = {.reason = reason,
+                         .error_type = error_type,
+                         .topic = j->p->topic,
+                         .partition = j->p->partition,
+                         .offset = j->offset,
+                         .key = {m->key, (uint32_t)m->key_len}, /* ptr NULL: nil */
+                         .value = {m->payload, (uint32_t)keep},
+                         .value_size = m->len,
+                         .ts_ms = wall_ms(),
+                         .supervisor = d->cfg->id};
+    sf_dlq_pack(&pk, &rec);
     d->dlq_count++;
     j->dlq_sent = true;
     sf_warn("request.dlq", "topic=%s partition=%d offset=%lld error_type=%s reason=\"%s\"",

@@ -1,6 +1,10 @@
 """Every shared test vector in schemas/vectors, through the Python codec, and
 the JSON Schemas in schemas/ checked against the same vectors.
 
+DLQ records are read by tools, not by the worker: the codec only
+decodes them, and their schema is their validator (a vector the C codec
+rejects must be rejected by the schema, at the field the vector names).
+
 A vector is <kind>/<case>.msgpack (the bytes) plus <case>.json: either
 {"valid": true, "decoded": ...} or {"valid": false, "error": {"code", "field"?},
 "max_bytes"?}. The C tests run the very same files.
@@ -29,7 +33,9 @@ from snakefleet.codec import (
     validate_reply,
 )
 
-KINDS = ("request", "reply", "frame")
+KINDS = ("request", "reply", "dlq", "frame")
+# Kinds whose validator is their JSON Schema (see the module docstring).
+SCHEMA_CHECKED = ("dlq",)
 SCHEMA_FILES = {
     "request": "request.schema.json",
     "reply": "reply.schema.json",
@@ -135,6 +141,9 @@ def test_vector(kind: str, name: str) -> None:
         return
 
     max_bytes = expect.get("max_bytes", MAX_MESSAGE_BYTES)
+    if kind in SCHEMA_CHECKED:
+        check_schema_checked(kind, data, expect, max_bytes)
+        return
 
     def decode() -> Any:
         if kind == "request":
@@ -149,6 +158,36 @@ def test_vector(kind: str, name: str) -> None:
         with pytest.raises(DecodeError) as info:
             decode()
         check_error(info.value, expect)
+
+
+def schema_error_names(err: jsonschema.ValidationError, field: str) -> bool:
+    """Whether a schema error is about `field` (dotted, e.g. latency.exec.p50_us):
+    its path, or for a missing key its message, ends in the field's last part."""
+    path = [str(p) for p in err.absolute_path]
+    last = field.split(".")[-1]
+    return ".".join(path) == field or (
+        ".".join(path) == field.rpartition(".")[0] and f"'{last}'" in err.message
+    )
+
+
+def check_schema_checked(kind: str, data: bytes, expect: dict[str, Any], max_bytes: int) -> None:
+    """A DLQ vector: decoded as the vector says, and the schema
+    accepts it, or rejects it at the field the vector names."""
+    if not expect["valid"] and expect["error"]["code"] not in SEMANTIC_CODES:
+        with pytest.raises(DecodeError) as info:
+            decode_map(data, max_bytes, kind)
+        check_error(info.value, expect)
+        return
+    obj = decode_map(data, max_bytes, kind)
+    errors = list(validator(kind).iter_errors(to_json(obj)))
+    if expect["valid"]:
+        assert strict_equal(to_json(obj), expect["decoded"])
+        assert not errors, [e.message for e in errors]
+        return
+    field = expect["error"]["field"]
+    assert any(schema_error_names(e, field) for e in errors), (
+        f"schema did not reject {field}: {[(list(e.absolute_path), e.message) for e in errors]}"
+    )
 
 
 def test_every_kind_has_vectors() -> None:

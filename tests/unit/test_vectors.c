@@ -1,13 +1,16 @@
 /*
  * test_vectors.c — every shared vector in schemas/vectors/ through the C
- * codec: requests, replies and worker-frame streams. Frame streams (and
- * requests, wrapped in a frame) are fed whole, one byte at a time and at
- * random split points; the outcome must not depend on how bytes arrive.
+ * codec: requests, replies, DLQ records and worker-frame streams. A valid
+ * reply or DLQ record is also packed again from its decoded fields: the
+ * encoder must write the vector's exact bytes. Frame streams (and requests,
+ * wrapped in a frame) are fed whole, one byte at a time and at random split
+ * points; the outcome must not depend on how bytes arrive.
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dlq.h"
 #include "frame.h"
 #include "frame_reader.h"
 #include "reply.h"
@@ -190,6 +193,82 @@ Test(vectors, replies)
         msgpack_unpacked_destroy(&u);
     }
     sf_vectors_free(v, n);
+}
+
+/* Checks a record kind whose valid vectors must re-encode to their bytes. */
+typedef int (*decode_fn)(msgpack_unpacked *u, const char *data, size_t len, sf_err *err);
+typedef void (*repack_fn)(const sf_vector *v, const msgpack_object *m, msgpack_sbuffer *sb);
+
+static void check_records(const char *kind, decode_fn decode, repack_fn repack)
+{
+    sf_vector *v;
+    size_t n = sf_vectors_load(kind, &v);
+    cr_assert_gt(n, 5, "%s vectors missing (found %zu)", kind, n);
+    for (size_t i = 0; i < n; i++) {
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        sf_err err;
+        sf_err_clear(&err);
+        int rc = decode(&u, (const char *)v[i].bytes, v[i].len, &err);
+        if (!expect_valid(&v[i])) {
+            cr_expect_eq(rc, -1, "%s/%s: accepted an invalid record", kind, v[i].name);
+            if (rc < 0)
+                check_error(&v[i], &err);
+            msgpack_unpacked_destroy(&u);
+            continue;
+        }
+        cr_assert_eq(rc, 0, "%s/%s: %s", kind, v[i].name, err.message);
+        json_t *got = sf_mp_to_json(&u.data);
+        check_json(&v[i], got, json_object_get(v[i].expect, "decoded"));
+        json_decref(got);
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        repack(&v[i], &u.data, &sb);
+        cr_expect(sb.size == v[i].len && memcmp(sb.data, v[i].bytes, sb.size) == 0,
+                  "%s/%s: the encoder wrote different bytes", kind, v[i].name);
+        msgpack_sbuffer_destroy(&sb);
+        msgpack_unpacked_destroy(&u);
+    }
+    sf_vectors_free(v, n);
+}
+
+/* A decoded string, NUL-terminated, copied into buf. */
+static const char *cstr_of(const msgpack_object *m, const char *key, char *buf, size_t cap)
+{
+    const msgpack_object *o = sf_mp_get(m, key);
+    cr_assert(o != NULL && o->type == MSGPACK_OBJECT_STR, "no string '%s'", key);
+    sf_str_copy(buf, cap, (sf_str){o->via.str.ptr, o->via.str.size});
+    return buf;
+}
+
+static sf_str bin_of(const msgpack_object *o)
+{
+    return o->type == MSGPACK_OBJECT_BIN ? (sf_str){o->via.bin.ptr, o->via.bin.size}
+                                         : (sf_str){NULL, 0};
+}
+
+static void repack_dlq(const sf_vector *v, const msgpack_object *m, msgpack_sbuffer *sb)
+{
+    static char reason[256], error_type[64], topic[256], supervisor[128];
+    sf_dlq_record r = {.reason = cstr_of(m, "reason", reason, sizeof(reason)),
+                       .error_type = cstr_of(m, "error_type", error_type, sizeof(error_type)),
+                       .topic = cstr_of(m, "topic", topic, sizeof(topic)),
+                       .partition = (int32_t)sf_mp_get(m, "partition")->via.u64,
+                       .offset = (int64_t)sf_mp_get(m, "offset")->via.u64,
+                       .key = bin_of(sf_mp_get(m, "key")),
+                       .value = bin_of(sf_mp_get(m, "value")),
+                       .ts_ms = sf_mp_get(m, "ts_ms")->via.u64,
+                       .supervisor = cstr_of(m, "supervisor", supervisor, sizeof(supervisor))};
+    const msgpack_object *size = sf_mp_get(m, "value_size");
+    r.value_size = size ? size->via.u64 : r.value.len;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    sf_dlq_pack(&pk, &r);
+}
+
+Test(vectors, dlq)
+{
+    check_records("dlq", sf_dlq_decode, repack_dlq);
 }
 
 /*
