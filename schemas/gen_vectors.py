@@ -324,6 +324,103 @@ def reply_cases() -> None:
     )
 
 
+def telemetry_cases() -> None:
+    # Keys in the order the supervisor writes them: the list in
+    # schemas/codec/stats.h (the C test packs the same values and compares bytes).
+    hist = {"count": 120, "p50_us": 80, "p90_us": 200, "p99_us": 900, "max_us": 4000}
+    snapshot: dict[str, Any] = {
+        "v": 1,
+        "supervisor": "host-a:1234",
+        "ts_ms": 1_700_000_000_000,
+        "active_sessions": 3,
+        "pool_size": 8,
+        "total_commands": 120,
+        "total_errors": 2,
+        "healthy_workers": 8,
+        "busy_workers": 2,
+        "idle_workers": 6,
+        "overflow_workers": 0,
+        "queue_depth": 1,
+        "in_flight": 2,
+        "restarts": 0,
+        "recycles": 1,
+        "dlq_count": 0,
+        "degraded": False,
+        "held": 3,
+        "deadline_exceeded": 1,
+        "deduplicated": 4,
+        "fenced": 0,
+        "invalid": 5,
+        "poison": 0,
+        "stored_sessions": 40_000,
+        "max_sessions": 100_000,
+        "session_limit_refusals": 7,
+        "conflicts": 2,
+        "wrong_partition": 0,
+        "partitions": 2,
+        "redis_up": True,
+        "workers": 8,
+        "call_timeouts": 1,
+        "checkout_timeouts": 0,
+        "lag": {"snakefleet.requests/0": 0, "snakefleet.requests/11": 42},
+        "latency": {
+            "total": {"count": 120, "p50_us": 150, "p90_us": 400, "p99_us": 2000, "max_us": 9000},
+            "queue_wait": {"count": 120, "p50_us": 3, "p90_us": 10, "p99_us": 90, "max_us": 300},
+            "exec": hist,
+        },
+    }
+    ok("telemetry", "snapshot", snapshot)
+    ok(
+        "telemetry",
+        "degraded_lag_unknown",
+        {
+            **snapshot,
+            "healthy_workers": 0,
+            "degraded": True,
+            "redis_up": False,
+            "partitions": 1,
+            "lag": {"snakefleet.requests/3": -1},
+        },
+    )
+    ok(
+        "telemetry",
+        "no_partitions",
+        {**snapshot, "partitions": 0, "lag": {}, "ts_ms": 0, "supervisor": ""},
+    )
+
+    def with_(**kw: Any) -> dict[str, Any]:
+        return {**snapshot, **kw}
+
+    without_supervisor = dict(snapshot)
+    del without_supervisor["supervisor"]
+    bad("telemetry", "missing_supervisor", pack(without_supervisor), "missing_field", "supervisor")
+    bad("telemetry", "unknown_version", pack(with_(v=2)), "unknown_version", "v")
+    bad(
+        "telemetry",
+        "wrong_type_busy_workers",
+        pack(with_(busy_workers="2")),
+        "wrong_type",
+        "busy_workers",
+    )
+    bad("telemetry", "negative_pool_size", pack(with_(pool_size=-1)), "bad_value", "pool_size")
+    bad("telemetry", "degraded_not_bool", pack(with_(degraded=1)), "wrong_type", "degraded")
+    bad(
+        "telemetry",
+        "lag_key_not_a_partition",
+        pack(with_(lag={"no-partition": 1})),
+        "bad_value",
+        "lag",
+    )
+    bad(
+        "telemetry",
+        "histogram_without_quantiles",
+        pack(with_(latency={"exec": {"count": 1}})),
+        "missing_field",
+        "latency.exec.p50_us",
+    )
+    bad("telemetry", "not_map", pack([1, 2]), "not_map")
+
+
 def dlq_cases() -> None:
     # Keys in the order the supervisor writes them (schemas/codec/dlq.c).
     bad_request = pack({"v": 1, "id": "r-1", "op": "ping"})
@@ -513,6 +610,7 @@ def frame_cases() -> None:
 def main() -> int:
     request_cases()
     reply_cases()
+    telemetry_cases()
     dlq_cases()
     frame_cases()
     if OUT.exists():

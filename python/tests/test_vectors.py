@@ -1,8 +1,8 @@
 """Every shared test vector in schemas/vectors, through the Python codec, and
 the JSON Schemas in schemas/ checked against the same vectors.
 
-DLQ records are read by tools, not by the worker: the codec only
-decodes them, and their schema is their validator (a vector the C codec
+Telemetry and DLQ records are read by tools, not by the worker: the codec
+only decodes them, and their schema is their validator (a vector the C codec
 rejects must be rejected by the schema, at the field the vector names).
 
 A vector is <kind>/<case>.msgpack (the bytes) plus <case>.json: either
@@ -33,9 +33,9 @@ from snakefleet.codec import (
     validate_reply,
 )
 
-KINDS = ("request", "reply", "dlq", "frame")
+KINDS = ("request", "reply", "telemetry", "dlq", "frame")
 # Kinds whose validator is their JSON Schema (see the module docstring).
-SCHEMA_CHECKED = ("dlq",)
+SCHEMA_CHECKED = ("telemetry", "dlq")
 SCHEMA_FILES = {
     "request": "request.schema.json",
     "reply": "reply.schema.json",
@@ -171,7 +171,7 @@ def schema_error_names(err: jsonschema.ValidationError, field: str) -> bool:
 
 
 def check_schema_checked(kind: str, data: bytes, expect: dict[str, Any], max_bytes: int) -> None:
-    """A DLQ vector: decoded as the vector says, and the schema
+    """A telemetry or DLQ vector: decoded as the vector says, and the schema
     accepts it, or rejects it at the field the vector names."""
     if not expect["valid"] and expect["error"]["code"] not in SEMANTIC_CODES:
         with pytest.raises(DecodeError) as info:

@@ -1,10 +1,11 @@
 /*
  * test_vectors.c — every shared vector in schemas/vectors/ through the C
- * codec: requests, replies, DLQ records and worker-frame streams. A valid
- * reply or DLQ record is also packed again from its decoded fields: the
- * encoder must write the vector's exact bytes. Frame streams (and requests,
- * wrapped in a frame) are fed whole, one byte at a time and at random split
- * points; the outcome must not depend on how bytes arrive.
+ * codec: requests, replies, telemetry records, DLQ records and worker-frame
+ * streams. A valid reply, telemetry or DLQ record is also packed again from
+ * its decoded fields: the encoder must write the vector's exact bytes. Frame
+ * streams (and requests, wrapped in a frame) are fed whole, one byte at a
+ * time and at random split points; the outcome must not depend on how bytes
+ * arrive.
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "frame_reader.h"
 #include "reply.h"
 #include "request.h"
+#include "telemetry.h"
 #include "vectors.h"
 
 static size_t expect_max(const sf_vector *v)
@@ -239,6 +241,65 @@ static const char *cstr_of(const msgpack_object *m, const char *key, char *buf, 
     cr_assert(o != NULL && o->type == MSGPACK_OBJECT_STR, "no string '%s'", key);
     sf_str_copy(buf, cap, (sf_str){o->via.str.ptr, o->via.str.size});
     return buf;
+}
+
+/* The telemetry record's values into an sf_stats, row by row of the list. */
+static void stats_from(const msgpack_object *m, sf_stats *s, char topics[][256])
+{
+    const msgpack_object *latency = sf_mp_get(m, "latency");
+    for (size_t i = 0; i < sf_stats_count; i++) {
+        const sf_stat *st = &sf_stats_list[i];
+        char *at = (char *)s + st->offset;
+        const msgpack_object *o =
+            sf_mp_get(st->kind == SF_STAT_LATENCY ? latency : m, st->telemetry);
+        cr_assert(o != NULL, "the record has no '%s'", st->telemetry);
+        switch (st->kind) {
+        case SF_STAT_COUNTER:
+        case SF_STAT_GAUGE:
+            *(uint64_t *)at = o->via.u64;
+            break;
+        case SF_STAT_FLAG:
+            *(bool *)at = o->via.boolean;
+            break;
+        case SF_STAT_LATENCY:
+            for (size_t k = 0; k < sf_latency_nfields; k++)
+                *(uint64_t *)(at + sf_latency_fields[k].offset) =
+                    sf_mp_get(o, sf_latency_fields[k].key)->via.u64;
+            break;
+        case SF_STAT_LAG: {
+            sf_lags *l = (sf_lags *)at;
+            l->n = o->via.map.size;
+            for (size_t k = 0; k < l->n; k++) {
+                const msgpack_object_kv *kv = &o->via.map.ptr[k];
+                sf_str_copy(topics[k], 256, (sf_str){kv->key.via.str.ptr, kv->key.via.str.size});
+                char *slash = strrchr(topics[k], '/');
+                *slash = '\0';
+                l->of[k] = (sf_partition_lag){topics[k], atoi(slash + 1), kv->val.via.i64};
+            }
+            break;
+        }
+        }
+    }
+}
+
+static void repack_telemetry(const sf_vector *v, const msgpack_object *m, msgpack_sbuffer *sb)
+{
+    static char topics[8][256];
+    static char supervisor[128];
+    sf_stats *s = calloc(1, sizeof(*s));
+    stats_from(m, s, topics);
+    sf_telemetry t = {.supervisor = cstr_of(m, "supervisor", supervisor, sizeof(supervisor)),
+                      .ts_ms = sf_mp_get(m, "ts_ms")->via.u64,
+                      .stats = s};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    sf_telemetry_pack(&pk, &t);
+    free(s);
+}
+
+Test(vectors, telemetry)
+{
+    check_records("telemetry", sf_telemetry_decode, repack_telemetry);
 }
 
 static sf_str bin_of(const msgpack_object *o)
