@@ -1,4 +1,7 @@
-/* http.c — /health and /metrics; see http.h. */
+/*
+ * http.c — serves /health and /metrics; see http.h. What they say is built
+ * from a snapshot of the daemon by snapshot.c, from the one list of stats.
+ */
 #include "http.h"
 
 #include <event2/buffer.h>
@@ -11,38 +14,21 @@
 #include <string.h>
 
 #include "log.h"
+#include "snapshot.h"
 
 struct sf_http {
     struct evhttp *http;
     struct evhttp_bound_socket *sock;
     sf_daemon *d;
-    sf_daemon_stats *stats; /* scratch, large */
+    sf_snapshot *snap; /* scratch, large */
 };
-
-static const char *health_status(const sf_daemon_stats *s)
-{
-    if (s->draining)
-        return "draining";
-    if (!s->redis_up)
-        return "redis_unavailable";
-    if (s->degraded)
-        return "degraded";
-    return "healthy";
-}
 
 static void on_health(struct evhttp_request *req, void *arg)
 {
     sf_http *h = arg;
-    sf_daemon_get_stats(h->d, h->stats);
-    const sf_daemon_stats *s = h->stats;
-    const char *status = health_status(s);
-    json_t *j = json_pack("{s:s, s:s, s:b, s:i, s:i, s:i, s:I, s:I, s:I}", "status", status,
-                          "supervisor", s->id, "redis", s->redis_up, "partitions", s->partitions,
-                          "held", s->held, "queued", s->queued, "requests", (json_int_t)s->requests,
-                          "errors", (json_int_t)s->errors, "dlq", (json_int_t)s->dlq);
-    /* requests on a partition their key does not map to (topics.partitioner) */
-    json_object_set_new(j, "wrong_partition", json_integer((json_int_t)s->wrong_partition));
-    json_object_set_new(j, "pool", sf_pool_stats_json(&s->pool));
+    sf_snapshot_take(h->d, h->snap);
+    const char *status = sf_snapshot_health_status(h->snap);
+    json_t *j = sf_snapshot_health_json(h->snap);
     char *text = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     struct evbuffer *b = evbuffer_new();
@@ -55,80 +41,12 @@ static void on_health(struct evhttp_request *req, void *arg)
     evbuffer_free(b);
 }
 
-static void metric(struct evbuffer *b, const char *name, const char *type, const char *help,
-                   double v)
-{
-    evbuffer_add_printf(b,
-                        "# HELP snakefleet_%s %s\n# TYPE snakefleet_%s %s\nsnakefleet_%s %.17g\n",
-                        name, help, name, type, name, v);
-}
-
-static void summary(struct evbuffer *b, const char *name, const char *help, const sf_hist *hist)
-{
-    evbuffer_add_printf(b, "# HELP snakefleet_%s %s\n# TYPE snakefleet_%s summary\n", name, help,
-                        name);
-    const double qs[] = {0.5, 0.9, 0.99};
-    for (int i = 0; i < 3; i++)
-        evbuffer_add_printf(b, "snakefleet_%s{quantile=\"%g\"} %.6f\n", name, qs[i],
-                            (double)sf_hist_quantile(hist, qs[i]) / 1e6);
-    evbuffer_add_printf(b, "snakefleet_%s_sum %.6f\nsnakefleet_%s_count %llu\n", name,
-                        (double)hist->sum / 1e6, name, (unsigned long long)hist->count);
-}
-
 static void on_metrics(struct evhttp_request *req, void *arg)
 {
     sf_http *h = arg;
-    sf_daemon_get_stats(h->d, h->stats);
-    const sf_daemon_stats *s = h->stats;
-    const sf_pool_stats *p = &s->pool;
+    sf_snapshot_take(h->d, h->snap);
     struct evbuffer *b = evbuffer_new();
-    metric(b, "requests_total", "counter", "requests answered", (double)s->requests);
-    metric(b, "errors_total", "counter", "requests answered with an error", (double)s->errors);
-    metric(b, "dlq_total", "counter", "records sent to the DLQ", (double)s->dlq);
-    metric(b, "invalid_total", "counter", "undecodable or invalid requests", (double)s->invalid);
-    metric(b, "deadline_exceeded_total", "counter", "requests past their deadline",
-           (double)s->deadline_exceeded);
-    metric(b, "poison_total", "counter", "requests that crashed workers too often",
-           (double)s->poison);
-    metric(b, "deduplicated_total", "counter", "redelivered requests answered from cache",
-           (double)s->deduplicated);
-    metric(b, "fenced_total", "counter", "writes refused after losing a partition",
-           (double)s->fenced);
-    metric(b, "conflicts_total", "counter",
-           "state writes refused because another writer changed the session (run again)",
-           (double)s->conflicts);
-    metric(b, "wrong_partition_total", "counter",
-           "requests whose key maps to another partition under topics.partitioner",
-           (double)s->wrong_partition);
-    metric(b, "held", "gauge", "requests consumed and not finished", (double)s->held);
-    metric(b, "queue_depth", "gauge", "requests waiting in session queues", (double)s->queued);
-    metric(b, "partitions", "gauge", "assigned partitions", (double)s->partitions);
-    metric(b, "redis_up", "gauge", "1 when the session store is reachable", s->redis_up);
-    metric(b, "pool_size", "gauge", "configured pool size", (double)p->pool_size);
-    metric(b, "workers", "gauge", "worker processes", (double)p->workers);
-    metric(b, "busy_workers", "gauge", "workers running a call", (double)p->busy);
-    metric(b, "healthy_workers", "gauge", "workers ready and answering",
-           (double)p->healthy_workers);
-    metric(b, "overflow_workers", "gauge", "overflow workers", (double)p->overflow);
-    metric(b, "pool_degraded", "gauge", "1 when workers crash in a loop", p->degraded);
-    metric(b, "worker_restarts_total", "counter", "workers replaced after a crash or kill",
-           (double)p->restarts);
-    metric(b, "worker_recycles_total", "counter", "workers recycled by count or RSS",
-           (double)p->recycles);
-    metric(b, "call_timeouts_total", "counter", "calls killed at request_timeout",
-           (double)p->timeouts);
-    metric(b, "checkout_timeouts_total", "counter", "calls that found no worker in time",
-           (double)p->checkout_timeouts);
-    summary(b, "request_seconds", "consume to reply", &s->latency);
-    summary(b, "queue_wait_seconds", "wait for a worker", &p->queue_wait);
-    summary(b, "exec_seconds", "execution in a worker", &p->exec);
-    evbuffer_add_printf(b, "# HELP snakefleet_consumer_lag records not yet finished, up to the "
-                           "partition end (absent while unknown)\n"
-                           "# TYPE snakefleet_consumer_lag gauge\n");
-    for (int i = 0; i < s->nlag; i++)
-        if (s->lag[i].lag >= 0)
-            evbuffer_add_printf(b, "snakefleet_consumer_lag{partition=\"%s\"} %lld\n",
-                                s->lag[i].name, (long long)s->lag[i].lag);
+    sf_snapshot_metrics(b, h->snap);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", b);
@@ -149,7 +67,7 @@ sf_http *sf_http_start(struct event_base *base, sf_daemon *d, const char *listen
     int port = atoi(colon + 1);
     sf_http *h = calloc(1, sizeof(*h));
     h->d = d;
-    h->stats = malloc(sizeof(*h->stats));
+    h->snap = malloc(sizeof(*h->snap));
     h->http = evhttp_new(base);
     h->sock = evhttp_bind_socket_with_handle(h->http, host, (ev_uint16_t)port);
     if (h->sock == NULL) {
@@ -182,6 +100,6 @@ void sf_http_free(sf_http *h)
         return;
     if (h->http)
         evhttp_free(h->http);
-    free(h->stats);
+    free(h->snap);
     free(h);
 }

@@ -1,9 +1,11 @@
 /*
- * telemetry.c — what the supervisor says about itself: the telemetry record
- * produced to topics.telemetry every telemetry.interval, keyed by the
- * supervisor id (telemetry_on_tick; schemas/README.md, "Telemetry
- * snapshot"), and the point-in-time view behind /health and /metrics
- * (sf_daemon_get_stats, for http.c).
+ * telemetry.c — what the supervisor says about itself: the snapshot of its
+ * stats (sf_snapshot_take; snapshot.h) behind /health and /metrics
+ * (snapshot.c) and behind the telemetry record produced to topics.telemetry
+ * every telemetry.interval, keyed by the supervisor id (telemetry_on_tick;
+ * schemas/README.md, "Telemetry snapshot"; packed by
+ * schemas/codec/telemetry.c). Which stats there are, and their names, is the
+ * list in schemas/codec/stats.h.
  *
  * The counters themselves are the daemon's (struct sf_daemon), counted where
  * things happen; the pool's come from sf_pool_get_stats, the lag of each
@@ -13,30 +15,74 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "daemon_internal.h"
 #include "log.h"
 #include "mp.h"
+#include "snapshot.h"
+#include "telemetry.h"
 
-static void pack_hist(msgpack_packer *pk, const char *name, const sf_hist *h)
+static sf_latency latency_of(const sf_hist *h)
 {
-    sf_mp_pack_cstr(pk, name);
-    msgpack_pack_map(pk, 5);
-    sf_mp_pack_cstr(pk, "count");
-    msgpack_pack_uint64(pk, h->count);
-    sf_mp_pack_cstr(pk, "p50_us");
-    msgpack_pack_uint64(pk, sf_hist_quantile(h, 0.5));
-    sf_mp_pack_cstr(pk, "p90_us");
-    msgpack_pack_uint64(pk, sf_hist_quantile(h, 0.9));
-    sf_mp_pack_cstr(pk, "p99_us");
-    msgpack_pack_uint64(pk, sf_hist_quantile(h, 0.99));
-    sf_mp_pack_cstr(pk, "max_us");
-    msgpack_pack_uint64(pk, h->max);
+    return (sf_latency){.count = h->count,
+                        .sum_us = h->sum,
+                        .p50_us = sf_hist_quantile(h, 0.5),
+                        .p90_us = sf_hist_quantile(h, 0.9),
+                        .p99_us = sf_hist_quantile(h, 0.99),
+                        .max_us = h->max};
 }
 
-static void kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+_Static_assert(SF_STATS_MAX_PARTITIONS >= MAX_PARTS, "a snapshot holds every partition's lag");
+
+/* One assignment per stat of the list (schemas/codec/stats.h), in its order. */
+void sf_snapshot_take(sf_daemon *d, sf_snapshot *s)
 {
-    sf_mp_pack_cstr(pk, k);
-    msgpack_pack_uint64(pk, v);
+    s->supervisor = d->cfg->id;
+    s->draining = d->shutting_down;
+    sf_pool_get_stats(d->pool, &s->pool);
+    const sf_pool_stats *ps = &s->pool;
+    sf_stats *st = &s->stats;
+    st->active_sessions = sf_smap_count(d->sessions);
+    st->pool_size = (uint64_t)ps->pool_size;
+    st->requests = d->total_requests;
+    st->errors = d->total_errors;
+    st->healthy_workers = (uint64_t)ps->healthy_workers;
+    st->busy_workers = (uint64_t)ps->busy;
+    st->idle_workers = (uint64_t)ps->idle;
+    st->overflow_workers = (uint64_t)ps->overflow;
+    st->queued = (uint64_t)d->queued;
+    st->in_flight = (uint64_t)(d->held - d->queued);
+    st->restarts = ps->restarts;
+    st->recycles = ps->recycles;
+    st->dlq = d->dlq_count;
+    st->degraded = ps->degraded;
+    st->held = (uint64_t)d->held;
+    st->deadline_exceeded = d->deadline_exceeded;
+    st->deduplicated = d->deduplicated;
+    st->fenced = d->fenced;
+    st->invalid = d->invalid;
+    st->poison = d->poison;
+    st->stored_sessions = d->stored_sessions;
+    st->max_sessions = d->cfg->max_sessions;
+    st->session_limit_refusals = d->session_limit_refusals;
+    st->conflicts = d->conflicts;
+    st->wrong_partition = d->wrong_partition;
+    st->partitions = (uint64_t)d->nparts;
+    st->redis_up = !d->redis_down && sf_store_connected(d->store);
+    st->workers = (uint64_t)ps->workers;
+    st->call_timeouts = ps->timeouts;
+    st->checkout_timeouts = ps->checkout_timeouts;
+    st->lag.n = 0;
+    for (int i = 0; i < d->nparts && st->lag.n < SF_STATS_MAX_PARTITIONS; i++) {
+        part *p = d->parts[i];
+        st->lag.of[st->lag.n++] =
+            (sf_partition_lag){.topic = p->topic,
+                               .partition = p->partition,
+                               .lag = sf_kafka_lag(d->kafka, p->topic, p->partition, p->next)};
+    }
+    st->latency_total = latency_of(&d->latency);
+    st->queue_wait = latency_of(&ps->queue_wait);
+    st->exec = latency_of(&ps->exec);
 }
 
 /* The telemetry timer (and once more when the drain starts): one record to topics.telemetry. */
@@ -44,73 +90,31 @@ void telemetry_on_tick(evutil_socket_t fd, short what, void *arg)
 {
     sf_daemon *d = arg;
     part_refresh_unknown_lag(d);
-    sf_pool_stats *ps = malloc(sizeof(*ps));
-    sf_pool_get_stats(d->pool, ps);
+    sessq_sweep(d, true); /* idle queues: gone */
+    sf_snapshot *s = sf_xmalloc(sizeof(*s));
+    sf_snapshot_take(d, s);
+    sf_telemetry t = {.supervisor = d->cfg->id, .ts_ms = wall_ms(), .stats = &s->stats};
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 30);
-    kv_u64(&pk, "v", SF_SCHEMA_VERSION);
-    sf_mp_pack_cstr(&pk, "supervisor");
-    sf_mp_pack_cstr(&pk, d->cfg->id);
-    kv_u64(&pk, "ts_ms", wall_ms());
-    sessq_sweep(d, true); /* idle queues: gone */
-    kv_u64(&pk, "active_sessions", sf_smap_count(d->sessions));
-    kv_u64(&pk, "pool_size", (uint64_t)ps->pool_size);
-    kv_u64(&pk, "total_commands", d->total_requests);
-    kv_u64(&pk, "total_errors", d->total_errors);
-    kv_u64(&pk, "healthy_workers", (uint64_t)ps->healthy_workers);
-    kv_u64(&pk, "busy_workers", (uint64_t)ps->busy);
-    kv_u64(&pk, "idle_workers", (uint64_t)ps->idle);
-    kv_u64(&pk, "overflow_workers", (uint64_t)ps->overflow);
-    kv_u64(&pk, "queue_depth", (uint64_t)d->queued);
-    kv_u64(&pk, "in_flight", (uint64_t)(d->held - d->queued));
-    kv_u64(&pk, "restarts", ps->restarts);
-    kv_u64(&pk, "recycles", ps->recycles);
-    kv_u64(&pk, "dlq_count", d->dlq_count);
-    sf_mp_pack_cstr(&pk, "degraded");
-    if (ps->degraded)
-        msgpack_pack_true(&pk);
-    else
-        msgpack_pack_false(&pk);
-    kv_u64(&pk, "held", (uint64_t)d->held);
-    kv_u64(&pk, "deadline_exceeded", d->deadline_exceeded);
-    kv_u64(&pk, "deduplicated", d->deduplicated);
-    kv_u64(&pk, "fenced", d->fenced);
-    kv_u64(&pk, "invalid", d->invalid);
-    kv_u64(&pk, "poison", d->poison);
-    kv_u64(&pk, "stored_sessions", d->stored_sessions);
-    kv_u64(&pk, "max_sessions", d->cfg->max_sessions);
-    kv_u64(&pk, "session_limit_refusals", d->session_limit_refusals);
-    kv_u64(&pk, "conflicts", d->conflicts);
-    kv_u64(&pk, "wrong_partition", d->wrong_partition);
-    sf_mp_pack_cstr(&pk, "lag");
-    msgpack_pack_map(&pk, (size_t)d->nparts);
-    for (int i = 0; i < d->nparts; i++) {
-        part *p = d->parts[i];
-        char k[300];
-        snprintf(k, sizeof(k), "%s/%d", p->topic, (int)p->partition);
-        sf_mp_pack_cstr(&pk, k);
-        msgpack_pack_int64(&pk, sf_kafka_lag(d->kafka, p->topic, p->partition, p->next));
-    }
-    sf_mp_pack_cstr(&pk, "latency");
-    msgpack_pack_map(&pk, 3);
-    pack_hist(&pk, "total", &d->latency);
-    pack_hist(&pk, "queue_wait", &ps->queue_wait);
-    pack_hist(&pk, "exec", &ps->exec);
+    sf_telemetry_pack(&pk, &t);
     char err[256];
     if (sf_kafka_produce(d->kafka, d->cfg->telemetry_topic, d->cfg->id, strlen(d->cfg->id), sb.data,
                          sb.size, NULL, NULL, err, sizeof(err)) != RD_KAFKA_RESP_ERR_NO_ERROR)
         sf_warn("telemetry.produce_failed", "reason=\"%s\"", err);
     sf_info("telemetry", "held=%d queued=%d requests=%llu errors=%llu dlq=%llu workers=%d busy=%d",
             d->held, d->queued, (unsigned long long)d->total_requests,
-            (unsigned long long)d->total_errors, (unsigned long long)d->dlq_count, ps->workers,
-            ps->busy);
+            (unsigned long long)d->total_errors, (unsigned long long)d->dlq_count, s->pool.workers,
+            s->pool.busy);
     msgpack_sbuffer_destroy(&sb);
-    free(ps);
+    free(s);
 }
 
+/*
+ * daemon.h's older view, used by nothing since /health and /metrics render
+ * an sf_snapshot; it goes together with sf_daemon_stats in daemon.h.
+ */
 void sf_daemon_get_stats(sf_daemon *d, sf_daemon_stats *o)
 {
     memset(o, 0, sizeof(*o));
