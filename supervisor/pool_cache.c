@@ -14,8 +14,6 @@
  */
 #include "pool_internal.h"
 
-#include <string.h>
-
 #include "hash.h"
 
 static bool sess_knows_spec(const sess *s, uint64_t prog, uint64_t spec)
@@ -46,24 +44,10 @@ void sess_forget_caches(sess *s)
     s->nspecs = 0;
 }
 
-/* A msgpack fixstr key, then a uint64 when with_value; returns the bytes written. */
-static size_t put_key(unsigned char *b, const char *key, bool with_value, uint64_t v)
-{
-    size_t kl = strlen(key), n = 0;
-    b[n++] = (unsigned char)(0xa0 | kl);
-    memcpy(b + n, key, kl);
-    n += kl;
-    if (with_value) {
-        b[n++] = 0xcf;
-        for (int i = 7; i >= 0; i--)
-            b[n++] = (unsigned char)(v >> (8 * i));
-    }
-    return n;
-}
-
 /*
  * Completes c's frame for worker w: the spec and the state travel only when
- * w is not known to hold them (then only their versions do).
+ * w is not known to hold them (then only their versions do). The keys are
+ * the frame codec's (sf_frame_call_spec_keys, sf_frame_call_state_key).
  */
 void worker_write_call(worker *w, pcall *c)
 {
@@ -80,22 +64,13 @@ void worker_write_call(worker *w, pcall *c)
     if (c->compact)
         s->compact_inflight = true;
 
-    unsigned char a[32], b[32];
+    unsigned char a[SF_FRAME_CALL_KEYS_MAX], b[SF_FRAME_CALL_KEYS_MAX];
     size_t an = 0, bn = 0;
     uint16_t n = c->nfields;
-    if (has_spec(c)) {
-        an += put_key(a, "spec_ver", true, c->spec_hash);
-        n++;
-        if (c->sent_spec) {
-            an += put_key(a + an, "spec", false, 0);
-            n++;
-        }
-    }
-    if (has_state(c)) {
-        bn = state_cached ? put_key(b, "state_ver", true, s->state_ver)
-                          : put_key(b, "state", false, 0);
-        n++;
-    }
+    if (has_spec(c))
+        an = sf_frame_call_spec_keys(a, c->spec_hash, c->sent_spec, &n);
+    if (has_state(c))
+        bn = sf_frame_call_state_key(b, c->sent_state, s->state_ver, &n);
     size_t body = c->frame.size - 4 + an + bn + (c->sent_spec ? c->spec_len : 0) +
                   (c->sent_state ? c->state_len : 0);
     sf_frame_patch_call(c->frame.data, (uint32_t)body, n);

@@ -210,6 +210,41 @@ void sf_frame_patch_call(char *frame, uint32_t body_len, uint16_t fields)
     h[6] = (unsigned char)fields;
 }
 
+/* A fixstr key, then the version as a uint64 when with_ver; returns the bytes written. */
+static size_t put_key(unsigned char *b, const char *key, bool with_ver, uint64_t ver)
+{
+    size_t kl = strlen(key), n = 0;
+    b[n++] = (unsigned char)(0xa0 | kl);
+    memcpy(b + n, key, kl);
+    n += kl;
+    if (with_ver) {
+        b[n++] = 0xcf;
+        for (int i = 7; i >= 0; i--)
+            b[n++] = (unsigned char)(ver >> (8 * i));
+    }
+    return n;
+}
+
+size_t sf_frame_call_spec_keys(unsigned char *out, uint64_t spec_ver, bool spec_follows,
+                               uint16_t *fields)
+{
+    size_t n = put_key(out, "spec_ver", true, spec_ver);
+    (*fields)++;
+    if (spec_follows) {
+        n += put_key(out + n, "spec", false, 0);
+        (*fields)++;
+    }
+    return n;
+}
+
+size_t sf_frame_call_state_key(unsigned char *out, bool state_follows, uint64_t state_ver,
+                               uint16_t *fields)
+{
+    (*fields)++;
+    return state_follows ? put_key(out, "state", false, 0)
+                         : put_key(out, "state_ver", true, state_ver);
+}
+
 void sf_frame_pack_call(msgpack_sbuffer *sb, const sf_call *c)
 {
     msgpack_packer pk;

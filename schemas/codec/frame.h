@@ -95,6 +95,22 @@ void sf_frame_pack_call(msgpack_sbuffer *sb, const sf_call *c);
  */
 size_t sf_frame_open_call(msgpack_sbuffer *sb, const sf_call *c);
 void sf_frame_patch_call(char *frame, uint32_t body_len, uint16_t fields);
+
+/*
+ * The keys such a sender writes after the opened call, once it knows what
+ * travels to this worker: the spec's version, then the `spec` key when the
+ * spec follows in full (sf_frame_call_spec_keys); the `state` key when the
+ * state follows in full, else the state's version (sf_frame_call_state_key).
+ * Each writes into out (SF_FRAME_CALL_KEYS_MAX bytes at most), returns the
+ * bytes written and adds the fields it began to *fields; the sender appends
+ * the spec or state bytes right after their key. Versions are written as
+ * 8-byte uints whatever their value.
+ */
+#define SF_FRAME_CALL_KEYS_MAX 32
+size_t sf_frame_call_spec_keys(unsigned char *out, uint64_t spec_ver, bool spec_follows,
+                               uint16_t *fields);
+size_t sf_frame_call_state_key(unsigned char *out, bool state_follows, uint64_t state_ver,
+                               uint16_t *fields);
 void sf_frame_pack_ping(msgpack_sbuffer *sb, uint64_t seq);
 void sf_frame_pack_shutdown(msgpack_sbuffer *sb);
 

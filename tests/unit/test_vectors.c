@@ -435,3 +435,71 @@ Test(vectors, frames_random_splits)
             check_frames(&v[i], chunk_random, seed * 7919u + (unsigned)i);
     sf_vectors_free(v, n);
 }
+
+/*
+ * A call written in two steps, as the pool writes it for one worker
+ * (sf_frame_open_call, then the keys of what travels): with the spec and
+ * state named by version, it decodes as the call_cached vector does.
+ */
+Test(vectors, call_in_two_steps_names_cached_spec_and_state)
+{
+    sf_vector *v;
+    size_t n = sf_vectors_load("frame", &v);
+    const sf_vector *cached = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i].name, "call_cached") == 0)
+            cached = &v[i];
+    cr_assert(cached != NULL, "no call_cached vector");
+    sf_frame want;
+    sf_err err;
+    cr_assert_eq(sf_frame_decode(&want, (const char *)cached->bytes + 4, cached->len - 4, &err), 0,
+                 "%s", err.message);
+    char op[64];
+    sf_str_copy(op, sizeof(op), want.op);
+    sf_call c = {.seq = want.seq,
+                 .op = op,
+                 .session = want.session,
+                 .program = want.program,
+                 .args = want.args};
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    uint16_t fields = (uint16_t)sf_frame_open_call(&sb, &c);
+    unsigned char keys[SF_FRAME_CALL_KEYS_MAX];
+    size_t k = sf_frame_call_spec_keys(keys, want.spec_ver, false, &fields);
+    msgpack_sbuffer_write(&sb, (const char *)keys, k);
+    k = sf_frame_call_state_key(keys, false, want.state_ver, &fields);
+    msgpack_sbuffer_write(&sb, (const char *)keys, k);
+    sf_frame_patch_call(sb.data, (uint32_t)(sb.size - 4), fields);
+
+    sf_frame got;
+    cr_assert_eq(sf_frame_decode(&got, sb.data + 4, sb.size - 4, &err), 0, "%s", err.message);
+    json_t *j = sf_mp_to_json(got.root);
+    check_json(cached, j, json_array_get(json_object_get(cached->expect, "decoded"), 0));
+    json_decref(j);
+    sf_frame_release(&got);
+
+    /* The same call with both in full: their keys, each followed by its bytes. */
+    msgpack_sbuffer full;
+    msgpack_sbuffer_init(&full);
+    fields = (uint16_t)sf_frame_open_call(&full, &c);
+    static const char spec[] = "\x81\xa4kind\xa8"
+                               "callable",
+                      state[] = "\x81\xa1n\x28";
+    k = sf_frame_call_spec_keys(keys, 5, true, &fields);
+    msgpack_sbuffer_write(&full, (const char *)keys, k);
+    msgpack_sbuffer_write(&full, spec, sizeof(spec) - 1);
+    k = sf_frame_call_state_key(keys, true, 0, &fields);
+    msgpack_sbuffer_write(&full, (const char *)keys, k);
+    msgpack_sbuffer_write(&full, state, sizeof(state) - 1);
+    sf_frame_patch_call(full.data, (uint32_t)(full.size - 4), fields);
+    cr_assert_eq(sf_frame_decode(&got, full.data + 4, full.size - 4, &err), 0, "%s", err.message);
+    cr_expect_eq(got.spec_ver, 5);
+    cr_expect(got.spec != NULL && got.state != NULL, "spec and state did not travel");
+    cr_expect_eq(got.state_ver, 0, "a state sent in full is named by no version");
+    sf_frame_release(&got);
+
+    msgpack_sbuffer_destroy(&full);
+    msgpack_sbuffer_destroy(&sb);
+    sf_frame_release(&want);
+    sf_vectors_free(v, n);
+}
