@@ -80,7 +80,7 @@
  *  SIGTERM, SIGINT,       supervisor/main.c   SIGTERM, SIGINT → sf_daemon_shutdown (a second
  *  SIGHUP (signals)                           one: exit at once); SIGHUP → sf_daemon_reload
  *  HTTP (fd)              http.c (evhttp)     GET /health, /metrics → telemetry.c
- *                                             sf_daemon_get_stats (supervisor.http_listen)
+ *                                             sf_snapshot_take (supervisor.http_listen)
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -40,23 +40,4 @@ int sf_daemon_done(const sf_daemon *d);
 
 void sf_daemon_free(sf_daemon *d);
 
-/* A point-in-time view for /health and /metrics. */
-typedef struct sf_daemon_stats {
-    const char *id;
-    bool draining, redis_up, degraded;
-    int partitions, held, queued;
-    uint64_t requests, errors, dlq, invalid, deadline_exceeded, poison, deduplicated, fenced,
-        wrong_partition;
-    uint64_t conflicts; /* state writes refused: another writer changed the session (re-run) */
-    sf_hist latency;
-    sf_pool_stats pool;
-    int nlag;
-    struct {
-        char name[300];
-        int64_t lag;
-    } lag[64];
-} sf_daemon_stats;
-
-void sf_daemon_get_stats(sf_daemon *d, sf_daemon_stats *out);
-
 #endif

@@ -215,7 +215,7 @@ void reply_on_unsent(evutil_socket_t fd, short what, void *arg);
 void reply_free_unsent(sf_daemon *d);
 void reply_on_delivery(void *ctx, void *opaque, const char *topic, rd_kafka_resp_err_t err);
 
-/* telemetry.c — the telemetry record (sf_daemon_get_stats is in daemon.h) */
+/* telemetry.c — the telemetry record and the stats snapshot (sf_snapshot_take) */
 void telemetry_on_tick(evutil_socket_t fd, short what, void *arg);
 
 #endif

@@ -110,37 +110,3 @@ void telemetry_on_tick(evutil_socket_t fd, short what, void *arg)
     msgpack_sbuffer_destroy(&sb);
     free(s);
 }
-
-/*
- * daemon.h's older view, used by nothing since /health and /metrics render
- * an sf_snapshot; it goes together with sf_daemon_stats in daemon.h.
- */
-void sf_daemon_get_stats(sf_daemon *d, sf_daemon_stats *o)
-{
-    memset(o, 0, sizeof(*o));
-    o->id = d->cfg->id;
-    o->draining = d->shutting_down;
-    o->redis_up = !d->redis_down && sf_store_connected(d->store);
-    o->partitions = d->nparts;
-    o->held = d->held;
-    o->queued = d->queued;
-    o->requests = d->total_requests;
-    o->errors = d->total_errors;
-    o->dlq = d->dlq_count;
-    o->invalid = d->invalid;
-    o->deadline_exceeded = d->deadline_exceeded;
-    o->poison = d->poison;
-    o->deduplicated = d->deduplicated;
-    o->fenced = d->fenced;
-    o->conflicts = d->conflicts;
-    o->wrong_partition = d->wrong_partition;
-    o->latency = d->latency;
-    sf_pool_get_stats(d->pool, &o->pool);
-    o->degraded = o->pool.degraded;
-    for (int i = 0; i < d->nparts && o->nlag < 64; i++) {
-        part *p = d->parts[i];
-        snprintf(o->lag[o->nlag].name, sizeof(o->lag[0].name), "%s/%d", p->topic,
-                 (int)p->partition);
-        o->lag[o->nlag++].lag = sf_kafka_lag(d->kafka, p->topic, p->partition, p->next);
-    }
-}
