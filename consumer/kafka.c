@@ -196,6 +196,16 @@ int32_t sf_kafka_partition_count(const sf_kafka *k, int slot)
     return slot >= 0 && slot < k->ncounts ? k->counts[slot].partitions : 0;
 }
 
+/* Served by rd_kafka_consumer_poll, like the rebalance: on the loop. */
+static void on_offset_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    sf_kafka *k = opaque;
+    (void)rk;
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && offsets && k->h.on_committed)
+        k->h.on_committed(k->h.ctx, offsets);
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -371,6 +381,7 @@ sf_kafka *sf_kafka_new(struct event_base *base, const sf_kafka_config *cfg, cons
     if (conf == NULL)
         goto fail;
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_offset_commit_cb(conf, on_offset_commit);
     rd_kafka_conf_set_opaque(conf, k);
     k->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e));
     if (k->consumer == NULL) {
@@ -696,6 +707,12 @@ int64_t sf_kafka_lag(sf_kafka *k, const char *topic, int32_t partition, int64_t 
     else if (next < lo)
         next = lo; /* the committed records were deleted by retention */
     return hi > next ? hi - next : 0;
+}
+
+int64_t sf_kafka_assigned_end(sf_kafka *k, const char *topic, int32_t partition)
+{
+    const struct ends *x = ends_find(k, topic, partition);
+    return x ? x->hi : -1;
 }
 
 int sf_kafka_outq_len(sf_kafka *k)

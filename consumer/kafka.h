@@ -82,6 +82,9 @@ typedef struct sf_kafka_handlers {
     /* A produced message was acknowledged or failed; opaque and topic as given to
      * sf_kafka_produce. */
     void (*on_delivery)(void *ctx, void *opaque, const char *topic, rd_kafka_resp_err_t err);
+    /* The group coordinator took a commit: each element with .err 0 has .offset committed
+     * (auto-commit, or sf_kafka_commit_sync). May be NULL. */
+    void (*on_committed)(void *ctx, const rd_kafka_topic_partition_list_t *offsets);
 } sf_kafka_handlers;
 
 /*
@@ -155,6 +158,12 @@ void sf_kafka_committed(sf_kafka *k, rd_kafka_topic_partition_list_t *parts, int
  * counts from where auto.offset.reset starts. -1 while it cannot be known.
  */
 int64_t sf_kafka_lag(sf_kafka *k, const char *topic, int32_t partition, int64_t next);
+
+/*
+ * The end offset (the next offset to be written) of an assigned partition as
+ * listed at its assignment, or -1 if the listing failed.
+ */
+int64_t sf_kafka_assigned_end(sf_kafka *k, const char *topic, int32_t partition);
 
 /* Request topics (cfg->requests) whose partition counts are kept. */
 #define SF_KAFKA_MAX_REQUEST_TOPICS 16

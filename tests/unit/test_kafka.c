@@ -82,7 +82,7 @@ Test(kafka, closes_with_fetched_messages_still_queued, .timeout = 60)
     sf_mock *m = sf_mock_start(&cfg, 1, err, sizeof(err));
     cr_assert(m, "%s", err);
     base = event_base_new();
-    sf_kafka_handlers h = {NULL, on_message, on_assign, on_revoke, on_delivery};
+    sf_kafka_handlers h = {NULL, on_message, on_assign, on_revoke, on_delivery, NULL};
     k = sf_kafka_new(base, &cfg, sf_mock_bootstrap(m), &h, err, sizeof(err));
     cr_assert(k, "%s", err);
     for (int i = 0; i < 5000; i++) {
@@ -147,7 +147,7 @@ Test(kafka, the_hosts_log_gets_librdkafkas_lines_as_kafka_log_events, .timeout =
     sf_mock *m = sf_mock_start(&cfg, 1, err, sizeof(err));
     cr_assert(m, "%s", err);
     struct event_base *b = event_base_new();
-    sf_kafka_handlers h = {NULL, on_message, on_assign, on_revoke, on_delivery};
+    sf_kafka_handlers h = {NULL, on_message, on_assign, on_revoke, on_delivery, NULL};
     sf_kafka *kk = sf_kafka_new(b, &cfg, sf_mock_bootstrap(m), &h, err, sizeof(err));
     cr_assert(kk, "%s", err);
     sf_kafka_free(kk);
@@ -163,7 +163,7 @@ Test(kafka, the_supervisors_clients_refuse_a_setting_against_the_contract)
     test_config(&cfg);
     add_setting(&cfg.settings, "enable.idempotence", "false");
     struct event_base *b = event_base_new();
-    sf_kafka_handlers h = {NULL, on_message, on_assign, on_revoke, on_delivery};
+    sf_kafka_handlers h = {NULL, on_message, on_assign, on_revoke, on_delivery, NULL};
     char err[512] = "";
     sf_kafka *kk = sf_kafka_new(b, &cfg, "127.0.0.1:1", &h, err, sizeof(err));
     cr_expect_null(kk);
