@@ -40,6 +40,7 @@ typedef struct sf_config {
     uint32_t resume_below;
     uint32_t poison_threshold;
     uint32_t max_message_bytes;
+    uint64_t state_cache_bytes; /* supervisor.state_cache: cache.h */
     uint32_t revoke_timeout_ms;
     char http_listen[64];
     char log_level[16];

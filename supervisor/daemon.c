@@ -34,7 +34,8 @@
  *  (fd)                   on_consumer_ready   rebalance wait: up to a batch of messages a turn
  *                                             → jobs.c job_on_message; an assignment or a
  *                                             revocation → partitions.c part_on_assign,
- *                                             part_on_revoke
+ *                                             part_on_revoke; the group's commits →
+ *                                             part_on_committed (reply records may go)
  *  Kafka keepalive        consumer/kafka.c    polls the consumer once a second, so an idle
  *  (timer, 1 s)           on_keepalive        member stays in its group (max.poll.interval.ms)
  *  partition counts       consumer/kafka.c    the request topics' partition counts, for the
@@ -158,6 +159,7 @@ sf_daemon *daemon_core_new(struct event_base *base, const sf_config *cfg,
     d->claim_ttl_ms = (cfg->pool.request_timeout_ms ? cfg->pool.request_timeout_ms : 300000) +
                       cfg->pool.checkout_timeout_ms + 5000;
     d->claim_wait_ms = d->claim_ttl_ms;
+    d->cache = sf_cache_new(cfg->state_cache_bytes);
     d->ev_telemetry = event_new(base, -1, EV_PERSIST, telemetry_on_tick, d);
     d->ev_end_of_turn = event_new(base, -1, 0, end_of_turn, d);
     return d;
@@ -192,7 +194,8 @@ sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const ch
                            .on_message = job_on_message,
                            .on_assign = part_on_assign,
                            .on_revoke = part_on_revoke,
-                           .on_delivery = reply_on_delivery};
+                           .on_delivery = reply_on_delivery,
+                           .on_committed = part_on_committed};
     sf_kafka_config kcfg;
     sf_kafka_config_from(cfg, &kcfg);
     d->kafka = sf_kafka_new(base, &kcfg, bootstrap, &h, err, errlen);
@@ -314,6 +317,7 @@ void sf_daemon_free(sf_daemon *d)
     if (d->revoking)
         rd_kafka_topic_partition_list_destroy(d->revoking);
     sf_smap_free(d->sessions);
+    sf_cache_free(d->cache);
     event_free(d->ev_revoke_timeout);
     event_free(d->ev_lease_retry);
     event_free(d->ev_unsent);

@@ -16,6 +16,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "cache.h"
 #include "clock.h"
 #include "daemon.h"
 #include "hist.h"
@@ -36,8 +37,12 @@ typedef struct part {
     sf_offsets *offsets;
     int live; /* jobs consumed and not yet freed */
     bool paused, revoking;
-    bool released;  /* revocation finished while jobs were still alive; freed by the last */
-    int64_t next;   /* first offset not finished: committed, then stored (for lag) */
+    bool released; /* revocation finished while jobs were still alive; freed by the last */
+    int64_t next;  /* first offset not finished: committed, then stored (for lag) */
+    /* Requests from this offset on were produced after the partition was assigned to us, so
+     * no earlier owner can have answered them but through a record its commit checks: they
+     * run unclaimed (jobs.c, job_is_fresh). INT64_MAX: unknown, everything is claimed. */
+    int64_t fresh_from;
     uint64_t epoch; /* our lease on the partition (0 until Redis answered) */
     char epoch_key[SF_STORE_EPOCH_KEY_MAX];
     struct job *pend_head, *pend_tail; /* consumed before the lease was known */
@@ -48,6 +53,13 @@ typedef struct part {
     int topic_slot;               /* for sf_kafka_partition_count (-1: not checked) */
     uint32_t misrouted_unlogged;  /* wrong_partition requests since the last log line */
     uint64_t misrouted_log_us;    /* when the last request.wrong_partition line was written */
+    /* The group's commits of this partition, oldest first: when each was seen and its
+     * offset. A reply record below the offset committed dedupe_ttl ago may go (part_settled). */
+    struct {
+        uint64_t at_us;
+        int64_t offset;
+    } commits[16];
+    int ncommits;
 } part;
 
 typedef struct sessq sessq;
@@ -69,7 +81,8 @@ typedef struct job {
     int crashes;
     int producing; /* records produced and not yet acknowledged */
     bool replied;
-    bool claimed;           /* the request id is ours in Redis: its reply is cached */
+    bool claimed;           /* its answer is remembered in Redis: claimed, or run unclaimed */
+    bool cached_read;       /* ran on the state cache's copy: its commit checks the version */
     bool dlq_sent;          /* a DLQ record was produced for it */
     bool lost;              /* a record it produced was not acknowledged */
     msgpack_sbuffer *owed;  /* an answer sent, not yet remembered in Redis (job_remember_owed) */
@@ -92,6 +105,7 @@ struct sf_daemon {
     sf_pool *pool;
     sf_store *store;
     sf_kafka *kafka;
+    sf_cache *cache;       /* the sessions' state between requests (cache.h) */
     sf_daemon_ports ports; /* how the request path reaches the three above (ports.h) */
     part *parts[MAX_PARTS];
     int nparts;
@@ -168,6 +182,8 @@ void job_free(sf_daemon *d, job *j);
 
 /* partitions.c — assignment, the lease, routing, pausing, lag, revocation */
 part *part_find(sf_daemon *d, const char *topic, int32_t partition);
+void part_on_committed(void *ctx, const rd_kafka_topic_partition_list_t *offsets);
+int64_t part_settled(sf_daemon *d, part *p);
 void part_remove(sf_daemon *d, part *p);
 void part_on_assign(void *ctx, const rd_kafka_topic_partition_list_t *parts);
 void part_on_lease_retry(evutil_socket_t fd, short what, void *arg);

@@ -150,7 +150,42 @@ void job_run(sf_daemon *d, job *j)
 
 static void claim_job(sf_daemon *d, job *j);
 
-/* Starts the job (again, after a retry): a read runs at once, anything else is claimed first. */
+/*
+ * Whether no earlier owner of the partition can have answered this request
+ * unseen: it was produced after the partition was assigned to us (docs/DESIGN.md,
+ * "One round trip"). Such an execute runs without a claim; its commit still
+ * finds a record of the same id (a client that produced it again) and then
+ * answers with that record instead.
+ */
+static bool job_is_fresh(const job *j)
+{
+    return j->offset >= j->p->fresh_from && j->crashes == 0 && j->conflicts == 0;
+}
+
+/* An execute on the state cache's copy: no round trip before it runs. */
+static bool run_from_cache(sf_daemon *d, job *j)
+{
+    sf_cache_view v;
+    if (!job_is_fresh(j) || !sf_cache_get(d->cache, j->req.session.ptr, j->req.session.len,
+                                          j->req.program.ptr, j->req.program.len, &v))
+        return false;
+    j->claimed = true; /* its answer is remembered by its commit, claimed or not */
+    j->cached_read = true;
+    sf_store_reply rd = {.status = SF_STORE_OK,
+                         .state = v.state,
+                         .state_len = v.state_len,
+                         .spec = v.spec,
+                         .spec_len = v.spec_len,
+                         .version = v.version};
+    op_done_execute_read(j, &rd);
+    return true;
+}
+
+/*
+ * Starts the job (again, after a retry): a read runs at once; an execute
+ * produced since we own its partition whose session we know runs at once on
+ * what we know; anything else is claimed first.
+ */
 static void restart_job(sf_daemon *d, job *j)
 {
     if (j->dlq_sent && (uint32_t)j->crashes >= d->cfg->poison_threshold) {
@@ -160,10 +195,15 @@ static void restart_job(sf_daemon *d, job *j)
                     j->crashes);
         return;
     }
-    if (op_is_read(j->req.op))
+    if (op_is_read(j->req.op)) {
         op_run(d, j);
-    else
-        claim_job(d, j);
+        return;
+    }
+    if (j->req.op != SF_OP_EXECUTE_PROGRAM)
+        sf_cache_drop(d->cache, j->req.session.ptr, j->req.session.len); /* it writes the session */
+    else if (run_from_cache(d, j))
+        return;
+    claim_job(d, j);
 }
 
 static void on_claimed(void *arg, const sf_store_reply *r);
@@ -266,6 +306,10 @@ static void on_claimed(void *arg, const sf_store_reply *r)
         /* the claim read the state and the spec too: one round trip */
         sf_store_reply rd = *r;
         rd.status = r->state ? SF_STORE_OK : SF_STORE_NOT_FOUND;
+        if (r->state && r->spec) /* the session's next executes need no read */
+            sf_cache_put(d->cache, j->p->gen, j->req.session.ptr, j->req.session.len,
+                         j->req.program.ptr, j->req.program.len, r->state, r->state_len, r->spec,
+                         r->spec_len, r->version);
         op_done_execute_read(j, &rd);
         return;
     }
@@ -278,13 +322,14 @@ typedef struct commit_ctx {
     job *j;
     msgpack_sbuffer reply;
     bool ok, with_state;
+    msgpack_sbuffer state; /* a copy of the new state, for the cache once Redis has it */
 } commit_ctx;
 
 static void on_committed(void *arg, const sf_store_reply *r);
 
 sf_fence job_fence(const job *j)
 {
-    return (sf_fence){j->p->epoch_key, j->p->epoch};
+    return (sf_fence){j->p->epoch_key, j->p->epoch, part_settled(j->d, j->p)};
 }
 
 /*
@@ -333,11 +378,17 @@ void job_commit_reply(sf_daemon *d, job *j, const reply_parts *rp, const msgpack
         free(x);
         return;
     }
+    if (state && sf_cache_get_stats(d->cache).entries) {
+        msgpack_sbuffer_init(&x->state);
+        msgpack_sbuffer_write(&x->state, state->data, state->size);
+    }
+    /* The version the run read: a new state is written only over it; a run on the cache's
+     * copy also changes nothing if the state moved on (its reply was computed from it). */
+    int64_t version = state || j->cached_read ? (int64_t)j->state_version : -1;
     sf_fence f = job_fence(j);
     d->ports.store_commit(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
                           j->req.id.len, x->reply.data, x->reply.size, state ? state->data : NULL,
-                          state ? state->size : 0, (int64_t)j->state_version, d->cfg->dedupe_ttl_s,
-                          on_committed, x);
+                          state ? state->size : 0, version, j->offset, on_committed, x);
 }
 
 /* Redis has the reply (and the new state), or said why not. */
@@ -346,9 +397,23 @@ static void on_committed(void *arg, const sf_store_reply *r)
     commit_ctx *x = arg;
     job *j = x->j;
     sf_daemon *d = j->d;
+    if (r->status == SF_STORE_OK && x->state.data && j->req.op == SF_OP_EXECUTE_PROGRAM)
+        sf_cache_set_state(d->cache, j->req.session.ptr, j->req.session.len, x->state.data,
+                           x->state.size, j->state_version + 1);
+    else if (r->status != SF_STORE_OK && r->status != SF_STORE_ANSWERED && j->valid)
+        sf_cache_drop(d->cache, j->req.session.ptr, j->req.session.len);
+    j->cached_read = false; /* a run again reads again, or claims */
     switch (r->status) {
     case SF_STORE_OK:
         reply_emit(d, j, x->reply.data, x->reply.size, x->ok);
+        break;
+    case SF_STORE_ANSWERED:
+        /* Produced again by its client and run without a claim (a request no earlier owner
+         * can have run is not claimed): its first answer stands, this run's is dropped. */
+        d->deduplicated++;
+        sf_info("request.duplicate", "session=%s id=%.*s action=cached_reply", j->session_key,
+                SF_STR_ARG(j->req.id));
+        reply_emit(d, j, r->state, r->state_len, true);
         break;
     case SF_STORE_FENCED:
         job_fenced(d, j, r->error);
@@ -391,6 +456,7 @@ static void on_committed(void *arg, const sf_store_reply *r)
         break;
     }
     msgpack_sbuffer_destroy(&x->reply);
+    msgpack_sbuffer_destroy(&x->state);
     free(x);
 }
 
@@ -398,6 +464,7 @@ static void on_committed(void *arg, const sf_store_reply *r)
 void job_fenced(sf_daemon *d, job *j, const char *why)
 {
     d->fenced++;
+    sf_cache_drop_owner(d->cache, j->p->gen); /* the partition's next owner writes them now */
     sf_warn("store.fenced", "session=%s id=%.*s partition=%d reason=\"%s\"", j->session_key,
             SF_STR_ARG(j->req.id), (int)j->p->partition, why);
     sessq_next(d, j);
@@ -412,8 +479,8 @@ void job_remember_owed(sf_daemon *d, job *j)
 {
     sf_fence f = job_fence(j);
     d->ports.store_commit(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
-                          j->req.id.len, j->owed->data, j->owed->size, NULL, 0, -1,
-                          d->cfg->dedupe_ttl_s, on_owed, j);
+                          j->req.id.len, j->owed->data, j->owed->size, NULL, 0, -1, j->offset,
+                          on_owed, j);
 }
 
 static void on_owed_retry(evutil_socket_t fd, short what, void *arg)
@@ -431,6 +498,7 @@ static void on_owed(void *arg, const sf_store_reply *r)
     sf_daemon *d = j->d;
     switch (r->status) {
     case SF_STORE_OK:
+    case SF_STORE_ANSWERED:  /* remembered before: the answer sent was that one or ours */
     case SF_STORE_NOT_FOUND: /* a record without state has no session to miss */
         sf_info("request.answer_remembered", "session=%s id=%.*s offset=%lld", j->session_key,
                 SF_STR_ARG(j->req.id), (long long)j->offset);

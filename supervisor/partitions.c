@@ -29,6 +29,7 @@ part *part_find(sf_daemon *d, const char *topic, int32_t partition)
 
 static void part_detach(sf_daemon *d, part *p)
 {
+    sf_cache_drop_owner(d->cache, p->gen); /* what we knew of its sessions may change now */
     for (int i = 0; i < d->nparts; i++) {
         if (d->parts[i] == p) {
             d->parts[i] = d->parts[--d->nparts];
@@ -45,6 +46,23 @@ void part_remove(sf_daemon *d, part *p)
 }
 
 /* ---------------------------------------------------------------- assignment and the lease */
+
+/*
+ * The group committed `offset` for p: Kafka will not hand out the requests
+ * below it again (the next owner starts there), so their reply records are
+ * needed only for clients that produce a request again (redis.dedupe_ttl).
+ */
+static void part_seen_commit(part *p, int64_t offset)
+{
+    int n = p->ncommits;
+    if (n && p->commits[n - 1].offset >= offset)
+        return;
+    if (n == (int)(sizeof(p->commits) / sizeof(p->commits[0])))
+        n--; /* full: the newest moves on (its records wait a little longer, never less) */
+    p->commits[n].at_us = now_us();
+    p->commits[n].offset = offset;
+    p->ncommits = n + 1;
+}
 
 /*
  * A partition without a lease cannot run what it consumes: it stops fetching
@@ -94,6 +112,10 @@ void part_on_assign(void *ctx, const rd_kafka_topic_partition_list_t *parts)
         p->partition = tp->partition;
         p->offsets = sf_offsets_new();
         p->next = tp->offset; /* as committed, or none, or unknown: see sf_kafka_lag */
+        if (tp->offset >= 0)  /* committed at some time before now: counted from now */
+            part_seen_commit(p, tp->offset);
+        int64_t end = sf_kafka_assigned_end(d->kafka, p->topic, p->partition);
+        p->fresh_from = end >= 0 ? end : INT64_MAX;
         p->gen = ++d->part_gen;
         p->topic_slot = sf_kafka_topic_slot(d->kafka, p->topic);
         sf_store_epoch_key(d->store, p->epoch_key, sizeof(p->epoch_key), d->cfg->group, p->topic,
@@ -105,6 +127,42 @@ void part_on_assign(void *ctx, const rd_kafka_topic_partition_list_t *parts)
         sf_info("kafka.assigned", "topic=%s partition=%d protocol=%s", p->topic, (int)p->partition,
                 sf_kafka_protocol(d->kafka));
     }
+}
+
+/* The consumer's commit callback (consumer/kafka.c): every partition's committed offset. */
+void part_on_committed(void *ctx, const rd_kafka_topic_partition_list_t *offsets)
+{
+    sf_daemon *d = ctx;
+    for (int i = 0; i < offsets->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &offsets->elems[i];
+        part *p = tp->err ? NULL : part_find(d, tp->topic, tp->partition);
+        if (p && !p->revoking && tp->offset >= 0)
+            part_seen_commit(p, tp->offset);
+    }
+}
+
+/*
+ * The offset below which p's reply records may go: the newest offset the
+ * group had committed redis.dedupe_ttl ago (0: none yet). A redelivery comes
+ * from the committed offset on, so it always finds its record; a request
+ * produced again by its client finds it for dedupe_ttl after its offset was
+ * committed.
+ */
+int64_t part_settled(sf_daemon *d, part *p)
+{
+    uint64_t window = (uint64_t)d->cfg->dedupe_ttl_s * 1000000u, t = now_us();
+    int last = -1;
+    for (int i = 0; i < p->ncommits && t - p->commits[i].at_us >= window; i++)
+        last = i;
+    if (last < 0)
+        return 0;
+    int64_t settled = p->commits[last].offset;
+    if (last > 0) { /* what is older than the newest settled one is not needed again */
+        memmove(p->commits, p->commits + last,
+                (size_t)(p->ncommits - last) * sizeof(p->commits[0]));
+        p->ncommits -= last;
+    }
+    return settled;
 }
 
 /*
@@ -366,6 +424,7 @@ void part_on_revoke(void *ctx, rd_kafka_topic_partition_list_t *parts)
         part *p = part_find(d, parts->elems[i].topic, parts->elems[i].partition);
         if (p) {
             p->revoking = true;
+            sf_cache_drop_owner(d->cache, p->gen);
             part_drop_pending(d, p);
         }
     }

@@ -64,6 +64,19 @@ static size_t cat3(char *dst, size_t cap, const char *a, size_t al, const char *
     return n;
 }
 
+/*
+ * A key beside the partition's epoch key: "<prefix>:epoch:{group}:topic/N"
+ * becomes "<prefix>:<word>:{group}:topic/N" (the same hash tag).
+ */
+static size_t partition_key(const sf_store *st, char *dst, size_t cap, const char *ek, size_t el,
+                            const char *word)
+{
+    size_t skip = st->prefix_len + 6; /* "<prefix>:" "epoch:" */
+    if (el < skip || memcmp(ek + st->prefix_len, "epoch:", 6) != 0)
+        skip = st->prefix_len; /* not an epoch key of ours (a test's): the word goes first */
+    return cat3(dst, cap, st->prefix, st->prefix_len, word, strlen(word), ek + skip, el - skip);
+}
+
 /* memcpy, not snprintf: this runs for every Redis command (four keys each). */
 static void make_keys(const sf_store *st, keys *k, const char *s, size_t slen, const sf_fence *f,
                       const char *id, size_t idlen)
@@ -76,6 +89,12 @@ static void make_keys(const sf_store *st, keys *k, const char *s, size_t slen, c
     k->epoch_len = cat3(k->epoch, sizeof(k->epoch), ek, strlen(ek), "", 0, "", 0);
     k->request_len =
         cat3(k->request, sizeof(k->request), tag, tl, "}:req:", 6, id ? id : "", id ? idlen : 0);
+    k->done_len = partition_key(st, k->done, sizeof(k->done), k->epoch, k->epoch_len, "done:");
+    k->order_len = partition_key(st, k->order, sizeof(k->order), k->epoch, k->epoch_len, "order:");
+    char n[24];
+    int nl = snprintf(n, sizeof(n), "%zu:", slen);
+    k->field_len =
+        cat3(k->field, sizeof(k->field), n, (size_t)nl, s, slen, id ? id : "", id ? idlen : 0);
 }
 
 /* The keys of create/end: the session index in place of a request key. */
@@ -180,27 +199,28 @@ void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen,
     char epoch[24], ttl[16];
     snprintf(epoch, sizeof(epoch), "%llu", f ? (unsigned long long)f->epoch : 0ull);
     snprintf(ttl, sizeof(ttl), "%u", claim_ttl_ms);
-    const char *a[] = {epoch, owner, ttl, program ? program : ""};
-    size_t l[] = {strlen(epoch), strlen(owner), strlen(ttl), program ? plen : 0};
+    const char *a[ITEM_ARGS] = {epoch, owner, ttl, program ? program : "", k.field, "", ""};
+    size_t l[ITEM_ARGS] = {
+        strlen(epoch), strlen(owner), strlen(ttl), program ? plen : 0, k.field_len, 0, 0};
     store_batch_add(st, &st->claims, K_CLAIMS, S_CLAIMS, &k, a, l, cb, arg);
 }
 
 void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
                      size_t idlen, const void *reply, size_t reply_len, const void *state,
-                     size_t state_len, int64_t read_version, uint32_t dedupe_ttl_s, sf_store_cb cb,
+                     size_t state_len, int64_t read_version, int64_t offset, sf_store_cb cb,
                      void *arg)
 {
     keys k;
     make_keys(st, &k, s, slen, f, id, idlen);
-    char epoch[24], ttl[40];
+    char epoch[24], version[24] = "", at[24], settled[24];
     snprintf(epoch, sizeof(epoch), "%llu", f ? (unsigned long long)f->epoch : 0ull);
-    /* the read version rides with the TTL ("ttl/version"): items keep four arguments */
     if (state && read_version >= 0)
-        snprintf(ttl, sizeof(ttl), "%u/%lld", dedupe_ttl_s, (long long)read_version);
-    else
-        snprintf(ttl, sizeof(ttl), "%u", dedupe_ttl_s);
-    const char *a[] = {epoch, reply, ttl, state ? state : ""};
-    size_t l[] = {strlen(epoch), reply_len, strlen(ttl), state ? state_len : 0};
+        snprintf(version, sizeof(version), "%lld", (long long)read_version);
+    snprintf(at, sizeof(at), "%lld", (long long)offset);
+    snprintf(settled, sizeof(settled), "%lld", f && f->settled > 0 ? (long long)f->settled : 0ll);
+    const char *a[ITEM_ARGS] = {epoch, reply, version, state ? state : "", k.field, at, settled};
+    size_t l[ITEM_ARGS] = {strlen(epoch), reply_len,  strlen(version), state ? state_len : 0,
+                           k.field_len,   strlen(at), strlen(settled)};
     store_batch_add(st, &st->commits, K_COMMITS, S_COMMITS, &k, a, l, cb, arg);
 }
 

@@ -7,7 +7,17 @@
  *   P:{S}:programs  hash, program id -> program spec (msgpack map)
  * where P is the fleet's key prefix (redis.key_prefix, "sf" by default), so
  * fleets sharing one Redis database never see each other's keys.
- * Every access refreshes both TTLs (session_ttl). Each operation is one
+ * Every access refreshes both TTLs (session_ttl). The answers of requests
+ * live with the partition they came from, not one key per request (a key per
+ * request grew Redis's keyspace with request rate × window, and its rehashes
+ * stalled it), in two keys that share the partition's epoch key's tag:
+ *   P:done:{group}:topic/partition   hash, request -> its reply (the dedupe record)
+ *   P:order:{group}:topic/partition  sorted set, request -> its Kafka offset
+ * (a request is named "<session length>:<session><id>"), written by the
+ * request's commit and dropped by a later commit of the partition once the
+ * group's committed offset has passed it (sf_fence.settled). A claimed
+ * request also holds P:{S}:req:ID while it runs; its commit removes it.
+ * Each operation is one
  * round trip (a single command or one Lua script), so it is atomic and
  * pipelines with everything else in flight.
  *
@@ -34,6 +44,8 @@ typedef enum {
     SF_STORE_FENCED,      /* the caller's partition epoch is stale: a zombie's write */
     SF_STORE_LIMIT,       /* create_session: max_sessions are stored already */
     SF_STORE_CONFLICT,    /* commit: the state changed since the run read it (not written) */
+    SF_STORE_ANSWERED,    /* commit: the request was answered before (nothing written); the
+                             reply given then is in state/state_len */
 } sf_store_status;
 
 /* The default key prefix (redis.key_prefix); at most SF_STORE_PREFIX_MAX bytes. */
@@ -46,10 +58,16 @@ typedef enum {
  * A write's lease: the key holding its partition's epoch and the epoch the
  * writer took on assignment. A write whose epoch is no longer the key's value
  * is refused (SF_STORE_FENCED). NULL: unfenced.
+ *
+ * The partition's reply records are found beside its epoch key (store.h's
+ * top). `settled`: the records of requests at offsets below it may be dropped
+ * (the daemon passes the offset the group had committed redis.dedupe_ttl ago);
+ * 0 drops nothing.
  */
 typedef struct sf_fence {
     const char *key;
     uint64_t epoch;
+    int64_t settled;
 } sf_fence;
 
 typedef struct sf_store_reply {
@@ -140,12 +158,17 @@ void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen,
                     size_t idlen, const char *owner, uint32_t claim_ttl_ms, const char *program,
                     size_t plen, sf_store_cb cb, void *arg);
 /*
- * Remembers the reply of request `id` for dedupe_ttl_s and, when `state` is
- * not NULL, writes the session's new state — atomically, fenced by f.
+ * Remembers the reply of request `id`, consumed at `offset` of the fence's
+ * partition, and, when `state` is not NULL, writes the session's new state —
+ * atomically, fenced by f. A request answered before (a client that produced
+ * it again, met here without a claim) is not run twice: ANSWERED, nothing is
+ * written, and the reply given then comes back in state/state_len.
  * With read_version >= 0 (the version the claim read) the state is written
  * only if no one wrote it since: else CONFLICT, and nothing is written, so
  * two writers of one session cannot lose an update. -1: unconditional.
  * NOT_FOUND: the session vanished (ended) before the state could be written.
+ * The commit also drops, once per batch and partition, the records below
+ * f->settled, and removes the request's claim.
  *
  * Versions live in the session's programs hash under the field "" (no
  * program id is empty): create_session starts it afresh from the clock,
@@ -153,7 +176,7 @@ void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen,
  */
 void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
                      size_t idlen, const void *reply, size_t reply_len, const void *state,
-                     size_t state_len, int64_t read_version, uint32_t dedupe_ttl_s, sf_store_cb cb,
+                     size_t state_len, int64_t read_version, int64_t offset, sf_store_cb cb,
                      void *arg);
 /*
  * The end of a loop turn: the turn's claims and commits go to Redis, one

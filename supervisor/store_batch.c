@@ -31,7 +31,7 @@ void sf_store_set_turn_end(sf_store *st, void (*wake)(void *arg), void *arg)
     st->flush_wake_arg = arg;
 }
 
-/* String j (0-3 keys, 4-7 arguments) of the item being added. */
+/* String j (keys first, then arguments) of the item being added. */
 static void batch_put(batch *b, int j, const char *s, size_t n)
 {
     if (b->used + n + 1 > b->cap) {
@@ -41,8 +41,8 @@ static void batch_put(batch *b, int j, const char *s, size_t n)
         b->buf = realloc(b->buf, cap);
         b->cap = cap;
     }
-    b->off[8 * b->n + j] = b->used;
-    b->len[8 * b->n + j] = n;
+    b->off[ITEM_STRS * b->n + j] = b->used;
+    b->len[ITEM_STRS * b->n + j] = n;
     if (n)
         memcpy(b->buf + b->used, s, n);
     b->used += n;
@@ -52,11 +52,11 @@ static void batch_put(batch *b, int j, const char *s, size_t n)
 /* Sends a batch as one script call: its keys, the session TTL, then its arguments. */
 static void batch_send(sf_store *st, batch *b)
 {
-    int n = b->n, argc = 3 + 8 * n + 1;
+    int n = b->n, argc = 3 + ITEM_STRS * n + 1;
     const char **argv = malloc((size_t)argc * sizeof(*argv));
     size_t *lens = malloc((size_t)argc * sizeof(*lens));
     char numkeys[16];
-    snprintf(numkeys, sizeof(numkeys), "%d", 4 * n);
+    snprintf(numkeys, sizeof(numkeys), "%d", ITEM_KEYS * n);
     bool sha = st->sha[b->script][0] != '\0';
     argv[0] = sha ? "EVALSHA" : "EVAL";
     lens[0] = sha ? 7 : 4;
@@ -64,23 +64,27 @@ static void batch_send(sf_store *st, batch *b)
     lens[1] = strlen(argv[1]);
     argv[2] = numkeys;
     lens[2] = strlen(numkeys);
+    /* KEYS: every item's keys; ARGV: the session TTL, then every item's arguments */
+    int args_at = 3 + ITEM_KEYS * n + 1;
     for (int i = 0; i < n; i++) {
-        for (int j = 0; j < 4; j++) {
-            argv[3 + 4 * i + j] = b->buf + b->off[8 * i + j];
-            lens[3 + 4 * i + j] = b->len[8 * i + j];
-            argv[4 + 4 * n + 4 * i + j] = b->buf + b->off[8 * i + 4 + j];
-            lens[4 + 4 * n + 4 * i + j] = b->len[8 * i + 4 + j];
+        for (int j = 0; j < ITEM_KEYS; j++) {
+            argv[3 + ITEM_KEYS * i + j] = b->buf + b->off[ITEM_STRS * i + j];
+            lens[3 + ITEM_KEYS * i + j] = b->len[ITEM_STRS * i + j];
+        }
+        for (int j = 0; j < ITEM_ARGS; j++) {
+            argv[args_at + ITEM_ARGS * i + j] = b->buf + b->off[ITEM_STRS * i + ITEM_KEYS + j];
+            lens[args_at + ITEM_ARGS * i + j] = b->len[ITEM_STRS * i + ITEM_KEYS + j];
         }
     }
-    argv[3 + 4 * n] = st->ttl;
-    lens[3 + 4 * n] = strlen(st->ttl);
+    argv[3 + ITEM_KEYS * n] = st->ttl;
+    lens[3 + ITEM_KEYS * n] = strlen(st->ttl);
     store_send_script(st, b->kind, b->script, argc, argv, lens, NULL, b);
     free(argv);
     free(lens);
 }
 
 /*
- * Adds one item (the 4 keys of k, then 4 arguments) to the claims or commits
+ * Adds one item (the ITEM_KEYS keys of k, then ITEM_ARGS arguments) to the claims or commits
  * batch of this loop turn; a full batch goes at once, the rest at the end of
  * the turn.
  */
@@ -104,8 +108,10 @@ void store_batch_add(sf_store *st, batch **slot, int kind, int script, const key
     batch_put(b, 1, k->programs, k->programs_len);
     batch_put(b, 2, k->epoch, k->epoch_len);
     batch_put(b, 3, k->request, k->request_len);
-    for (int j = 0; j < 4; j++)
-        batch_put(b, 4 + j, args[j], arglens[j]);
+    batch_put(b, 4, k->done, k->done_len);
+    batch_put(b, 5, k->order, k->order_len);
+    for (int j = 0; j < ITEM_ARGS; j++)
+        batch_put(b, ITEM_KEYS + j, args[j], arglens[j]);
     b->item[b->n].cb = cb;
     b->item[b->n].arg = arg;
     b->n++;
@@ -178,7 +184,13 @@ static void read_claim(const redisReply *e, sf_store_reply *out)
 /* One item of a commits batch. */
 static void read_commit(const redisReply *e, sf_store_reply *out)
 {
-    if (e->type != REDIS_REPLY_INTEGER) {
+    if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
+        e->element[0]->type == REDIS_REPLY_INTEGER && e->element[0]->integer == 3 &&
+        e->element[1]->type == REDIS_REPLY_STRING) {
+        out->status = SF_STORE_ANSWERED; /* answered before: the reply given then */
+        out->state = e->element[1]->str;
+        out->state_len = e->element[1]->len;
+    } else if (e->type != REDIS_REPLY_INTEGER) {
         out->status = SF_STORE_UNAVAILABLE;
         out->error = "unexpected commit reply";
     } else if (e->integer == -1) {

@@ -61,17 +61,21 @@ struct sf_store {
 };
 
 /*
- * Claims or commits on their way to one script call. Each item is 4 keys
- * then 4 arguments (strings kept in buf, by offset until the call is made).
+ * Claims or commits on their way to one script call. Each item is
+ * ITEM_KEYS keys then ITEM_ARGS arguments (strings kept in buf, by offset
+ * until the call is made).
  */
 #define BATCH_MAX 64
+#define ITEM_KEYS 6
+#define ITEM_ARGS 7
+#define ITEM_STRS (ITEM_KEYS + ITEM_ARGS)
 typedef struct batch {
     int kind, script, n;
     struct {
         sf_store_cb cb;
         void *arg;
     } item[BATCH_MAX];
-    size_t off[BATCH_MAX * 8], len[BATCH_MAX * 8];
+    size_t off[BATCH_MAX * ITEM_STRS], len[BATCH_MAX * ITEM_STRS];
     char *buf;
     size_t used, cap;
 } batch;
@@ -79,7 +83,8 @@ typedef struct batch {
 /* How to read a command's reply: by the shape of the reply, not by the command. */
 enum {
     K_CLAIMS,  /* a batch: per item {0, ''[, state, spec]} | {1, reply} | {2, owner} */
-    K_COMMITS, /* a batch: per item 1 | 0 (no session) | -1 (fenced) */
+    K_COMMITS, /* a batch: per item 1 | 0 (no session) | -1 (fenced) | -2 (conflict)
+                  | {3, reply} (answered before) */
     K_BUMP,
     K_GET_STATE,
     K_SET_STATE,
@@ -108,15 +113,19 @@ enum {
 /*
  * Every script sees the same keys: the session's state and programs, the
  * fencing epoch of the partition the request came from, and the request's
- * dedupe key. ARGV[1] is the caller's epoch ("0": unfenced, for reads) and
- * ARGV[2] the session TTL; the rest is per script.
+ * claim key; the batched scripts (claims, commits) also the partition's reply
+ * records (done, order) and get the request's name in them (field). ARGV[1]
+ * is the caller's epoch ("0": unfenced, for reads) and ARGV[2] the session
+ * TTL; the rest is per script.
  */
 typedef struct keys {
     char state[SF_STORE_PREFIX_MAX + SF_MAX_SESSION_BYTES + 16];
     char programs[SF_STORE_PREFIX_MAX + SF_MAX_SESSION_BYTES + 16];
     char epoch[SF_STORE_EPOCH_KEY_MAX];
     char request[SF_STORE_PREFIX_MAX + SF_MAX_SESSION_BYTES + SF_MAX_ID_BYTES + 16];
-    size_t state_len, programs_len, epoch_len, request_len;
+    char done[SF_STORE_EPOCH_KEY_MAX + 8], order[SF_STORE_EPOCH_KEY_MAX + 8];
+    char field[SF_MAX_SESSION_BYTES + SF_MAX_ID_BYTES + 24];
+    size_t state_len, programs_len, epoch_len, request_len, done_len, order_len, field_len;
 } keys;
 
 /*

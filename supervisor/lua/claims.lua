@@ -1,12 +1,14 @@
 -- claims.lua: the claims of one loop turn, batched (sf_store_claim).
 --
--- Item i (0-based) of the batch:
--- KEYS[4i+1]  P:{S}:state    KEYS[4i+2]  P:{S}:programs
--- KEYS[4i+3]  the partition's epoch key (unused: the epoch rides in the claim)
--- KEYS[4i+4]  P:{S}:req:ID   the request's dedupe key: 'P<owner>@<epoch>'
---                            while claimed, 'R<reply>' once answered
--- ARGV[4i+2]  the claimer's epoch ('0': unfenced)    ARGV[4i+3]  its owner id
--- ARGV[4i+4]  claim TTL (ms)    ARGV[4i+5]  the program to execute ('': none)
+-- Item i (0-based) of the batch, k = 6i, a = 7i + 1:
+-- KEYS[k+1]  P:{S}:state    KEYS[k+2]  P:{S}:programs
+-- KEYS[k+3]  the partition's epoch key (unused: the epoch rides in the claim)
+-- KEYS[k+4]  P:{S}:req:ID   the request's claim: 'P<owner>@<epoch>' while it runs
+-- KEYS[k+5]  P:done:{G}:T/N the partition's reply records (request -> reply)
+-- KEYS[k+6]  P:order:...    (unused here: commits.lua)
+-- ARGV[a+1]  the claimer's epoch ('0': unfenced)    ARGV[a+2]  its owner id
+-- ARGV[a+3]  claim TTL (ms)    ARGV[a+4]  the program to execute ('': none)
+-- ARGV[a+5]  the request's name in the records ('<session length>:<session><id>')
 -- and ARGV[1], shared: session TTL (s).
 --
 -- Returns per item (each_item.lua):
@@ -18,27 +20,32 @@
 -- commit's compare-and-set): {0, '', state, spec, version}, with
 -- {0, '', nil, nil, nil} when there is no session (spec nil: no such program).
 --
--- Keeps: one run of a request at a time and one answer per dedupe window:
--- its request key holds one claim or the reply. A claim records its owner's
--- partition epoch: a claim made under an older epoch belongs to a supervisor
--- that lost the partition (dead or fenced), so the new owner takes it over at
--- once instead of waiting for it to expire. Its own claim, met again, is
--- renewed.
+-- Keeps: one run of a request at a time and one answer per request while it
+-- can come back: a request answered before is answered from its record; else
+-- its claim key holds one claim. A claim records its owner's partition epoch:
+-- a claim made under an older epoch belongs to a supervisor that lost the
+-- partition (dead or fenced), so the new owner takes it over at once instead
+-- of waiting for it to expire. Its own claim, met again, is renewed.
 local function item(i)
-    local st, pg, rq = KEYS[4 * i + 1], KEYS[4 * i + 2], KEYS[4 * i + 4]
-    local ep, prog = ARGV[4 * i + 2], ARGV[4 * i + 5]
-    local mine = 'P' .. ARGV[4 * i + 3] .. '@' .. ep
+    local k, a = 6 * i, 7 * i + 1
+    local st, pg, rq, dn = KEYS[k + 1], KEYS[k + 2], KEYS[k + 4], KEYS[k + 5]
+    local ep, prog = ARGV[a + 1], ARGV[a + 4]
+    local done = redis.call('HGET', dn, ARGV[a + 5])
+    if done then
+        return {1, done}
+    end
+    local mine = 'P' .. ARGV[a + 2] .. '@' .. ep
     -- one command for a new request: set the claim unless there is one, and see it
-    local v = redis.call('SET', rq, mine, 'NX', 'PX', ARGV[4 * i + 4], 'GET')
+    local v = redis.call('SET', rq, mine, 'NX', 'PX', ARGV[a + 3], 'GET')
     if v then
         if string.sub(v, 1, 1) == 'R' then
-            return {1, string.sub(v, 2)}
+            return {1, string.sub(v, 2)} -- a record as earlier versions kept it, in the claim key
         end
         if v ~= mine and (ep == '0' or
                 tonumber(string.match(v, '@(%d+)$') or '0') >= tonumber(ep)) then
             return {2, string.sub(v, 2)}
         end
-        redis.call('SET', rq, mine, 'PX', ARGV[4 * i + 4])
+        redis.call('SET', rq, mine, 'PX', ARGV[a + 3])
     end
     if prog == '' then
         return {0, ''}

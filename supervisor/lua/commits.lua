@@ -1,57 +1,90 @@
 -- commits.lua: the commits of one loop turn, batched (sf_store_commit).
 --
--- Item i (0-based) of the batch:
--- KEYS[4i+1]  P:{S}:state    KEYS[4i+2]  P:{S}:programs (field '': the version)
--- KEYS[4i+3]  the partition's epoch key
--- KEYS[4i+4]  P:{S}:req:ID   the request's dedupe key (claims.lua)
--- ARGV[4i+2]  the committer's epoch ('0': unfenced)    ARGV[4i+3]  the reply
--- ARGV[4i+4]  dedupe TTL (s), or 'ttl/version': the version the run read
--- ARGV[4i+5]  the new state ('': the state is not written)
+-- Item i (0-based) of the batch, k = 6i, a = 7i + 1:
+-- KEYS[k+1]  P:{S}:state    KEYS[k+2]  P:{S}:programs (field '': the version)
+-- KEYS[k+3]  the partition's epoch key
+-- KEYS[k+4]  P:{S}:req:ID   the request's claim (claims.lua), removed here
+-- KEYS[k+5]  P:done:{G}:T/N  the partition's reply records: request -> reply
+-- KEYS[k+6]  P:order:{G}:T/N the same requests by Kafka offset (sorted set)
+-- ARGV[a+1]  the committer's epoch ('0': unfenced)    ARGV[a+2]  the reply
+-- ARGV[a+3]  the version the run read ('': write unconditionally)
+-- ARGV[a+4]  the new state ('': the state is not written)
+-- ARGV[a+5]  the request's name in the records    ARGV[a+6]  its Kafka offset
+-- ARGV[a+7]  settled: records of offsets below it may go ('0': none)
 -- and ARGV[1], shared: session TTL (s).
 --
 -- Returns per item (each_item.lua): 1 done; 0 the session is gone (nothing
 -- written); -1 fenced: a stale epoch (nothing written); -2 conflict: the state
--- changed since the run read it (nothing written).
+-- changed since the run read it (nothing written); {3, reply}: the request
+-- was answered before (a client produced it again): nothing written.
 --
--- Keeps, per item: the reply is remembered for the dedupe window (replacing
--- the claim) and, with a state, the state written, both in one step; an item
--- answered 0, -1 or -2 writes nothing. Fencing: as fence.lua, for each item
--- (a partition's epoch is read once per batch). Compare-and-set: with a
--- version, the state is written only over the version the run read; without
--- one the write is unconditional. Either way a written state moves the version
--- on, so every run that read the state before this write conflicts.
-local epochs = {} -- a partition's epoch is read once per batch
-local function item(i)
-    local ep, state, ttl = ARGV[4 * i + 2], ARGV[4 * i + 5], ARGV[4 * i + 4]
-    local rv
-    local at = string.find(ttl, '/', 1, true)
-    if at then
-        rv = string.sub(ttl, at + 1)
-        ttl = string.sub(ttl, 1, at - 1)
+-- Keeps, per item: the reply is remembered (replacing the claim) and, with a
+-- state, the state written, both in one step; an item answered anything but 1
+-- writes nothing. A request is answered once while its record lasts, claimed
+-- or not. Fencing: as fence.lua, for each item (a partition's epoch is read
+-- once per batch). Compare-and-set: with a version, the state is written only
+-- over the version the run read; without one the write is unconditional.
+-- Either way a written state moves the version on, so every run that read the
+-- state before this write conflicts.
+--
+-- Bounded: the records of a partition below `settled` (offsets the group has
+-- committed, so Kafka never hands them out again, and older than the retry
+-- window) are dropped, up to 1000 per partition and batch, before the first
+-- item of that partition is written. Redis holds a partition's records of the
+-- requests in flight and of the window, two keys per partition.
+local epochs, pruned, kept = {}, {}, {}
+local function prune(dn, od, settled)
+    if pruned[dn] then
+        return
     end
-    if ep ~= '0' then
-        local k = KEYS[4 * i + 3]
-        if epochs[k] == nil then
-            epochs[k] = redis.call('GET', k)
+    pruned[dn] = true
+    if settled ~= '0' then
+        local old = redis.call('ZRANGEBYSCORE', od, '-inf', '(' .. settled, 'LIMIT', 0, 1000)
+        if #old > 0 then
+            redis.call('HDEL', dn, unpack(old))
+            redis.call('ZREM', od, unpack(old))
         end
-        if epochs[k] ~= ep then
+    end
+end
+local function item(i)
+    local k, a = 6 * i, 7 * i + 1
+    local ep, rv, state = ARGV[a + 1], ARGV[a + 3], ARGV[a + 4]
+    local dn, od, name = KEYS[k + 5], KEYS[k + 6], ARGV[a + 5]
+    if ep ~= '0' then
+        local e = KEYS[k + 3]
+        if epochs[e] == nil then
+            epochs[e] = redis.call('GET', e)
+        end
+        if epochs[e] ~= ep then
             return -1
         end
     end
+    prune(dn, od, ARGV[a + 7])
+    local done = redis.call('HGET', dn, name)
+    if done then
+        return {3, done}
+    end
     if state ~= '' then
-        local pg = KEYS[4 * i + 2]
+        local pg = KEYS[k + 2]
         -- compare-and-set: the state is written only over the version the run read
-        if rv and (redis.call('HGET', pg, '') or '0') ~= rv then
+        if rv ~= '' and (redis.call('HGET', pg, '') or '0') ~= rv then
             return -2
         end
-        if not redis.call('SET', KEYS[4 * i + 1], state, 'XX', 'EX', ARGV[1]) then
+        if not redis.call('SET', KEYS[k + 1], state, 'XX', 'EX', ARGV[1]) then
             return 0
         end
         -- every state write moves the version on, so any run that read before it conflicts
         redis.call('HINCRBY', pg, '', 1)
         redis.call('EXPIRE', pg, ARGV[1])
     end
-    redis.call('SET', KEYS[4 * i + 4], 'R' .. ARGV[4 * i + 3], 'EX', ttl)
+    redis.call('HSET', dn, name, ARGV[a + 2])
+    redis.call('ZADD', od, ARGV[a + 6], name)
+    redis.call('DEL', KEYS[k + 4])
+    if not kept[dn] then -- a partition no one consumes any more leaves no keys behind
+        kept[dn] = true
+        redis.call('EXPIRE', dn, ARGV[1])
+        redis.call('EXPIRE', od, ARGV[1])
+    end
     return 1
 end
 --#include each_item.lua

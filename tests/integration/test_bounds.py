@@ -18,8 +18,16 @@ import time
 
 import pytest
 
-from conftest import Fleet, KafkaEnv, RedisServer, live_workers, wait_until
-from helpers import Poller, assert_all_ok, http_base, parse_metrics, setup_session
+from conftest import REDIS, Fleet, KafkaEnv, RedisServer, live_workers, redis_cli, wait_until
+from helpers import (
+    Poller,
+    assert_all_ok,
+    check_counters,
+    http_base,
+    parse_metrics,
+    produce_increments,
+    setup_session,
+)
 
 SLEEP_SPEC = {"kind": "callable", "entry": "snakefleet.examples:sleep"}
 
@@ -169,3 +177,63 @@ def test_max_sessions_guard(own_redis: RedisServer, kafka: KafkaEnv, fleet: Flee
     kafka.flush()
     again = replies.wait_ids([f"{fifth}/create-again"], 30)[f"{fifth}/create-again"][0]
     assert again["ok"], again
+
+
+COUNTER_SPEC = {"kind": "callable", "entry": "snakefleet.examples:counter"}
+
+
+def keys_of(prefix: str) -> dict[str, int]:
+    """The fleet's keys under `prefix`, by kind (the word after the prefix or
+    the session tag), and the reply records they hold."""
+    kinds: dict[str, int] = {}
+    for k in redis_cli(REDIS, "--scan", "--pattern", f"{prefix}:*").split():
+        rest = k[len(prefix) + 1 :]
+        kind = rest.rsplit(":", 1)[-1] if rest.startswith("{") else rest.split(":", 1)[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+        if kind == "done":
+            kinds["records"] = kinds.get("records", 0) + int(redis_cli(REDIS, "HLEN", k))
+    return kinds
+
+
+@pytest.mark.timeout(180)
+def test_redis_holds_keys_per_session_and_records_per_request_in_flight(
+    kafka: KafkaEnv, fleet: Fleet
+) -> None:
+    """Guarantee 6 (Redis memory): what Redis holds grows with sessions, not
+    with requests answered. Every request's reply record lives in its
+    partition's two keys until the group has committed its offset (plus
+    redis.dedupe_ttl, 0 here); claims go with their commits. 40 sessions ×
+    25 increments = 1,000 requests: afterwards Redis holds 2 keys per session,
+    2 per partition, the partitions' epochs and the index, and only the
+    records of the requests not yet settled when the last commits ran; the
+    counters are exact."""
+    prefix = f"bk{kafka.prefix[-8:]}"
+    sup = fleet.start(redis__dedupe_ttl="0", redis__key_prefix=prefix)
+    replies = kafka.replies()
+    sessions = [kafka.session(i) for i in range(40)]
+    ids: list[str] = []
+    for s in sessions:
+        ids += setup_session(kafka, s, "ctr", COUNTER_SPEC)
+    nops = 25
+    for k in range(nops - 1):
+        ids += produce_increments(kafka, sessions, k)
+    kafka.flush()
+    replies.wait_ids(ids, 90)
+    # The offsets are committed within auto.commit.interval.ms (1 s here); the
+    # records below them go with each partition's next commit.
+    time.sleep(3)
+    last = produce_increments(kafka, sessions, nops - 1)
+    kafka.flush()
+    replies.wait_ids(ids + last, 60)
+    check_counters(kafka, replies, sessions, nops)
+    kinds = keys_of(prefix)
+    print(f"keys after {len(ids) + len(last)} requests over 40 sessions: {kinds}")
+    assert kinds.get("state") == 40 and kinds.get("programs") == 40, kinds
+    assert kinds.get("req", 0) == 0, f"claims left behind: {kinds}"
+    assert kinds.get("done", 0) <= 8 and kinds.get("order", 0) <= 8, kinds
+    # 1,000 requests were answered and at most the last round (40) and the
+    # requests of the round before whose commit the last commit had not seen
+    # (40) may still have records.
+    assert kinds.get("records", 0) <= 80, f"records of settled requests kept: {kinds}"
+    assert sum(v for k, v in kinds.items() if k != "records") <= 2 * 40 + 8 * 3 + 1, kinds
+    assert not sup.events("store.command_failed")

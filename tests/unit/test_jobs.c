@@ -79,8 +79,8 @@ static void fake_claim(sf_store *st, const sf_fence *f, const char *s, size_t sl
 
 static void fake_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
                         size_t idlen, const void *reply, size_t reply_len, const void *state,
-                        size_t state_len, int64_t read_version, uint32_t dedupe_ttl_s,
-                        sf_store_cb cb, void *arg)
+                        size_t state_len, int64_t read_version, int64_t offset, sf_store_cb cb,
+                        void *arg)
 {
     cr_assert_lt(w.ncommits, MAX_ASKS);
     cr_assert_leq(reply_len, sizeof(w.commits[0].reply));
@@ -138,6 +138,7 @@ static void setup(void)
     p->epoch = 1; /* the lease is ours: jobs go straight to their sessions */
     snprintf(p->epoch_key, sizeof(p->epoch_key), "sf:epoch:requests:0");
     p->topic_slot = -1;
+    p->fresh_from = INT64_MAX; /* every request claimed, unless a test says otherwise */
     w.d->parts[w.d->nparts++] = p;
     w.p = p;
 }
@@ -388,4 +389,51 @@ Test(jobs, an_offset_is_stored_only_when_every_earlier_offset_of_the_partition_i
     deliver(1); /* b1 */
     cr_assert_eq(w.nstored, 2);
     cr_expect_eq(w.stored[1], 3, "b1 finished: the prefix runs through c2");
+}
+
+Test(jobs, an_execute_produced_since_the_assignment_runs_on_the_known_state_with_one_round_trip)
+{
+    w.p->fresh_from = 10;  /* the partition's end when it was assigned to us */
+    consume(9, "a", "a9"); /* may have been answered by an earlier owner: claimed */
+    cr_assert_eq(w.nclaims, 1);
+    run_to_reply(0, 0, 0);
+    cr_expect_eq(w.commits[0].read_version, 7, "a state written over the version the claim read");
+    deliver(0);
+
+    consume(10, "a", "a10"); /* fresh, and the claim's read and the commit made it known */
+    cr_expect_eq(w.nclaims, 1, "no claim: it runs at once");
+    cr_assert_eq(w.nsubmits, 2);
+    finish_run(1);
+    cr_assert_eq(w.ncommits, 2);
+    cr_expect_eq(w.commits[1].read_version, 8, "over the version the last commit wrote");
+    answer_commit(1, SF_STORE_OK);
+    cr_assert_eq(w.nout, 2);
+    deliver(1);
+
+    /* Produced again by its client at offset 11: its commit finds the record. */
+    consume(11, "a", "a10");
+    cr_assert_eq(w.nsubmits, 3);
+    finish_run(2);
+    cr_assert_eq(w.ncommits, 3);
+    sf_store_reply answered = {.status = SF_STORE_ANSWERED, .state = "FIRST", .state_len = 5};
+    w.commits[2].cb(w.commits[2].arg, &answered);
+    cr_assert_eq(w.nout, 3);
+    cr_expect(w.out[2].len == 5 && memcmp(w.out[2].value, "FIRST", 5) == 0,
+              "the first answer, as remembered");
+    cr_expect_eq(w.d->deduplicated, 1);
+    deliver(2);
+
+    /* Another writer moved the state on: the commit conflicts, the copy is dropped and the
+     * request runs again from a claim and a fresh read. */
+    consume(12, "a", "a12");
+    cr_assert_eq(w.nsubmits, 4);
+    finish_run(3);
+    answer_commit(3, SF_STORE_CONFLICT);
+    cr_expect_eq(w.nclaims, 1, "not at once: after a pause");
+    event_base_loop(w.base, EVLOOP_ONCE); /* the jittered pause */
+    cr_assert_eq(w.nclaims, 2, "the run again is claimed, with a read");
+    cr_expect_str_eq(w.claims[1].id, "a12");
+    run_to_reply(1, 4, 4);
+    deliver(3);
+    cr_expect_eq(w.p->next, 13, "every offset finished");
 }

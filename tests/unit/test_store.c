@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <event2/event.h>
+#include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -238,7 +239,7 @@ Test(store, a_new_lease_takes_over_an_old_owners_claim)
     got g = {0};
     sf_store_bump_epoch(st, key, on_got, &g);
     wait_done(&g);
-    sf_fence old = {key, (uint64_t)g.count};
+    sf_fence old = {key, (uint64_t)g.count, 0};
     g = (got){0};
     sf_store_claim(st, &old, S("s"), S("req-3"), "killed", 60000, NULL, 0, on_got, &g);
     wait_done(&g);
@@ -246,7 +247,7 @@ Test(store, a_new_lease_takes_over_an_old_owners_claim)
     g = (got){0};
     sf_store_bump_epoch(st, key, on_got, &g); /* the partition moves on */
     wait_done(&g);
-    sf_fence now = {key, (uint64_t)g.count};
+    sf_fence now = {key, (uint64_t)g.count, 0};
     g = (got){0};
     sf_store_claim(st, &now, S("s"), S("req-3"), "new-owner", 60000, NULL, 0, on_got, &g);
     wait_done(&g);
@@ -268,7 +269,7 @@ Test(store, a_zombie_write_is_refused)
     sf_store_bump_epoch(st, key, on_got, &g); /* the partition moved to a new owner */
     wait_done(&g);
     cr_expect_eq((uint64_t)g.count, old + 1);
-    sf_fence zombie = {key, old}, owner = {key, old + 1};
+    sf_fence zombie = {key, old, 0}, owner = {key, old + 1, 0};
     g = (got){0};
     sf_store_create_session(st, &owner, S("s"), S("\x81\xa1n\x05"), 0, on_got, &g);
     wait_done(&g);
@@ -456,7 +457,7 @@ Test(store, claims_and_commits_of_one_loop_turn_share_a_script_call)
     got g = {0};
     sf_store_bump_epoch(st, key, on_got, &g);
     wait_done(&g);
-    sf_fence lease = {key, (uint64_t)g.count}, stale = {key, (uint64_t)g.count + 7};
+    sf_fence lease = {key, (uint64_t)g.count, 0}, stale = {key, (uint64_t)g.count + 7, 0};
     g = (got){0};
     sf_store_create_session(st, &lease, S("b"), S("\x81\xa1n\x07"), 0, on_got, &g);
     wait_done(&g);
@@ -789,4 +790,78 @@ Test(store, a_state_written_since_the_read_is_not_overwritten)
     sf_store_list_programs(st, S("cas"), on_got, &g);
     wait_done(&g);
     cr_expect_eq(g.nkeys, 1, "the version is not a program");
+}
+
+/* A synchronous look at the server, beside the store's own connection. */
+static long long redis_int(const char *fmt, const char *arg)
+{
+    redisContext *c = redisConnect("127.0.0.1", redis_port);
+    cr_assert(c && !c->err);
+    redisReply *r = redisCommand(c, fmt, arg);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER, "%s", r && r->str ? r->str : "no reply");
+    long long v = r->integer;
+    freeReplyObject(r);
+    redisFree(c);
+    return v;
+}
+
+static void commit_at(const sf_fence *f, const char *id, const char *reply, const char *state,
+                      int64_t offset, got *g)
+{
+    *g = (got){0};
+    sf_store_commit(st, f, S("r"), id, strlen(id), reply, strlen(reply), state,
+                    state ? strlen(state) : 0, -1, offset, on_got, g);
+    wait_done(g);
+}
+
+Test(store, a_reply_record_lasts_until_its_offset_is_settled)
+{
+    const char *key = "sf:epoch:{g}:t/2";
+    got g = {0};
+    sf_store_bump_epoch(st, key, on_got, &g);
+    wait_done(&g);
+    sf_fence lease = {key, (uint64_t)g.count, 0};
+    g = (got){0};
+    sf_store_create_session(st, &lease, S("r"), S("\x81\xa1n\x01"), 0, on_got, &g);
+    wait_done(&g);
+
+    /* Committed without a claim (a request no earlier owner can have run) ... */
+    commit_at(&lease, "a", "REPLY-A", "\x81\xa1n\x02", 10, &g);
+    cr_expect_eq(g.status, SF_STORE_OK);
+    /* ... and produced again by its client: the first answer, nothing written. */
+    commit_at(&lease, "a", "REPLY-A2", "\x81\xa1n\x03", 11, &g);
+    cr_expect_eq(g.status, SF_STORE_ANSWERED);
+    cr_expect(g.len == 7 && memcmp(g.value, "REPLY-A", 7) == 0, "%.*s", (int)g.len, g.value);
+    g = (got){0};
+    sf_store_get_state(st, S("r"), on_got, &g);
+    wait_done(&g);
+    cr_expect(g.len == 4 && memcmp(g.value, "\x81\xa1n\x02", 4) == 0, "the retry changed nothing");
+
+    /* A claimed request: its commit removes the claim, so no key is left per request. */
+    g = (got){0};
+    sf_store_claim(st, &lease, S("r"), S("b"), "me", 60000, NULL, 0, on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.claim, 0);
+    cr_expect_eq(redis_int("EXISTS %s", "sf:{r}:req:b"), 1);
+    commit_at(&lease, "b", "REPLY-B", NULL, 12, &g);
+    cr_expect_eq(g.status, SF_STORE_OK);
+    cr_expect_eq(redis_int("EXISTS %s", "sf:{r}:req:b"), 0, "the claim went with the commit");
+    cr_expect_eq(redis_int("HLEN %s", "sf:done:{g}:t/2"), 2);
+    cr_expect_eq(redis_int("ZCARD %s", "sf:order:{g}:t/2"), 2);
+
+    /* Offsets below 12 settled: a's record goes with the next commit, b's stays. */
+    lease.settled = 12;
+    commit_at(&lease, "c", "REPLY-C", NULL, 13, &g);
+    cr_expect_eq(g.status, SF_STORE_OK);
+    cr_expect_eq(redis_int("HLEN %s", "sf:done:{g}:t/2"), 2, "b and c");
+    g = (got){0};
+    sf_store_claim(st, &lease, S("r"), S("b"), "me", 60000, NULL, 0, on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.claim, 1, "b is not settled: a redelivery is answered from its record");
+    cr_expect(g.len == 7 && memcmp(g.value, "REPLY-B", 7) == 0);
+    g = (got){0};
+    sf_store_claim(st, &lease, S("r"), S("a"), "me", 60000, NULL, 0, on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.claim, 0, "a's record was dropped once settled");
+    cr_expect_gt(redis_int("TTL %s", "sf:done:{g}:t/2"), 0, "the records expire if unused");
 }
