@@ -202,7 +202,7 @@ def test_redis_holds_keys_per_session_and_records_per_request_in_flight(
     """Guarantee 6 (Redis memory): what Redis holds grows with sessions, not
     with requests answered. Every request's reply record lives in its
     partition's two keys until the group has committed its offset (plus
-    redis.dedupe_ttl, 0 here); claims go with their commits. 40 sessions ×
+    redis.dedupe_ttl, 0 here); claims go with their commits. 40 sessions x
     25 increments = 1,000 requests: afterwards Redis holds 2 keys per session,
     2 per partition, the partitions' epochs and the index, and only the
     records of the requests not yet settled when the last commits ran; the
