@@ -299,6 +299,29 @@ def main() -> int:
         "p99_ms": r3(lat.get("e2e", {}).get("p99_ms")),
         "stateful_req_per_s": round(st) if st else None,
         "stateful_ratio": r3(st / e2e) if st and e2e else None,
+        # Redis CPU per request at each system's peak (the counter's is the one the
+        # session store costs: state read and written), and what the peak phase left
+        "redis_us_per_req": r3(
+            peak.get("e2e", {}).get("cpu_us_per_req", {}).get("redis")
+        ),
+        "stateful_redis_us_per_req": r3(
+            peak.get("state", {}).get("cpu_us_per_req", {}).get("redis")
+        ),
+        "redis_keys_end": next(
+            (r["keys"] for r in REDIS if r.get("phase") == "peak"), None
+        ),
+        "redis_memory_mb_end": next(
+            (r["used_memory_mb"] for r in REDIS if r.get("phase") == "peak"), None
+        ),
+        # every closed-loop run of e2e and state (and e2e's warm-up) used fresh sessions
+        "sessions": (settings.get("sessions") or 0)
+        * (
+            1
+            + sum(
+                r.get("system") in ("e2e", "state") and r.get("mode") == "closed"
+                for r in rows
+            )
+        ),
     }
     with open(out_path, "w") as f:
         json.dump(

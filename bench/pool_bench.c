@@ -1,5 +1,5 @@
 /*
- * pool_bench.c — drives the real worker pool (supervisor/pool.c) from C and
+ * pool_bench.c — drives the real worker pool (supervisor/pool/pool.c) from C and
  * prints one JSON line of results. Two modes:
  *
  * Throughput (default): a pool of --workers workers with pipeline_depth
