@@ -712,7 +712,14 @@ int64_t sf_kafka_lag(sf_kafka *k, const char *topic, int32_t partition, int64_t 
 int64_t sf_kafka_assigned_end(sf_kafka *k, const char *topic, int32_t partition)
 {
     const struct ends *x = ends_find(k, topic, partition);
-    return x ? x->hi : -1;
+    if (x && x->hi >= 0)
+        return x->hi;
+    /* The listing failed (a broker still loading, a leader moving): the end the
+     * fetches have reported since, which is no earlier. */
+    int64_t lo = -1, hi = -1;
+    if (rd_kafka_get_watermark_offsets(k->consumer, topic, partition, &lo, &hi) != 0)
+        return -1;
+    return hi >= 0 ? hi : -1;
 }
 
 int sf_kafka_outq_len(sf_kafka *k)

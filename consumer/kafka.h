@@ -161,7 +161,8 @@ int64_t sf_kafka_lag(sf_kafka *k, const char *topic, int32_t partition, int64_t 
 
 /*
  * The end offset (the next offset to be written) of an assigned partition as
- * listed at its assignment, or -1 if the listing failed.
+ * listed at its assignment; if that listing failed, the end the fetches have
+ * reported since (later, never earlier); -1 while neither is known.
  */
 int64_t sf_kafka_assigned_end(sf_kafka *k, const char *topic, int32_t partition);
 

@@ -70,6 +70,11 @@ void job_on_message(void *ctx, rd_kafka_message_t *m)
         rd_kafka_message_destroy(m); /* a redelivery of an offset already held */
         return;
     }
+    if (p->fresh_from == INT64_MAX) { /* the end was not listed at assignment: learn it now */
+        int64_t end = sf_kafka_assigned_end(d->kafka, p->topic, p->partition);
+        if (end >= 0)
+            p->fresh_from = end;
+    }
     job *j = calloc(1, sizeof(*j));
     j->d = d;
     j->p = p;
@@ -388,7 +393,8 @@ void job_commit_reply(sf_daemon *d, job *j, const reply_parts *rp, const msgpack
     sf_fence f = job_fence(j);
     d->ports.store_commit(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
                           j->req.id.len, x->reply.data, x->reply.size, state ? state->data : NULL,
-                          state ? state->size : 0, version, j->offset, on_committed, x);
+                          state ? state->size : 0, version, j->offset, !j->cached_read,
+                          on_committed, x);
 }
 
 /* Redis has the reply (and the new state), or said why not. */
@@ -479,7 +485,7 @@ void job_remember_owed(sf_daemon *d, job *j)
 {
     sf_fence f = job_fence(j);
     d->ports.store_commit(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
-                          j->req.id.len, j->owed->data, j->owed->size, NULL, 0, -1, j->offset,
+                          j->req.id.len, j->owed->data, j->owed->size, NULL, 0, -1, j->offset, true,
                           on_owed, j);
 }
 

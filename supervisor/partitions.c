@@ -124,8 +124,9 @@ void part_on_assign(void *ctx, const rd_kafka_topic_partition_list_t *parts)
         part_take_lease(d, p);
         if (d->redis_down)
             part_pause_for_lease(d, p); /* assigned during an outage: nothing may run */
-        sf_info("kafka.assigned", "topic=%s partition=%d protocol=%s", p->topic, (int)p->partition,
-                sf_kafka_protocol(d->kafka));
+        sf_info("kafka.assigned", "topic=%s partition=%d protocol=%s fresh_from=%lld", p->topic,
+                (int)p->partition, sf_kafka_protocol(d->kafka),
+                p->fresh_from == INT64_MAX ? -1LL : (long long)p->fresh_from);
     }
 }
 

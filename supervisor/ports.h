@@ -33,7 +33,7 @@ typedef struct sf_daemon_ports {
     void (*store_commit)(sf_store *st, const sf_fence *f, const char *s, size_t slen,
                          const char *id, size_t idlen, const void *reply, size_t reply_len,
                          const void *state, size_t state_len, int64_t read_version, int64_t offset,
-                         sf_store_cb cb, void *arg);
+                         bool claimed, sf_store_cb cb, void *arg);
     /* sf_kafka_produce: a record of a job (`opaque`), acknowledged by reply_on_delivery. */
     rd_kafka_resp_err_t (*kafka_produce)(sf_kafka *k, const char *topic, const void *key,
                                          size_t keylen, const void *value, size_t len,

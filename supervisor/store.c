@@ -199,16 +199,16 @@ void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen,
     char epoch[24], ttl[16];
     snprintf(epoch, sizeof(epoch), "%llu", f ? (unsigned long long)f->epoch : 0ull);
     snprintf(ttl, sizeof(ttl), "%u", claim_ttl_ms);
-    const char *a[ITEM_ARGS] = {epoch, owner, ttl, program ? program : "", k.field, "", ""};
+    const char *a[ITEM_ARGS] = {epoch, owner, ttl, program ? program : "", k.field, "", "", ""};
     size_t l[ITEM_ARGS] = {
-        strlen(epoch), strlen(owner), strlen(ttl), program ? plen : 0, k.field_len, 0, 0};
+        strlen(epoch), strlen(owner), strlen(ttl), program ? plen : 0, k.field_len, 0, 0, 0};
     store_batch_add(st, &st->claims, K_CLAIMS, S_CLAIMS, &k, a, l, cb, arg);
 }
 
 void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
                      size_t idlen, const void *reply, size_t reply_len, const void *state,
-                     size_t state_len, int64_t read_version, int64_t offset, sf_store_cb cb,
-                     void *arg)
+                     size_t state_len, int64_t read_version, int64_t offset, bool claimed,
+                     sf_store_cb cb, void *arg)
 {
     keys k;
     make_keys(st, &k, s, slen, f, id, idlen);
@@ -218,9 +218,10 @@ void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen
         snprintf(version, sizeof(version), "%lld", (long long)read_version);
     snprintf(at, sizeof(at), "%lld", (long long)offset);
     snprintf(settled, sizeof(settled), "%lld", f && f->settled > 0 ? (long long)f->settled : 0ll);
-    const char *a[ITEM_ARGS] = {epoch, reply, version, state ? state : "", k.field, at, settled};
+    const char *a[ITEM_ARGS] = {epoch,   reply, version, state ? state : "",
+                                k.field, at,    settled, claimed ? "1" : "0"};
     size_t l[ITEM_ARGS] = {strlen(epoch), reply_len,  strlen(version), state ? state_len : 0,
-                           k.field_len,   strlen(at), strlen(settled)};
+                           k.field_len,   strlen(at), strlen(settled), 1};
     store_batch_add(st, &st->commits, K_COMMITS, S_COMMITS, &k, a, l, cb, arg);
 }
 

@@ -12,7 +12,7 @@
  * request grew Redis's keyspace with request rate × window, and its rehashes
  * stalled it), in two keys that share the partition's epoch key's tag:
  *   P:done:{group}:topic/partition   hash, request -> its reply (the dedupe record)
- *   P:order:{group}:topic/partition  sorted set, request -> its Kafka offset
+ *   P:order:{group}:topic/partition  list of '<offset> <request>', in commit order
  * (a request is named "<session length>:<session><id>"), written by the
  * request's commit and dropped by a later commit of the partition once the
  * group's committed offset has passed it (sf_fence.settled). A claimed
@@ -113,6 +113,15 @@ int sf_store_set_key_prefix(sf_store *st, const char *prefix);
 /* The lease key of a partition: <prefix>:epoch:{group}:topic/partition. */
 void sf_store_epoch_key(const sf_store *st, char *buf, size_t cap, const char *group,
                         const char *topic, int32_t partition);
+/*
+ * Durability across a failover: with min_replicas > 0 every write (claims,
+ * commits, leases, session and program writes) is followed on its connection
+ * by `WAIT min_replicas timeout_ms`, and answered only after it: a write that
+ * did not reach min_replicas replicas in time is answered UNAVAILABLE (it may
+ * be lost with the primary). 0 (the default): answered as soon as the primary
+ * has it. Call before the first command.
+ */
+void sf_store_set_replicas(sf_store *st, uint32_t min_replicas, uint32_t timeout_ms);
 /* Closes the connection; callbacks still pending are dropped, never called. */
 void sf_store_free(sf_store *st);
 bool sf_store_connected(const sf_store *st);
@@ -176,8 +185,8 @@ void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen,
  */
 void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
                      size_t idlen, const void *reply, size_t reply_len, const void *state,
-                     size_t state_len, int64_t read_version, int64_t offset, sf_store_cb cb,
-                     void *arg);
+                     size_t state_len, int64_t read_version, int64_t offset, bool claimed,
+                     sf_store_cb cb, void *arg);
 /*
  * The end of a loop turn: the turn's claims and commits go to Redis, one
  * script call each (a batch that fills up goes at once). By default the store

@@ -46,6 +46,9 @@ struct sf_store {
     bool freeing;
     char sha[16][41]; /* each script's SHA1 as Redis loaded it; "" until known */
     uint64_t calls;   /* commands and script calls sent */
+    /* redis.min_replicas / replica_timeout: every write is followed by a WAIT (store_link.c) */
+    uint32_t min_replicas, replica_timeout_ms;
+    uint64_t not_replicated, not_replicated_log_us; /* writes refused since the last log line */
     /* this loop turn's batches (store_batch.c) */
     struct batch *claims, *commits; /* filling during this loop turn */
     struct event *ev_flush;
@@ -67,7 +70,7 @@ struct sf_store {
  */
 #define BATCH_MAX 64
 #define ITEM_KEYS 6
-#define ITEM_ARGS 7
+#define ITEM_ARGS 8
 #define ITEM_STRS (ITEM_KEYS + ITEM_ARGS)
 typedef struct batch {
     int kind, script, n;

@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
+#include "clock.h"
 #include "log.h"
 
 /* ------------------------ the scripts each connection loads */
@@ -313,6 +315,12 @@ void sf_store_free(sf_store *st)
     free(st);
 }
 
+void sf_store_set_replicas(sf_store *st, uint32_t min_replicas, uint32_t timeout_ms)
+{
+    st->min_replicas = min_replicas;
+    st->replica_timeout_ms = timeout_ms;
+}
+
 bool sf_store_connected(const sf_store *st)
 {
     return st->connected;
@@ -334,9 +342,57 @@ typedef struct req {
     char *cmd;  /* the formatted EVALSHA call, kept for one NOSCRIPT retry */
     size_t cmdlen;
     bool retried;
+    /* A write with redis.min_replicas: answered only once WAIT says the replicas have it. */
+    int waits;         /* WAITs sent after it and not answered yet */
+    bool held;         /* its reply came and waits in `reply` for the last WAIT */
+    redisReply *reply; /* a copy (NULL: the connection was lost) */
 } req;
 
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
+static void on_wait(redisAsyncContext *ac, void *r, void *privdata);
+
+/* What changes Redis: with min_replicas, its answer waits for the replicas. */
+static bool is_write(int kind)
+{
+    return kind != K_GET_STATE && kind != K_GET_PROGRAM && kind != K_LIST;
+}
+
+/*
+ * Queues `WAIT min_replicas timeout` behind q's command on the same
+ * connection (so it covers that write); q is answered from on_wait.
+ */
+static void send_wait(sf_store *st, req *q)
+{
+    if (st->min_replicas == 0 || !is_write(q->kind) || st->ac == NULL)
+        return;
+    char n[16], ms[16];
+    snprintf(n, sizeof(n), "%u", st->min_replicas);
+    snprintf(ms, sizeof(ms), "%u", st->replica_timeout_ms);
+    const char *argv[] = {"WAIT", n, ms};
+    if (redisAsyncCommandArgv(st->ac, on_wait, q, 3, argv, NULL) == REDIS_OK)
+        q->waits++;
+}
+
+/* A deep copy of a reply, freed by freeReplyObject like one of hiredis' own. */
+static redisReply *copy_reply(const redisReply *r)
+{
+    redisReply *c = sf_xcalloc(1, sizeof(*c));
+    c->type = r->type;
+    c->integer = r->integer;
+    if (r->str) {
+        c->str = sf_xmalloc(r->len + 1);
+        memcpy(c->str, r->str, r->len);
+        c->str[r->len] = '\0';
+        c->len = r->len;
+    }
+    if (r->elements) {
+        c->element = sf_xcalloc(r->elements, sizeof(*c->element));
+        c->elements = r->elements;
+        for (size_t i = 0; i < r->elements; i++)
+            c->element[i] = copy_reply(r->element[i]);
+    }
+    return c;
+}
 
 /*
  * One script call of an operation (store.c): the four keys, the caller's
@@ -379,7 +435,7 @@ void store_send_script(sf_store *st, int kind, int script, int argc, const char 
 {
     bool is_batch = kind == K_CLAIMS || kind == K_COMMITS;
     req *q = malloc(sizeof(*q));
-    *q = (req){st, cb, arg, kind, script, NULL, 0, false};
+    *q = (req){.st = st, .cb = cb, .arg = arg, .kind = kind, .script = script};
     char *cmd = NULL;
     int len = -1;
     if (st->connected && st->ac)
@@ -405,6 +461,7 @@ void store_send_script(sf_store *st, int kind, int script, int argc, const char 
     } else {
         redisFreeCommand(cmd);
     }
+    send_wait(st, q);
     if (!is_batch)
         st->pending++;
     st->calls++;
@@ -415,7 +472,7 @@ void store_send_command(sf_store *st, int kind, int argc, const char **argv, con
                         sf_store_cb cb, void *arg)
 {
     req *q = malloc(sizeof(*q));
-    *q = (req){st, cb, arg, kind, -1, NULL, 0, false};
+    *q = (req){.st = st, .cb = cb, .arg = arg, .kind = kind, .script = -1};
     if (!st->connected || st->ac == NULL ||
         redisAsyncCommandArgv(st->ac, on_reply, q, argc, argv, lens) != REDIS_OK) {
         sf_store_reply out = {.status = SF_STORE_UNAVAILABLE, .error = "Redis is not connected"};
@@ -424,22 +481,35 @@ void store_send_command(sf_store *st, int kind, int argc, const char **argv, con
         free(q);
         return;
     }
+    send_wait(st, q);
     st->pending++;
     st->calls++;
 }
 
-/* Turns a hiredis reply into an sf_store_reply for the request's kind. */
+static void answer(redisAsyncContext *ac, req *q, redisReply *rep);
+
+static void req_drop(req *q)
+{
+    if (q->kind == K_CLAIMS || q->kind == K_COMMITS)
+        store_batch_free(q->arg);
+    if (q->cmd)
+        redisFreeCommand(q->cmd);
+    if (q->reply)
+        freeReplyObject(q->reply);
+    free(q);
+}
+
+/* A command's reply: answered now, or held for the WAIT behind it. */
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     req *q = privdata;
     sf_store *st = q->st;
     redisReply *rep = r;
     if (st->freeing) { /* the owner is tearing down (sf_store_free): no one is left to answer */
-        if (q->kind == K_CLAIMS || q->kind == K_COMMITS)
-            store_batch_free(q->arg);
-        if (q->cmd)
-            redisFreeCommand(q->cmd);
-        free(q);
+        if (q->waits == 0)
+            req_drop(q);
+        else
+            q->held = true; /* the last on_wait drops it */
         return;
     }
     if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && q->cmd &&
@@ -448,9 +518,70 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
         q->retried = true;
         st->sha[q->script][0] = '\0';
         load_script(st, q->script);
-        if (redisAsyncFormattedCommand(st->ac, on_reply, q, q->cmd, q->cmdlen) == REDIS_OK)
+        if (redisAsyncFormattedCommand(st->ac, on_reply, q, q->cmd, q->cmdlen) == REDIS_OK) {
+            send_wait(st, q); /* the WAIT already queued covers the failed call only */
             return;
+        }
     }
+    if (q->waits > 0) {
+        q->held = true;
+        q->reply = rep ? copy_reply(rep) : NULL;
+        return;
+    }
+    answer(ac, q, rep);
+}
+
+/*
+ * WAIT answered: the write before it reached that many replicas, or not in
+ * redis.replica_timeout. Not enough: the write is answered UNAVAILABLE (it
+ * may be on the primary only and be lost in a failover; the caller runs the
+ * request again, and its claim or commit finds whatever survived).
+ */
+static void on_wait(redisAsyncContext *ac, void *r, void *privdata)
+{
+    req *q = privdata;
+    sf_store *st = q->st;
+    redisReply *rep = r;
+    q->waits--;
+    if (q->waits > 0 || !q->held)
+        return; /* a WAIT behind a call sent again (NOSCRIPT), or the reply is still to come */
+    if (st->freeing) {
+        req_drop(q);
+        return;
+    }
+    if (q->reply && q->reply->type != REDIS_REPLY_ERROR &&
+        (rep == NULL || rep->type != REDIS_REPLY_INTEGER ||
+         rep->integer < (long long)st->min_replicas)) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "NOT_REPLICATED the write reached %lld of %u replicas in %u ms",
+                 rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0LL, st->min_replicas,
+                 st->replica_timeout_ms);
+        st->not_replicated++;
+        uint64_t t = now_us();
+        if (t - st->not_replicated_log_us >= 1000000u) { /* a line a second, not one a write */
+            sf_warn("store.not_replicated", "replicas=%lld need=%u timeout_ms=%u writes=%llu",
+                    rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0LL, st->min_replicas,
+                    st->replica_timeout_ms, (unsigned long long)st->not_replicated);
+            st->not_replicated_log_us = t;
+            st->not_replicated = 0;
+        }
+        freeReplyObject(q->reply);
+        q->reply = NULL;
+        redisReply e = {.type = REDIS_REPLY_ERROR, .str = msg, .len = strlen(msg)};
+        answer(ac, q, &e);
+        return;
+    }
+    redisReply *held = q->reply;
+    q->reply = NULL;
+    answer(ac, q, held);
+    if (held)
+        freeReplyObject(held);
+}
+
+/* Turns a hiredis reply into an sf_store_reply for the request's kind; frees q. */
+static void answer(redisAsyncContext *ac, req *q, redisReply *rep)
+{
+    sf_store *st = q->st;
     if (q->kind == K_CLAIMS || q->kind == K_COMMITS) {
         batch *b = q->arg;
         st->pending -= b->n;

@@ -96,6 +96,10 @@ static const opt OPTS[] = {
     {"redis", "dedupe_ttl", T_U32, N(dedupe_ttl_s), "60", 0, MAX_U32,
      "seconds a request's reply is still remembered after its offset is committed, for "
      "clients that produce it again"},
+    {"redis", "min_replicas", T_U32, N(redis_min_replicas), "0", 0, 100,
+     "replicas every write must reach (WAIT) before it is answered; 0: the primary's word"},
+    {"redis", "replica_timeout", T_U32, N(redis_replica_timeout_ms), "1000", 1, 600000,
+     "ms a write waits for min_replicas before it counts as failed (and is run again)"},
     {"redis", "retry_timeout", T_U32, N(redis_retry_ms), "10000", 0, MAX_U32,
      "ms a request waits for Redis to come back before an unavailable reply"},
     {"redis", "max_sessions", T_U32, N(max_sessions), "0", 0, MAX_U32,

@@ -67,6 +67,8 @@ typedef struct sf_config {
     char redis_password[256]; /* read from $redis_password_env by sf_config_finish */
     uint32_t session_ttl_s;
     uint32_t dedupe_ttl_s;
+    uint32_t redis_min_replicas;       /* redis.min_replicas (store.h, sf_store_set_replicas) */
+    uint32_t redis_replica_timeout_ms; /* redis.replica_timeout */
     uint32_t redis_retry_ms;
     uint32_t max_sessions;          /* 0: no limit */
     uint32_t max_sessions_warn_pct; /* warn when this share of max_sessions is stored */

@@ -1,6 +1,6 @@
 -- claims.lua: the claims of one loop turn, batched (sf_store_claim).
 --
--- Item i (0-based) of the batch, k = 6i, a = 7i + 1:
+-- Item i (0-based) of the batch, k = 6i, a = 8i + 1:
 -- KEYS[k+1]  P:{S}:state    KEYS[k+2]  P:{S}:programs
 -- KEYS[k+3]  the partition's epoch key (unused: the epoch rides in the claim)
 -- KEYS[k+4]  P:{S}:req:ID   the request's claim: 'P<owner>@<epoch>' while it runs
@@ -27,7 +27,7 @@
 -- partition (dead or fenced), so the new owner takes it over at once instead
 -- of waiting for it to expire. Its own claim, met again, is renewed.
 local function item(i)
-    local k, a = 6 * i, 7 * i + 1
+    local k, a = 6 * i, 8 * i + 1
     local st, pg, rq, dn = KEYS[k + 1], KEYS[k + 2], KEYS[k + 4], KEYS[k + 5]
     local ep, prog = ARGV[a + 1], ARGV[a + 4]
     local done = redis.call('HGET', dn, ARGV[a + 5])

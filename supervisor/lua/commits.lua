@@ -1,16 +1,18 @@
 -- commits.lua: the commits of one loop turn, batched (sf_store_commit).
 --
--- Item i (0-based) of the batch, k = 6i, a = 7i + 1:
+-- Item i (0-based) of the batch, k = 6i, a = 8i + 1:
 -- KEYS[k+1]  P:{S}:state    KEYS[k+2]  P:{S}:programs (field '': the version)
 -- KEYS[k+3]  the partition's epoch key
 -- KEYS[k+4]  P:{S}:req:ID   the request's claim (claims.lua), removed here
 -- KEYS[k+5]  P:done:{G}:T/N  the partition's reply records: request -> reply
--- KEYS[k+6]  P:order:{G}:T/N the same requests by Kafka offset (sorted set)
+-- KEYS[k+6]  P:order:{G}:T/N the same requests as '<offset> <request>', in the
+--                            order their commits wrote them (a list)
 -- ARGV[a+1]  the committer's epoch ('0': unfenced)    ARGV[a+2]  the reply
 -- ARGV[a+3]  the version the run read ('': write unconditionally)
 -- ARGV[a+4]  the new state ('': the state is not written)
 -- ARGV[a+5]  the request's name in the records    ARGV[a+6]  its Kafka offset
 -- ARGV[a+7]  settled: records of offsets below it may go ('0': none)
+-- ARGV[a+8]  '1': the request was claimed (its claim key goes); '0': it ran unclaimed
 -- and ARGV[1], shared: session TTL (s).
 --
 -- Returns per item (each_item.lua): 1 done; 0 the session is gone (nothing
@@ -29,25 +31,36 @@
 --
 -- Bounded: the records of a partition below `settled` (offsets the group has
 -- committed, so Kafka never hands them out again, and older than the retry
--- window) are dropped, up to 1000 per partition and batch, before the first
--- item of that partition is written. Redis holds a partition's records of the
--- requests in flight and of the window, two keys per partition.
+-- window) are dropped from the head of its list, up to 200 per partition and
+-- batch and up to the first one not below it, before the first item of that
+-- partition is written. Commits come in nearly offset order, so a record out
+-- of order waits at most until the ones before it go. Redis holds a
+-- partition's records of the requests in flight and of the window, in two
+-- keys per partition.
 local epochs, pruned, kept = {}, {}, {}
 local function prune(dn, od, settled)
     if pruned[dn] then
         return
     end
     pruned[dn] = true
-    if settled ~= '0' then
-        local old = redis.call('ZRANGEBYSCORE', od, '-inf', '(' .. settled, 'LIMIT', 0, 1000)
-        if #old > 0 then
-            redis.call('HDEL', dn, unpack(old))
-            redis.call('ZREM', od, unpack(old))
+    if settled == '0' then
+        return
+    end
+    local below, names = tonumber(settled), {}
+    for _, e in ipairs(redis.call('LRANGE', od, 0, 199)) do
+        local sp = string.find(e, ' ', 1, true)
+        if tonumber(string.sub(e, 1, sp - 1)) >= below then
+            break
         end
+        names[#names + 1] = string.sub(e, sp + 1)
+    end
+    if #names > 0 then
+        redis.call('HDEL', dn, unpack(names))
+        redis.call('LTRIM', od, #names, -1)
     end
 end
 local function item(i)
-    local k, a = 6 * i, 7 * i + 1
+    local k, a = 6 * i, 8 * i + 1
     local ep, rv, state = ARGV[a + 1], ARGV[a + 3], ARGV[a + 4]
     local dn, od, name = KEYS[k + 5], KEYS[k + 6], ARGV[a + 5]
     if ep ~= '0' then
@@ -78,8 +91,10 @@ local function item(i)
         redis.call('EXPIRE', pg, ARGV[1])
     end
     redis.call('HSET', dn, name, ARGV[a + 2])
-    redis.call('ZADD', od, ARGV[a + 6], name)
-    redis.call('DEL', KEYS[k + 4])
+    redis.call('RPUSH', od, ARGV[a + 6] .. ' ' .. name)
+    if ARGV[a + 8] == '1' then
+        redis.call('DEL', KEYS[k + 4])
+    end
     if not kept[dn] then -- a partition no one consumes any more leaves no keys behind
         kept[dn] = true
         redis.call('EXPIRE', dn, ARGV[1])

@@ -1,6 +1,6 @@
 -- each_item.lua: the loop that closes a batched script (claims, commits).
 -- Not a script of its own: a script defines item(i) for its i-th item
--- (0-based; its keys KEYS[6i+1..6i+6], its arguments ARGV[7i+2..7i+8]) and
+-- (0-based; its keys KEYS[6i+1..6i+6], its arguments ARGV[8i+2..8i+9]) and
 -- says `--#include each_item.lua` last.
 --
 -- Returns one answer per item, in order: what item(i) returned, or, when one

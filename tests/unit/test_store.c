@@ -205,7 +205,7 @@ Test(store, a_request_runs_once_and_its_reply_is_remembered)
     cr_expect(g.len == 7 && memcmp(g.value, "sup-a@0", 7) == 0, "%.*s", (int)g.len, g.value);
     g = (got){0};
     sf_store_commit(st, NULL, S("s"), S("req-1"), S("REPLY-BYTES"), S("\x81\xa1n\x01"), -1, 60,
-                    on_got, &g);
+                    true, on_got, &g);
     wait_done(&g);
     cr_expect_eq(g.status, SF_STORE_OK);
     g = (got){0};
@@ -275,7 +275,8 @@ Test(store, a_zombie_write_is_refused)
     wait_done(&g);
     cr_expect_eq(g.status, SF_STORE_OK);
     g = (got){0};
-    sf_store_commit(st, &zombie, S("s"), S("r"), S("R"), S("\x81\xa1n\x63"), -1, 60, on_got, &g);
+    sf_store_commit(st, &zombie, S("s"), S("r"), S("R"), S("\x81\xa1n\x63"), -1, 60, true, on_got,
+                    &g);
     wait_done(&g);
     cr_expect_eq(g.status, SF_STORE_FENCED);
     g = (got){0};
@@ -466,7 +467,8 @@ Test(store, claims_and_commits_of_one_loop_turn_share_a_script_call)
     sf_store_claim(st, &lease, S("b"), S("answered"), "me", 10000, NULL, 0, on_got, &g);
     wait_done(&g);
     g = (got){0};
-    sf_store_commit(st, &lease, S("b"), S("answered"), S("OLD-REPLY"), NULL, 0, -1, 60, on_got, &g);
+    sf_store_commit(st, &lease, S("b"), S("answered"), S("OLD-REPLY"), NULL, 0, -1, 60, true,
+                    on_got, &g);
     wait_done(&g);
     g = (got){0};
     sf_store_claim(st, &lease, S("b"), S("running"), "other", 10000, NULL, 0, on_got, &g);
@@ -512,11 +514,12 @@ Test(store, claims_and_commits_of_one_loop_turn_share_a_script_call)
     static got cs[3];
     memset(cs, 0, sizeof(cs));
     calls = sf_store_calls(st);
-    sf_store_commit(st, &lease, S("b"), S("r2"), S("R2"), S("\x81\xa1n\x02"), -1, 60, on_got,
+    sf_store_commit(st, &lease, S("b"), S("r2"), S("R2"), S("\x81\xa1n\x02"), -1, 60, true, on_got,
                     &cs[0]);
-    sf_store_commit(st, &stale, S("b"), S("r3"), S("R3"), S("\x81\xa1n\x03"), -1, 60, on_got,
+    sf_store_commit(st, &stale, S("b"), S("r3"), S("R3"), S("\x81\xa1n\x03"), -1, 60, true, on_got,
                     &cs[1]);
-    sf_store_commit(st, &lease, S("gone"), S("r4"), S("R4"), S("\x80"), -1, 60, on_got, &cs[2]);
+    sf_store_commit(st, &lease, S("gone"), S("r4"), S("R4"), S("\x80"), -1, 60, true, on_got,
+                    &cs[2]);
     int cdone = 0;
     for (double end = now_ms() + 5000; cdone < 3 && now_ms() < end;) {
         struct timeval tv = {0, 10000};
@@ -736,7 +739,7 @@ static sf_store_status commit_over(const char *id, const char *state, int64_t ve
 {
     got g = {0};
     sf_store_commit(st, NULL, S("cas"), id, strlen(id), S("R"), state, strlen(state), version, 60,
-                    on_got, &g);
+                    true, on_got, &g);
     wait_done(&g);
     return g.status;
 }
@@ -810,7 +813,7 @@ static void commit_at(const sf_fence *f, const char *id, const char *reply, cons
 {
     *g = (got){0};
     sf_store_commit(st, f, S("r"), id, strlen(id), reply, strlen(reply), state,
-                    state ? strlen(state) : 0, -1, offset, on_got, g);
+                    state ? strlen(state) : 0, -1, offset, true, on_got, g);
     wait_done(g);
 }
 
@@ -847,7 +850,7 @@ Test(store, a_reply_record_lasts_until_its_offset_is_settled)
     cr_expect_eq(g.status, SF_STORE_OK);
     cr_expect_eq(redis_int("EXISTS %s", "sf:{r}:req:b"), 0, "the claim went with the commit");
     cr_expect_eq(redis_int("HLEN %s", "sf:done:{g}:t/2"), 2);
-    cr_expect_eq(redis_int("ZCARD %s", "sf:order:{g}:t/2"), 2);
+    cr_expect_eq(redis_int("LLEN %s", "sf:order:{g}:t/2"), 2);
 
     /* Offsets below 12 settled: a's record goes with the next commit, b's stays. */
     lease.settled = 12;
@@ -864,4 +867,37 @@ Test(store, a_reply_record_lasts_until_its_offset_is_settled)
     wait_done(&g);
     cr_expect_eq(g.claim, 0, "a's record was dropped once settled");
     cr_expect_gt(redis_int("TTL %s", "sf:done:{g}:t/2"), 0, "the records expire if unused");
+}
+
+Test(store, with_min_replicas_a_write_no_replica_took_is_not_acknowledged)
+{
+    char url[64], err[256];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", redis_port);
+    sf_store *durable = sf_store_new(base, url, NULL, NULL, 60, NULL, NULL, err, sizeof(err));
+    cr_assert(durable, "%s", err);
+    sf_store_set_replicas(durable, 1, 100); /* this redis-server has no replica */
+    double connect_by = now_ms() + 5000;
+    while (!sf_store_connected(durable) && now_ms() < connect_by) {
+        struct timeval tv = {0, 10000};
+        event_base_loopexit(base, &tv);
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    got g = {0};
+    sf_store_create_session(durable, NULL, S("w"), S("\x80"), 0, on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_UNAVAILABLE, "a session on the primary only is not created");
+    g = (got){0};
+    sf_store_commit(durable, NULL, S("w"), S("r"), S("R"), NULL, 0, -1, 1, true, on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_UNAVAILABLE, "nor is a reply record");
+    g = (got){0};
+    sf_store_get_state(durable, S("w"), on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_OK, "reads wait for nothing (the write is on the primary)");
+    sf_store_free(durable);
+    /* The same writes with min_replicas 0 (st): answered on the primary's word. */
+    g = (got){0};
+    sf_store_commit(st, NULL, S("w"), S("r2"), S("R"), NULL, 0, -1, 2, true, on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_OK);
 }
