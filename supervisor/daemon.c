@@ -184,6 +184,9 @@ sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const ch
         goto fail;
     sf_store_set_turn_end(d->store, wake_end_of_turn, d);
     sf_store_set_replicas(d->store, cfg->redis_min_replicas, cfg->redis_replica_timeout_ms);
+    if (sf_store_set_sentinels(d->store, cfg->redis_sentinels, cfg->redis_master_name, err,
+                               errlen) < 0)
+        goto fail;
     if (sf_store_set_key_prefix(d->store, cfg->redis_key_prefix) < 0) {
         snprintf(err, errlen,
                  "redis.key_prefix: '%s' must be 1 to %d bytes without braces, spaces or "

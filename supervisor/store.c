@@ -214,7 +214,7 @@ void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen
     make_keys(st, &k, s, slen, f, id, idlen);
     char epoch[24], version[24] = "", at[24], settled[24];
     snprintf(epoch, sizeof(epoch), "%llu", f ? (unsigned long long)f->epoch : 0ull);
-    if (state && read_version >= 0)
+    if (read_version >= 0)
         snprintf(version, sizeof(version), "%lld", (long long)read_version);
     snprintf(at, sizeof(at), "%lld", (long long)offset);
     snprintf(settled, sizeof(settled), "%lld", f && f->settled > 0 ? (long long)f->settled : 0ll);

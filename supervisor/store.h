@@ -122,6 +122,17 @@ void sf_store_epoch_key(const sf_store *st, char *buf, size_t cap, const char *g
  * has it. Call before the first command.
  */
 void sf_store_set_replicas(sf_store *st, uint32_t min_replicas, uint32_t timeout_ms);
+/*
+ * Behind Redis Sentinel: every connect asks these sentinels ("host[:port],…",
+ * 26379 by default) for the address of the primary named `master`, in turn,
+ * and the link is re-made when it drops or a write is refused READONLY (the
+ * primary was demoted), so a failover is followed. The URL then gives only
+ * the db. "" or NULL: connect to the URL's host. Call before the first turn
+ * of the loop. Returns -1 (err says why) for a list it cannot read.
+ */
+#define SF_STORE_MAX_SENTINELS 8
+int sf_store_set_sentinels(sf_store *st, const char *sentinels, const char *master, char *err,
+                           size_t errlen);
 /* Closes the connection; callbacks still pending are dropped, never called. */
 void sf_store_free(sf_store *st);
 bool sf_store_connected(const sf_store *st);
@@ -172,9 +183,11 @@ void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen,
  * atomically, fenced by f. A request answered before (a client that produced
  * it again, met here without a claim) is not run twice: ANSWERED, nothing is
  * written, and the reply given then comes back in state/state_len.
- * With read_version >= 0 (the version the claim read) the state is written
- * only if no one wrote it since: else CONFLICT, and nothing is written, so
- * two writers of one session cannot lose an update. -1: unconditional.
+ * With read_version >= 0 (the version the run read) the commit writes only
+ * if no one wrote the state since: else CONFLICT, and nothing is written, so
+ * two writers of one session cannot lose an update (checked before the
+ * record: a copy produced again whose first run moved the version on
+ * conflicts, and its claim then finds the record). -1: unconditional.
  * NOT_FOUND: the session vanished (ended) before the state could be written.
  * The commit also drops, once per batch and partition, the records below
  * f->settled, and removes the request's claim.

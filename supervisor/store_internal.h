@@ -56,6 +56,14 @@ struct sf_store {
     /* set (sf_store_set_turn_end): the loop's owner runs sf_store_flush, woken by this */
     void (*flush_wake)(void *);
     void *flush_wake_arg;
+    /* Sentinel (store_sentinel.c): where to ask for the primary's address */
+    struct sentinel {
+        char host[256];
+        int port;
+    } sentinel[SF_STORE_MAX_SENTINELS];
+    int nsentinels, sentinel_at;
+    char master_name[128];
+    redisAsyncContext *sac; /* the connection to the sentinel being asked */
     /* the keys (store.c) */
     char prefix[SF_STORE_PREFIX_MAX + 2]; /* "<key_prefix>:" */
     size_t prefix_len;
@@ -145,6 +153,14 @@ void store_send_script(sf_store *st, int kind, int script, int argc, const char 
                        const size_t *lens, sf_store_cb cb, void *arg);
 void store_send_command(sf_store *st, int kind, int argc, const char **argv, const size_t *lens,
                         sf_store_cb cb, void *arg);
+
+void store_link_connect(sf_store *st);
+void store_link_retry(sf_store *st);
+
+/* ------------------------ store_sentinel.c */
+
+void store_sentinel_resolve(sf_store *st);
+void store_sentinel_free(sf_store *st);
 
 /* ------------------------ store_batch.c */
 

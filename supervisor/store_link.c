@@ -94,7 +94,8 @@ static void load_scripts(sf_store *st)
 /* ------------------------ the connection: up, down, again */
 
 /* Backoff: 50 ms, doubling up to 2 s; store_up resets it once a connection is usable. */
-static void schedule_reconnect(sf_store *st)
+/* The link is down: connect again after the backoff, which doubles up to 2 s. */
+void store_link_retry(sf_store *st)
 {
     if (st->freeing)
         return;
@@ -155,7 +156,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         sf_warn("store.connect_failed", "host=%s port=%d reason=\"%s\"", st->host, st->port,
                 ac->errstr);
         st->ac = NULL; /* hiredis frees a context whose connect failed */
-        schedule_reconnect(st);
+        store_link_retry(st);
         return;
     }
     st->connected = true; /* commands queue behind AUTH, which went first */
@@ -176,7 +177,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
             status == REDIS_OK ? "closed" : ac->errstr);
     if (st->on_health)
         st->on_health(st->health_arg, false);
-    schedule_reconnect(st);
+    store_link_retry(st);
 }
 
 static void on_auth(redisAsyncContext *ac, void *r, void *privdata)
@@ -192,12 +193,27 @@ static void on_auth(redisAsyncContext *ac, void *r, void *privdata)
     redisAsyncDisconnect(ac); /* the commands behind it fail NOAUTH; back off and retry */
 }
 
+/* Behind Sentinel: the address must be the primary's still (not a replica mid-failover). */
+static void on_role(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply *rep = r;
+    sf_store *st = ac->data;
+    if (rep == NULL || st->freeing || st->ac != ac || rep->type != REDIS_REPLY_ARRAY ||
+        rep->elements == 0 || rep->element[0]->type != REDIS_REPLY_STRING ||
+        strcmp(rep->element[0]->str, "master") == 0)
+        return;
+    sf_warn("store.not_primary", "host=%s port=%d role=%s action=reconnect", st->host, st->port,
+            rep->element[0]->str);
+    redisAsyncDisconnect(ac); /* INFO behind it never brings this link up */
+}
+
 /*
- * A new connection, its first commands queued in the order they must run:
- * AUTH (with a password), SELECT (a db other than 0); on_connect queues the
- * script loads and INFO behind them, and INFO's answer brings the link up.
+ * A new connection to st->host:st->port, its first commands queued in the
+ * order they must run: AUTH (with a password), SELECT (a db other than 0),
+ * ROLE (behind Sentinel); on_connect queues the script loads and INFO behind
+ * them, and INFO's answer brings the link up.
  */
-static void store_connect(sf_store *st)
+void store_link_connect(sf_store *st)
 {
     redisAsyncContext *ac = redisAsyncConnect(st->host, st->port);
     if (ac == NULL || ac->err) {
@@ -205,7 +221,7 @@ static void store_connect(sf_store *st)
                 ac ? ac->errstr : "out of memory");
         if (ac)
             redisAsyncFree(ac);
-        schedule_reconnect(st);
+        store_link_retry(st);
         return;
     }
     ac->data = st;
@@ -229,11 +245,18 @@ static void store_connect(sf_store *st)
         const char *argv[] = {"SELECT", db};
         redisAsyncCommandArgv(ac, NULL, NULL, 2, argv, NULL);
     }
+    if (st->nsentinels)
+        redisAsyncCommand(ac, on_role, NULL, "ROLE");
 }
 
+/* Every connect: through the sentinels when there are some (store_sentinel.c). */
 static void on_reconnect(evutil_socket_t fd, short what, void *arg)
 {
-    store_connect(arg);
+    sf_store *st = arg;
+    if (st->nsentinels)
+        store_sentinel_resolve(st);
+    else
+        store_link_connect(st);
 }
 
 /* ------------------------ the URL, create and free */
@@ -293,7 +316,9 @@ sf_store *sf_store_new(struct event_base *base, const char *url, const char *use
     sf_store_set_key_prefix(st, SF_STORE_DEFAULT_PREFIX);
     st->ev_reconnect = evtimer_new(base, on_reconnect, st);
     st->ev_flush = event_new(base, -1, 0, store_batch_on_flush, st);
-    store_connect(st);
+    /* From the loop, so that what is set before it runs (sentinels) is used. */
+    struct timeval now = {0, 0};
+    evtimer_add(st->ev_reconnect, &now);
     return st;
 }
 
@@ -310,6 +335,7 @@ void sf_store_free(sf_store *st)
     st->claims = st->commits = NULL;
     if (st->ac)
         redisAsyncFree(st->ac); /* hands pending commands to on_reply, which drops them */
+    store_sentinel_free(st);
     event_free(st->ev_reconnect);
     event_free(st->ev_flush);
     free(st);
@@ -582,6 +608,12 @@ static void on_wait(redisAsyncContext *ac, void *r, void *privdata)
 static void answer(redisAsyncContext *ac, req *q, redisReply *rep)
 {
     sf_store *st = q->st;
+    if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "READONLY", 8) == 0 &&
+        st->ac == ac && ac) {
+        /* The primary was demoted (a failover): find the new one (store_sentinel.c). */
+        sf_warn("store.readonly", "host=%s port=%d action=reconnect", st->host, st->port);
+        redisAsyncDisconnect(ac);
+    }
     if (q->kind == K_CLAIMS || q->kind == K_COMMITS) {
         batch *b = q->arg;
         st->pending -= b->n;

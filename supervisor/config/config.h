@@ -61,7 +61,9 @@ typedef struct sf_config {
     uint32_t telemetry_interval_ms;
     /* [redis] */
     char redis_url[256];
-    char redis_key_prefix[65]; /* checked by the store (sf_store_set_key_prefix) */
+    char redis_sentinels[512];   /* redis.sentinels (store.h, sf_store_set_sentinels) */
+    char redis_master_name[128]; /* redis.master_name */
+    char redis_key_prefix[65];   /* checked by the store (sf_store_set_key_prefix) */
     char redis_user[128];
     char redis_password_env[128];
     char redis_password[256]; /* read from $redis_password_env by sf_config_finish */

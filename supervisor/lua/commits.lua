@@ -8,7 +8,7 @@
 -- KEYS[k+6]  P:order:{G}:T/N the same requests as '<offset> <request>', in the
 --                            order their commits wrote them (a list)
 -- ARGV[a+1]  the committer's epoch ('0': unfenced)    ARGV[a+2]  the reply
--- ARGV[a+3]  the version the run read ('': write unconditionally)
+-- ARGV[a+3]  the version the run read ('': none to check)
 -- ARGV[a+4]  the new state ('': the state is not written)
 -- ARGV[a+5]  the request's name in the records    ARGV[a+6]  its Kafka offset
 -- ARGV[a+7]  settled: records of offsets below it may go ('0': none)
@@ -22,12 +22,15 @@
 --
 -- Keeps, per item: the reply is remembered (replacing the claim) and, with a
 -- state, the state written, both in one step; an item answered anything but 1
--- writes nothing. A request is answered once while its record lasts, claimed
+-- writes nothing. With a version, nothing is written unless the state is still
+-- at it (compare-and-set, checked first: a request produced again whose first
+-- run moved the version on conflicts, and its run again finds the record
+-- through its claim). A request is answered once while its record lasts, claimed
 -- or not. Fencing: as fence.lua, for each item (a partition's epoch is read
--- once per batch). Compare-and-set: with a version, the state is written only
--- over the version the run read; without one the write is unconditional.
--- Either way a written state moves the version on, so every run that read the
--- state before this write conflicts.
+-- once per batch). Compare-and-set: with a version, the item writes only over
+-- the version the run read; without one it is unconditional. Either way a
+-- written state moves the version on, so every run that read the state before
+-- this write conflicts.
 --
 -- Bounded: the records of a partition below `settled` (offsets the group has
 -- committed, so Kafka never hands them out again, and older than the retry
@@ -47,6 +50,10 @@ local function prune(dn, od, settled)
         return
     end
     local below, names = tonumber(settled), {}
+    local head = redis.call('LINDEX', od, 0) -- most batches find nothing to drop: one look
+    if not head or tonumber(string.sub(head, 1, string.find(head, ' ', 1, true) - 1)) >= below then
+        return
+    end
     for _, e in ipairs(redis.call('LRANGE', od, 0, 199)) do
         local sp = string.find(e, ' ', 1, true)
         if tonumber(string.sub(e, 1, sp - 1)) >= below then
@@ -73,24 +80,25 @@ local function item(i)
         end
     end
     prune(dn, od, ARGV[a + 7])
-    local done = redis.call('HGET', dn, name)
-    if done then
-        return {3, done}
+    local pg = KEYS[k + 2]
+    -- compare-and-set: nothing is written unless the state is still at the version the run
+    -- read (a state it changed, or a reply computed from a cached state)
+    if rv ~= '' and (redis.call('HGET', pg, '') or '0') ~= rv then
+        return -2
+    end
+    -- the reply record, unless the request was answered before (nothing written then)
+    if redis.call('HSETNX', dn, name, ARGV[a + 2]) == 0 then
+        return {3, redis.call('HGET', dn, name)}
     end
     if state ~= '' then
-        local pg = KEYS[k + 2]
-        -- compare-and-set: the state is written only over the version the run read
-        if rv ~= '' and (redis.call('HGET', pg, '') or '0') ~= rv then
-            return -2
-        end
         if not redis.call('SET', KEYS[k + 1], state, 'XX', 'EX', ARGV[1]) then
+            redis.call('HDEL', dn, name) -- the session is gone: nothing written after all
             return 0
         end
         -- every state write moves the version on, so any run that read before it conflicts
         redis.call('HINCRBY', pg, '', 1)
         redis.call('EXPIRE', pg, ARGV[1])
     end
-    redis.call('HSET', dn, name, ARGV[a + 2])
     redis.call('RPUSH', od, ARGV[a + 6] .. ' ' .. name)
     if ARGV[a + 8] == '1' then
         redis.call('DEL', KEYS[k + 4])
