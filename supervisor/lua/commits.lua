@@ -40,7 +40,13 @@
 -- of order waits at most until the ones before it go. Redis holds a
 -- partition's records of the requests in flight and of the window, in two
 -- keys per partition.
-local epochs, pruned, kept = {}, {}, {}
+local epochs, pruned = {}, {}
+-- A partition's two keys live redis.session_ttl after their last prune (their
+-- records are all settled by then: nothing that can come back needs them).
+local function keep(dn, od)
+    redis.call('EXPIRE', dn, ARGV[1])
+    redis.call('EXPIRE', od, ARGV[1])
+end
 local function prune(dn, od, settled)
     if pruned[dn] then
         return
@@ -64,6 +70,7 @@ local function prune(dn, od, settled)
     if #names > 0 then
         redis.call('HDEL', dn, unpack(names))
         redis.call('LTRIM', od, #names, -1)
+        keep(dn, od) -- in use: their TTL starts again
     end
 end
 local function item(i)
@@ -99,14 +106,11 @@ local function item(i)
         redis.call('HINCRBY', pg, '', 1)
         redis.call('EXPIRE', pg, ARGV[1])
     end
-    redis.call('RPUSH', od, ARGV[a + 6] .. ' ' .. name)
+    if redis.call('RPUSH', od, ARGV[a + 6] .. ' ' .. name) == 1 then
+        keep(dn, od) -- new keys: they expire if the partition is no longer consumed
+    end
     if ARGV[a + 8] == '1' then
         redis.call('DEL', KEYS[k + 4])
-    end
-    if not kept[dn] then -- a partition no one consumes any more leaves no keys behind
-        kept[dn] = true
-        redis.call('EXPIRE', dn, ARGV[1])
-        redis.call('EXPIRE', od, ARGV[1])
     end
     return 1
 end
