@@ -362,6 +362,9 @@ def telemetry_cases() -> None:
         "workers": 8,
         "call_timeouts": 1,
         "checkout_timeouts": 0,
+        "state_cache_hits": 90,
+        "state_cache_misses": 30,
+        "state_cache_bytes": 65_536,
         "lag": {"snakefleet.requests/0": 0, "snakefleet.requests/11": 42},
         "latency": {
             "total": {"count": 120, "p50_us": 150, "p90_us": 400, "p99_us": 2000, "max_us": 9000},

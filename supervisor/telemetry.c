@@ -72,6 +72,10 @@ void sf_snapshot_take(sf_daemon *d, sf_snapshot *s)
     st->workers = (uint64_t)ps->workers;
     st->call_timeouts = ps->timeouts;
     st->checkout_timeouts = ps->checkout_timeouts;
+    sf_cache_stats cs = sf_cache_get_stats(d->cache);
+    st->state_cache_hits = cs.hits;
+    st->state_cache_misses = cs.misses;
+    st->state_cache_bytes = (uint64_t)cs.bytes;
     st->lag.n = 0;
     for (int i = 0; i < d->nparts && st->lag.n < SF_STATS_MAX_PARTITIONS; i++) {
         part *p = d->parts[i];

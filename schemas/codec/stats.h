@@ -91,6 +91,13 @@
       "calls killed at request_timeout")                                                           \
     X(COUNTER, checkout_timeouts, "checkout_timeouts", "checkout_timeouts",                        \
       "snakefleet_checkout_timeouts_total", "calls that found no worker in time")                  \
+    X(COUNTER, state_cache_hits, "state_cache_hits", "state_cache_hits",                           \
+      "snakefleet_state_cache_hits_total",                                                         \
+      "executes run on the kept state without a read (one Redis call)")                            \
+    X(COUNTER, state_cache_misses, "state_cache_misses", "state_cache_misses",                     \
+      "snakefleet_state_cache_misses_total", "executes whose session state had to be read")        \
+    X(GAUGE, state_cache_bytes, "state_cache_bytes", "state_cache_bytes",                          \
+      "snakefleet_state_cache_bytes", "bytes of session state kept (supervisor.state_cache)")      \
     X(LAG, lag, "lag", "lag", "snakefleet_consumer_lag",                                           \
       "records not yet finished, up to the partition end (absent while unknown)")                  \
     X(LATENCY, latency_total, "total", "total", "snakefleet_request_seconds", "consume to reply")  \
