@@ -9,6 +9,10 @@
 #   e2e    snakefleet-supervisor, examples.noop
 #   state  snakefleet-supervisor, examples.counter (session state in Redis),
 #          every session's counter checked against its executes at the end
+#   durable the same counter on a second supervisor with redis.min_replicas = 1
+#          against the same Redis and a replica of it: every write waits (WAIT)
+#          for the replica, as a fleet does that must survive a failover
+#          (the `failover` row; bench/README.md)
 # All four services are started once, each on its own topics and group, and
 # stay up; the load generator (bench/e2e_load.c) then measures them in turns:
 #   1. peak: closed loop over E2E_SESSIONS sessions at each number of
@@ -79,7 +83,7 @@ LOAD="$BUILD/bench/e2e_load"
 ECHO="$BUILD/bench/kafka_echo"
 
 # ---------------------------------------------------------------- cleanup
-KAFKA_DIR="" REDIS_DIR="" SUP_PID="" ECHO_PID="" PYC_PID=""
+KAFKA_DIR="" REDIS_DIR="" DUR_REDIS_DIR="" REPLICA_DIR="" SUP_PID="" DUR_PID="" ECHO_PID="" PYC_PID=""
 stop_pid() { # PID NAME: SIGTERM, bounded wait, SIGKILL
   local pid=$1 name=$2
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
@@ -96,9 +100,12 @@ cleanup() {
   trap - EXIT INT TERM
   say "stopping what this run started"
   stop_pid "$SUP_PID" supervisor
+  stop_pid "$DUR_PID" "supervisor (min_replicas)"
   stop_pid "$ECHO_PID" kafka_echo
   stop_pid "$PYC_PID" py_consumer
   [[ -n "$REDIS_DIR" ]] && bash "$ROOT/deploy/redis/stop.sh" "$REDIS_DIR" >>"$LOG" 2>&1 || true
+  [[ -n "$DUR_REDIS_DIR" ]] && bash "$ROOT/deploy/redis/stop.sh" "$DUR_REDIS_DIR" >>"$LOG" 2>&1 || true
+  [[ -n "$REPLICA_DIR" ]] && bash "$ROOT/deploy/redis/stop.sh" "$REPLICA_DIR" >>"$LOG" 2>&1 || true
   [[ -n "$KAFKA_DIR" ]] && KAFKA_STOP_TIMEOUT=15 bash "$ROOT/deploy/kafka/stop.sh" "$KAFKA_DIR" >>"$LOG" 2>&1 || true
   exit "$rc"
 }
@@ -126,11 +133,27 @@ eval "$env_kafka"
 say "starting redis-server"
 env_redis="$(bash "$ROOT/deploy/redis/start.sh" -p "$(free_port)" 2>>"$LOG")" || die "redis-server did not start (see $LOG)"
 eval "$env_redis"
-say "Kafka $KAFKA_BOOTSTRAP (pid $KAFKA_PID), Redis $REDIS_URL (pid $REDIS_PID)"
+# The durable row has a Redis of its own and a replica of it, so replication
+# costs nothing to the other rows.
+say "starting a second redis-server and its replica (for the durable row)"
+env_dur="$(bash "$ROOT/deploy/redis/start.sh" -p "$(free_port)" 2>>"$LOG")" || die "redis-server did not start (see $LOG)"
+DUR_REDIS_DIR="$(sed -n 's/^REDIS_DIR=//p' <<<"$env_dur")"
+DUR_REDIS_PORT="$(sed -n 's/^REDIS_PORT=//p' <<<"$env_dur")"
+DUR_REDIS_PID="$(sed -n 's/^REDIS_PID=//p' <<<"$env_dur")"
+env_replica="$(bash "$ROOT/deploy/redis/start.sh" -p "$(free_port)" -- --replicaof 127.0.0.1 "$DUR_REDIS_PORT" 2>>"$LOG")" ||
+  die "the replica did not start (see $LOG)"
+REPLICA_DIR="$(sed -n 's/^REDIS_DIR=//p' <<<"$env_replica")"
+REPLICA_PORT="$(sed -n 's/^REDIS_PORT=//p' <<<"$env_replica")"
+REPLICA_PID="$(sed -n 's/^REDIS_PID=//p' <<<"$env_replica")"
+for _ in $(seq 100); do
+  redis-cli -p "$REPLICA_PORT" info replication 2>/dev/null | grep -q master_link_status:up && break
+  sleep 0.2
+done
+say "Kafka $KAFKA_BOOTSTRAP (pid $KAFKA_PID), Redis $REDIS_URL (pid $REDIS_PID); durable row: Redis port $DUR_REDIS_PORT (pid $DUR_REDIS_PID), its replica port $REPLICA_PORT (pid $REPLICA_PID)"
 
 T=bench
 "$LOAD" --bootstrap "$KAFKA_BOOTSTRAP" --create-topics \
-  "$T.e2e.requests:8,$T.e2e.replies:4,$T.echo.requests:8,$T.echo.replies:4,$T.py.requests:8,$T.py.replies:4,$T.telemetry:1,$T.dlq:1" \
+  "$T.e2e.requests:8,$T.e2e.replies:4,$T.durable.requests:8,$T.durable.replies:4,$T.echo.requests:8,$T.echo.replies:4,$T.py.requests:8,$T.py.replies:4,$T.telemetry:1,$T.dlq:1" \
   >>"$LOG" 2>&1 || die "creating topics failed (see $LOG)"
 
 kafka_flags=()
@@ -146,6 +169,13 @@ svc_kafka=("${kafka_flags[@]}" --kafka.auto.offset.reset=earliest)
   --topics.telemetry=$T.telemetry --topics.dlq=$T.dlq --topics.group=$T.e2e \
   "${svc_kafka[@]}" --supervisor.log_level=warn >>"$OUT/e2e-$STAMP.supervisor.log" 2>&1 &
 SUP_PID=$!
+"$SUP" --kafka.bootstrap.servers="$KAFKA_BOOTSTRAP" --redis.url="redis://127.0.0.1:$DUR_REDIS_PORT" --supervisor.id=bench-durable \
+  --pool.pool_size="$POOL_SIZE" --pool.max_overflow=0 --pool.pipeline_depth="$DEPTH" \
+  --topics.requests=$T.durable.requests --topics.replies=$T.durable.replies \
+  --topics.telemetry=$T.telemetry --topics.dlq=$T.dlq --topics.group=$T.durable \
+  --redis.min_replicas=1 \
+  "${svc_kafka[@]}" --supervisor.log_level=warn >>"$OUT/e2e-$STAMP.durable.log" 2>&1 &
+DUR_PID=$!
 "$ECHO" --bootstrap "$KAFKA_BOOTSTRAP" --topic $T.echo.requests --group $T.echo \
   --reply-topic $T.echo.replies "${svc_kafka[@]}" >>"$OUT/e2e-$STAMP.echo.out" 2>>"$LOG" &
 ECHO_PID=$!
@@ -155,6 +185,7 @@ ECHO_PID=$!
 PYC_PID=$!
 sleep 1
 kill -0 "$SUP_PID" 2>/dev/null || die "the supervisor exited at start (see $OUT/e2e-$STAMP.supervisor.log)"
+kill -0 "$DUR_PID" 2>/dev/null || die "the durable supervisor exited at start (see $OUT/e2e-$STAMP.durable.log)"
 children() { pgrep -P "$1" | paste -sd, -; }
 
 # One measurement: SYSTEM MODE [extra e2e_load args]; one JSON line to RESULTS.
@@ -169,13 +200,17 @@ measure() {
       topic=e2e
       watch+=(--watch "svc=$SUP_PID" --watch "workers=$(children "$SUP_PID")" --watch "redis=$REDIS_PID")
       ;;
+    durable)
+      topic=durable
+      watch+=(--watch "svc=$DUR_PID" --watch "workers=$(children "$DUR_PID")" --watch "redis=$DUR_REDIS_PID,$REPLICA_PID")
+      ;;
   esac
   local args=(--bootstrap "$KAFKA_BOOTSTRAP" --topic "$T.$topic.requests" --reply-topic "$T.$topic.replies"
     --system "$system" --mode "$mode" --sessions "$SESSIONS" --warmup-s "$WARMUP" --duration-s "$SECS"
     "${watch[@]}" "${kafka_flags[@]}")
   case "$system" in
     e2e) args+=(--setup) ;;
-    state) args+=(--setup --program-entry snakefleet.examples:counter --args '{"by": 1}' --verify-counter) ;;
+    state | durable) args+=(--setup --program-entry snakefleet.examples:counter --args '{"by": 1}' --verify-counter) ;;
   esac
   if ! timeout 150 "$LOAD" "${args[@]}" "$@" >>"$RESULTS" 2>>"$LOG"; then
     die "the load generator failed: $system $mode $* (see $LOG)"
@@ -187,10 +222,10 @@ measure() {
 # The broker's JIT and every service's first requests (program builds, Redis
 # script cache) are warmed up before anything is recorded.
 say "warm-up (not recorded)"
-for system in echo py e2e; do
+for system in echo py e2e durable; do
   timeout 150 "$LOAD" --bootstrap "$KAFKA_BOOTSTRAP" --topic "$T.$system.requests" \
     --reply-topic "$T.$system.replies" --system "$system" --sessions "$SESSIONS" \
-    --warmup-s 0 --duration-s 2 --inflight 2000 $([[ $system == e2e ]] && echo --setup) \
+    --warmup-s 0 --duration-s 2 --inflight 2000 $([[ $system == e2e || $system == durable ]] && echo --setup) \
     "${kafka_flags[@]}" >>"$LOG" 2>&1 || die "warm-up of $system failed (see $LOG)"
 done
 
@@ -207,7 +242,7 @@ done
 } >>"$RESULTS"
 for ((rep = 1; rep <= REPS; rep++)); do
   say "peak, round $rep/$REPS (closed loop, $SESSIONS sessions, outstanding: $INFLIGHTS)"
-  for system in echo py e2e state; do
+  for system in echo py e2e state durable; do
     for inflight in $INFLIGHTS; do
       measure "$system" closed --inflight "$inflight"
     done

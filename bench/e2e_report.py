@@ -32,8 +32,9 @@ NAMES = {
     "py": "Python consumer + mp.Pool",
     "e2e": "snakefleet, noop",
     "state": "snakefleet, counter (Redis)",
+    "durable": "counter, min_replicas=1",
 }
-ORDER = ["echo", "py", "e2e", "state"]
+ORDER = ["echo", "py", "e2e", "state", "durable"]
 
 
 def med(xs: list[float]) -> float:
@@ -314,6 +315,11 @@ def main() -> int:
             (r["used_memory_mb"] for r in REDIS if r.get("phase") == "peak"), None
         ),
         # every closed-loop run of e2e and state (and e2e's warm-up) used fresh sessions
+        # the counter with every write waiting for a replica (redis.min_replicas = 1)
+        "failover_req_per_s": round(peak["durable"]["req_per_s"])
+        if "durable" in peak
+        else None,
+        "failover_p99_ms": r3(peak.get("durable", {}).get("p99_ms")),
         "sessions": (settings.get("sessions") or 0)
         * (
             1
