@@ -36,6 +36,10 @@
 #                             librdkafka settings given to every client: the
 #                             supervisor, the echo, the py baseline and the
 #                             load generator (space separated KEY=VALUE)
+#   E2E_SOAK_S [0]            after the latency phase, the counter in open loop at
+#                             half of e2e's peak for this many seconds (600 for
+#                             the "flat over 10 minutes" run), Redis's keys and
+#                             memory sampled every 30 s: they must stay flat
 #   BENCH_BUILD_DIR [build/release]
 #   REDIS_APPENDFSYNC [always] and the other REDIS_* of deploy/redis/start.sh;
 #                             everysec for numbers comparable with runs before
@@ -212,7 +216,7 @@ measure() {
     e2e) args+=(--setup) ;;
     state | durable) args+=(--setup --program-entry snakefleet.examples:counter --args '{"by": 1}' --verify-counter) ;;
   esac
-  if ! timeout 150 "$LOAD" "${args[@]}" "$@" >>"$RESULTS" 2>>"$LOG"; then
+  if ! timeout "${MEASURE_TIMEOUT:-150}" "$LOAD" "${args[@]}" "$@" >>"$RESULTS" 2>>"$LOG"; then
     die "the load generator failed: $system $mode $* (see $LOG)"
   fi
   tail -n 1 "$RESULTS" | "$PY" "$ROOT/bench/e2e_report.py" --line >&2
@@ -289,6 +293,31 @@ for ((rep = 1; rep <= LAT_REPS; rep++)); do
 done
 
 redis_info latency
+
+# ---------------------------------------------------------------- soak (E2E_SOAK_S)
+SOAK="${E2E_SOAK_S:-0}"
+if ((SOAK > 0)); then
+  say "soak: the counter in open loop at $half req/s for $SOAK s, Redis sampled every 30 s"
+  (
+    t0=$SECONDS
+    while sleep 30; do
+      redis-cli -p "$REDIS_PORT" info all 2>/dev/null | "$PY" -c '
+import json, sys
+kv = dict(l.strip().split(":", 1) for l in sys.stdin if ":" in l and not l.startswith("#"))
+keys = sum(int(v.split(",")[0].split("=")[1]) for k, v in kv.items() if k.startswith("db"))
+print(json.dumps({"bench": "soak", "t_s": int(sys.argv[1]), "keys": keys,
+                  "used_memory_mb": round(int(kv["used_memory"]) / 2**20, 1),
+                  "cpu_s": round(float(kv["used_cpu_sys"]) + float(kv["used_cpu_user"]), 1)}))' \
+        "$((SECONDS - t0))" >>"$RESULTS" || true
+    done
+  ) &
+  SAMPLER=$!
+  MEASURE_TIMEOUT=$((SOAK + 120)) measure state open --rate "$half" --inflight 1000000 \
+    --warmup-s 0 --duration-s "$SOAK"
+  kill "$SAMPLER" 2>/dev/null || true
+  wait "$SAMPLER" 2>/dev/null || true
+  redis_info soak
+fi
 say "measured in $((SECONDS - T_START)) s; raw results in $RESULTS"
 echo
 echo "snakefleet bench e2e — $(nproc) cores, $(uname -r), $STAMP, load average now: $(cut -d" " -f1-3 /proc/loadavg)"

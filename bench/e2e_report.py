@@ -42,6 +42,7 @@ def med(xs: list[float]) -> float:
 
 
 REDIS: list[Row] = []
+SOAK: list[Row] = []
 
 
 def load(path: str) -> tuple[Row, list[Row]]:
@@ -59,6 +60,8 @@ def load(path: str) -> tuple[Row, list[Row]]:
                 rows.append(r)
             elif r.get("bench") == "redis":
                 REDIS.append(r)
+            elif r.get("bench") == "soak":
+                SOAK.append(r)
     return settings, rows
 
 
@@ -251,9 +254,9 @@ def main() -> int:
     if REDIS:
         print()
         print(
-            "Redis after each phase (dedupe records live redis.dedupe_ttl, 600 s by default; an AOF"
+            "Redis after each phase (reply records live until their offsets are committed, plus"
         )
-        print("rewrite forks redis-server):")
+        print("redis.dedupe_ttl, 60 s by default; an AOF rewrite forks redis-server):")
         prev = 0
         for r in REDIS:
             print(
@@ -262,6 +265,13 @@ def main() -> int:
                 f"delayed fsyncs {r['aof_delayed_fsync']}"
             )
             prev = r["aof_rewrites"]
+        if SOAK:
+            print("  during the soak (counter, open loop), every 30 s:")
+            for r in SOAK:
+                print(
+                    f"    {r['t_s']:>5} s {r['keys']:>9} keys {r['used_memory_mb']:>8.1f} MiB"
+                    f"  Redis CPU {r['cpu_s']:.1f} s"
+                )
         cmds = REDIS[-1].get("commands") or {}
         total = sum(c["usec"] for c in cmds.values())
         if total:
@@ -315,6 +325,15 @@ def main() -> int:
             (r["used_memory_mb"] for r in REDIS if r.get("phase") == "peak"), None
         ),
         # every closed-loop run of e2e and state (and e2e's warm-up) used fresh sessions
+        # E2E_SOAK_S: Redis over the long open-loop counter run (flat = bounded)
+        "soak_s": SOAK[-1]["t_s"] if SOAK else None,
+        "soak_keys_max": max((r["keys"] for r in SOAK), default=None),
+        "soak_memory_mb_range": [
+            min(r["used_memory_mb"] for r in SOAK),
+            max(r["used_memory_mb"] for r in SOAK),
+        ]
+        if SOAK
+        else None,
         # the counter with every write waiting for a replica (redis.min_replicas = 1)
         "failover_req_per_s": round(peak["durable"]["req_per_s"])
         if "durable" in peak
