@@ -135,6 +135,7 @@ static int daemon_start(sf_daemon *d, char *err, size_t errlen);
 const sf_daemon_ports sf_daemon_real_ports = {.pool_submit = sf_pool_submit,
                                               .store_claim = sf_store_claim,
                                               .store_commit = sf_store_commit,
+                                              .store_restore_epoch = sf_store_restore_epoch,
                                               .kafka_produce = sf_kafka_produce,
                                               .kafka_store_offset = sf_kafka_store_offset};
 

@@ -83,6 +83,7 @@ typedef struct job {
     bool replied;
     bool claimed;           /* its answer is remembered in Redis: claimed, or run unclaimed */
     bool cached_read;       /* ran on the state cache's copy: its commit checks the version */
+    bool lease_checked;     /* fenced once: the epoch key was checked (job_fenced) */
     bool dlq_sent;          /* a DLQ record was produced for it */
     bool lost;              /* a record it produced was not acknowledged */
     msgpack_sbuffer *owed;  /* an answer sent, not yet remembered in Redis (job_remember_owed) */

@@ -466,9 +466,25 @@ static void on_committed(void *arg, const sf_store_reply *r)
     free(x);
 }
 
-/* A job whose partition lease was taken over: nothing it wrote may land. */
+static void on_lease_checked(void *arg, const sf_store_reply *r);
+
+/*
+ * A job whose write was refused FENCED: nothing it wrote landed. Either a
+ * newer owner has the partition (the job is given up, its offset left open
+ * for that owner), or Redis lost our lease bump and the epoch key went back
+ * (a failover without redis.min_replicas, a restart from an AOF fsync'd every
+ * second): then every write of the partition would be refused until the next
+ * rebalance, so the lease is set back first (sf_store_restore_epoch) and, if
+ * it was ours, the job runs again.
+ */
 void job_fenced(sf_daemon *d, job *j, const char *why)
 {
+    part *p = j->p;
+    if (!j->lease_checked && p->epoch && !p->revoking && !d->shutting_down) {
+        j->lease_checked = true;
+        d->ports.store_restore_epoch(d->store, p->epoch_key, p->epoch, on_lease_checked, j);
+        return;
+    }
     d->fenced++;
     sf_cache_drop_owner(d->cache, j->p->gen); /* the partition's next owner writes them now */
     sf_warn("store.fenced", "session=%s id=%.*s partition=%d reason=\"%s\"", j->session_key,
@@ -476,6 +492,26 @@ void job_fenced(sf_daemon *d, job *j, const char *why)
     sessq_next(d, j);
     if (j->producing == 0)
         job_end(d, j, false); /* its offset stays open: the new owner has it */
+}
+
+/* The epoch key, checked after a FENCED write (job_fenced). */
+static void on_lease_checked(void *arg, const sf_store_reply *r)
+{
+    job *j = arg;
+    sf_daemon *d = j->d;
+    part *p = j->p;
+    if (r->status != SF_STORE_OK || p->revoking || d->shutting_down) {
+        job_fenced(d, j, "FENCED stale partition epoch"); /* a newer owner, or no answer */
+        return;
+    }
+    sf_warn("lease.restored",
+            "topic=%s partition=%d epoch=%llu reason=\"the epoch key went back: "
+            "Redis lost the lease (set redis.min_replicas to keep it across a failover)\"",
+            p->topic, (int)p->partition, (unsigned long long)p->epoch);
+    if (j->owed)
+        job_remember_owed(d, j);
+    else
+        restart_job(d, j);
 }
 
 static void on_owed(void *arg, const sf_store_reply *r);

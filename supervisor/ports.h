@@ -34,6 +34,9 @@ typedef struct sf_daemon_ports {
                          const char *id, size_t idlen, const void *reply, size_t reply_len,
                          const void *state, size_t state_len, int64_t read_version, int64_t offset,
                          bool claimed, sf_store_cb cb, void *arg);
+    /* sf_store_restore_epoch: after a FENCED write, the lease set back if Redis lost it. */
+    void (*store_restore_epoch)(sf_store *st, const char *epoch_key, uint64_t epoch, sf_store_cb cb,
+                                void *arg);
     /* sf_kafka_produce: a record of a job (`opaque`), acknowledged by reply_on_delivery. */
     rd_kafka_resp_err_t (*kafka_produce)(sf_kafka *k, const char *topic, const void *key,
                                          size_t keylen, const void *value, size_t len,

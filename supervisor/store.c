@@ -227,6 +227,18 @@ void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen
 
 /* ------------------------ leases */
 
+void sf_store_restore_epoch(sf_store *st, const char *epoch_key, uint64_t epoch, sf_store_cb cb,
+                            void *arg)
+{
+    char e[24];
+    snprintf(e, sizeof(e), "%llu", (unsigned long long)epoch);
+    bool sha = st->sha[S_RESTORE_EPOCH][0] != '\0';
+    const char *text = sha ? st->sha[S_RESTORE_EPOCH] : store_scripts[S_RESTORE_EPOCH];
+    const char *argv[] = {sha ? "EVALSHA" : "EVAL", text, "1", epoch_key, e};
+    size_t lens[] = {sha ? 7 : 4, strlen(text), 1, strlen(epoch_key), strlen(e)};
+    store_send_script(st, K_COUNT, S_RESTORE_EPOCH, 5, argv, lens, cb, arg);
+}
+
 void sf_store_bump_epoch(sf_store *st, const char *epoch_key, sf_store_cb cb, void *arg)
 {
     const char *argv[] = {"INCR", epoch_key};

@@ -213,6 +213,14 @@ void sf_store_set_turn_end(sf_store *st, void (*wake)(void *arg), void *arg);
 void sf_store_flush(sf_store *st);
 /* Commands and script calls sent so far (a batch of claims or commits is one). */
 uint64_t sf_store_calls(const sf_store *st);
+/*
+ * A write refused FENCED: sets the epoch key back to `epoch` if it holds less
+ * (Redis lost the bump: a failover without min_replicas, a restart on an AOF
+ * fsync'd every second): OK, the lease is ours again. NOT_FOUND: it holds
+ * `epoch` or more, a newer owner has the partition.
+ */
+void sf_store_restore_epoch(sf_store *st, const char *epoch_key, uint64_t epoch, sf_store_cb cb,
+                            void *arg);
 /* Takes a new lease: INCR of the partition's epoch key; the new epoch in `count`. */
 void sf_store_bump_epoch(sf_store *st, const char *epoch_key, sf_store_cb cb, void *arg);
 

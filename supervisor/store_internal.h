@@ -118,6 +118,7 @@ enum {
     S_LIST,
     S_CLAIMS,
     S_COMMITS,
+    S_RESTORE_EPOCH,
     S__COUNT
 };
 

@@ -50,7 +50,8 @@ const char *const store_scripts[S__COUNT] = {[S_CREATE] = LUA_CREATE,
                                              [S_DEL_PROGRAM] = LUA_DEL_PROGRAM,
                                              [S_LIST] = LUA_LIST,
                                              [S_CLAIMS] = LUA_CLAIMS,
-                                             [S_COMMITS] = LUA_COMMITS};
+                                             [S_COMMITS] = LUA_COMMITS,
+                                             [S_RESTORE_EPOCH] = LUA_RESTORE_EPOCH};
 
 typedef struct load_ctx {
     sf_store *st;

@@ -48,8 +48,8 @@ static struct {
     sf_config cfg;
     sf_daemon *d;
     part *p;
-    asked_store claims[MAX_ASKS], commits[MAX_ASKS];
-    int nclaims, ncommits;
+    asked_store claims[MAX_ASKS], commits[MAX_ASKS], restores[MAX_ASKS];
+    int nclaims, ncommits, nrestores;
     asked_submit submits[MAX_ASKS];
     int nsubmits;
     produced out[MAX_ASKS];
@@ -94,6 +94,13 @@ static void fake_commit(sf_store *st, const sf_fence *f, const char *s, size_t s
     memcpy(a->reply, reply, reply_len);
 }
 
+static void fake_restore_epoch(sf_store *st, const char *epoch_key, uint64_t epoch, sf_store_cb cb,
+                               void *arg)
+{
+    cr_assert_lt(w.nrestores, MAX_ASKS);
+    w.restores[w.nrestores++] = (asked_store){.cb = cb, .arg = arg};
+}
+
 static rd_kafka_resp_err_t fake_produce(sf_kafka *k, const char *topic, const void *key,
                                         size_t keylen, const void *value, size_t len,
                                         rd_kafka_headers_t *headers, void *opaque, char *err,
@@ -120,6 +127,7 @@ static void fake_store_offset(sf_kafka *k, const char *topic, int32_t partition,
 static const sf_daemon_ports fakes = {.pool_submit = fake_submit,
                                       .store_claim = fake_claim,
                                       .store_commit = fake_commit,
+                                      .store_restore_epoch = fake_restore_epoch,
                                       .kafka_produce = fake_produce,
                                       .kafka_store_offset = fake_store_offset};
 
@@ -436,4 +444,39 @@ Test(jobs, an_execute_produced_since_the_assignment_runs_on_the_known_state_with
     run_to_reply(1, 4, 4);
     deliver(3);
     cr_expect_eq(w.p->next, 13, "every offset finished");
+}
+
+Test(jobs, a_fenced_commit_runs_again_when_redis_lost_the_lease_and_gives_up_to_a_newer_owner)
+{
+    consume(0, "a", "a0");
+    run_to_reply(0, 0, 0);
+    cr_assert_eq(w.nout, 1);
+    deliver(0);
+
+    /* Redis lost our lease bump (the key went back): set back, the request runs again. */
+    consume(1, "a", "a1");
+    answer_claim(1, 0, NULL, 0);
+    finish_run(1);
+    answer_commit(1, SF_STORE_FENCED);
+    cr_assert_eq(w.nrestores, 1, "the epoch key is checked before the job is given up");
+    cr_expect_eq(w.nout, 1, "nothing answered meanwhile");
+    sf_store_reply restored = {.status = SF_STORE_OK, .count = 1};
+    w.restores[0].cb(w.restores[0].arg, &restored);
+    cr_assert_eq(w.nclaims, 3, "it runs again from its claim");
+    run_to_reply(2, 2, 2);
+    cr_assert_eq(w.nout, 2);
+    deliver(1);
+    cr_expect_eq(w.d->fenced, 0);
+
+    /* A newer owner has the partition: given up, its offset left open for that owner. */
+    consume(2, "a", "a2");
+    answer_claim(3, 0, NULL, 0);
+    finish_run(3);
+    answer_commit(3, SF_STORE_FENCED);
+    cr_assert_eq(w.nrestores, 2);
+    sf_store_reply newer = {.status = SF_STORE_NOT_FOUND};
+    w.restores[1].cb(w.restores[1].arg, &newer);
+    cr_expect_eq(w.d->fenced, 1);
+    cr_expect_eq(w.nout, 2, "no answer from a fenced run");
+    cr_expect_eq(w.p->next, 2, "offset 2 stays open");
 }

@@ -2,11 +2,12 @@
  * test_store_records.c — the store's reply records and its durability
  * against a real redis-server (store_harness.h): a record lasts until its
  * offset is settled and answers a request produced again; with min_replicas a
- * write no replica took is not acknowledged.
+ * write no replica took is not acknowledged; a lease Redis lost is set back.
  */
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store.h"
@@ -20,8 +21,9 @@ static long long redis_int(const char *fmt, const char *arg)
     redisContext *c = redisConnect("127.0.0.1", redis_port);
     cr_assert(c && !c->err);
     redisReply *r = redisCommand(c, fmt, arg);
-    cr_assert(r && r->type == REDIS_REPLY_INTEGER, "%s", r && r->str ? r->str : "no reply");
-    long long v = r->integer;
+    cr_assert(r && (r->type == REDIS_REPLY_INTEGER || r->type == REDIS_REPLY_STRING), "%s",
+              r && r->str ? r->str : "no reply");
+    long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : r->integer;
     freeReplyObject(r);
     redisFree(c);
     return v;
@@ -119,4 +121,27 @@ Test(store, with_min_replicas_a_write_no_replica_took_is_not_acknowledged)
     sf_store_commit(st, NULL, S("w"), S("r2"), S("R"), NULL, 0, -1, 2, true, on_got, &g);
     wait_done(&g);
     cr_expect_eq(g.status, SF_STORE_OK);
+}
+
+Test(store, a_lease_redis_lost_is_set_back_and_a_newer_one_is_not)
+{
+    const char *key = "sf:epoch:{g}:t/5";
+    got g = {0};
+    sf_store_restore_epoch(st, key, 3, on_got, &g); /* the key is gone (FLUSHALL, a failover) */
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_OK);
+    cr_expect_eq(redis_int("GET %s", key), 3);
+    g = (got){0};
+    sf_store_restore_epoch(st, key, 7, on_got, &g); /* it went back from 7 to 3 */
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_OK);
+    g = (got){0};
+    sf_store_restore_epoch(st, key, 6, on_got, &g); /* an older owner: stays fenced */
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_NOT_FOUND);
+    cr_expect_eq(redis_int("GET %s", key), 7, "an epoch key never goes down");
+    g = (got){0};
+    sf_store_bump_epoch(st, key, on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.count, 8);
 }
