@@ -480,3 +480,26 @@ Test(jobs, a_fenced_commit_runs_again_when_redis_lost_the_lease_and_gives_up_to_
     cr_expect_eq(w.nout, 2, "no answer from a fenced run");
     cr_expect_eq(w.p->next, 2, "offset 2 stays open");
 }
+
+Test(jobs, ten_conflicting_runs_are_answered_conflict_and_the_answer_is_remembered)
+{
+    consume(0, "a", "a0");
+    for (int i = 0; i < 10; i++) {
+        cr_assert_eq(w.nclaims, i + 1, "run %d claimed", i + 1);
+        answer_claim(i, 0, NULL, 0);
+        finish_run(i);
+        cr_assert_eq(w.ncommits, i + 1);
+        answer_commit(i, SF_STORE_CONFLICT);
+        if (i < 9)
+            event_base_loop(w.base, EVLOOP_ONCE); /* the jittered pause, doubling */
+    }
+    cr_expect_eq(w.d->conflicts, 10);
+    cr_expect_eq(w.nsubmits, 10, "ten runs, no eleventh");
+    cr_assert_eq(w.ncommits, 11, "the conflict answer is committed as the request's record");
+    cr_expect(w.commits[10].reply_len > 0 && !w.commits[10].with_state);
+    answer_commit(10, SF_STORE_OK);
+    cr_assert_eq(w.nout, 1);
+    cr_expect(contains(&w.out[0], "conflict"));
+    deliver(0);
+    cr_expect_eq(w.p->next, 1);
+}
