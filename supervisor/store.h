@@ -185,9 +185,9 @@ void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen,
  * written, and the reply given then comes back in state/state_len.
  * With read_version >= 0 (the version the run read) the commit writes only
  * if no one wrote the state since: else CONFLICT, and nothing is written, so
- * two writers of one session cannot lose an update (checked before the
- * record: a copy produced again whose first run moved the version on
- * conflicts, and its claim then finds the record). -1: unconditional.
+ * two writers of one session cannot lose an update (checked after the
+ * record: a request answered before is ANSWERED whatever the version).
+ * -1: unconditional.
  * NOT_FOUND: the session vanished (ended) before the state could be written.
  * The commit also drops, once per batch and partition, the records below
  * f->settled, and removes the request's claim.

@@ -22,10 +22,9 @@
 --
 -- Keeps, per item: the reply is remembered (replacing the claim) and, with a
 -- state, the state written, both in one step; an item answered anything but 1
--- writes nothing. With a version, nothing is written unless the state is still
--- at it (compare-and-set, checked first: a request produced again whose first
--- run moved the version on conflicts, and its run again finds the record
--- through its claim). A request is answered once while its record lasts, claimed
+-- writes nothing. A request answered before gets that answer whatever the
+-- version; else, with a version, nothing is written unless the state is still
+-- at it (compare-and-set). A request is answered once while its record lasts, claimed
 -- or not. Fencing: as fence.lua, for each item (a partition's epoch is read
 -- once per batch). Compare-and-set: with a version, the item writes only over
 -- the version the run read; without one it is unconditional. Either way a
@@ -88,14 +87,15 @@ local function item(i)
     end
     prune(dn, od, ARGV[a + 7])
     local pg = KEYS[k + 2]
-    -- compare-and-set: nothing is written unless the state is still at the version the run
-    -- read (a state it changed, or a reply computed from a cached state)
-    if rv ~= '' and (redis.call('HGET', pg, '') or '0') ~= rv then
-        return -2
-    end
     -- the reply record, unless the request was answered before (nothing written then)
     if redis.call('HSETNX', dn, name, ARGV[a + 2]) == 0 then
         return {3, redis.call('HGET', dn, name)}
+    end
+    -- compare-and-set: nothing is written unless the state is still at the version the run
+    -- read (a state it changed, or a reply computed from a cached state)
+    if rv ~= '' and (redis.call('HGET', pg, '') or '0') ~= rv then
+        redis.call('HDEL', dn, name)
+        return -2
     end
     if state ~= '' then
         if not redis.call('SET', KEYS[k + 1], state, 'XX', 'EX', ARGV[1]) then

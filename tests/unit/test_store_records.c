@@ -60,6 +60,14 @@ Test(store, a_reply_record_lasts_until_its_offset_is_settled)
     sf_store_get_state(st, S("r"), on_got, &g);
     wait_done(&g);
     cr_expect(g.len == 4 && memcmp(g.value, "\x81\xa1n\x02", 4) == 0, "the retry changed nothing");
+    /* Run on a copy of the state older than the first run's write: still the first answer,
+     * not a conflict (the record is looked up before the version). */
+    g = (got){0};
+    sf_store_commit(st, &lease, S("r"), S("a"), S("REPLY-A3"), S("\x81\xa1n\x09"), 1, 14, false,
+                    on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_ANSWERED);
+    cr_expect(g.len == 7 && memcmp(g.value, "REPLY-A", 7) == 0);
 
     /* A claimed request: its commit removes the claim, so no key is left per request. */
     g = (got){0};
