@@ -63,7 +63,8 @@ struct sf_store {
     } sentinel[SF_STORE_MAX_SENTINELS];
     int nsentinels, sentinel_at;
     char master_name[128];
-    redisAsyncContext *sac; /* the connection to the sentinel being asked */
+    redisAsyncContext *sac;   /* the connection to the sentinel being asked */
+    redisAsyncContext *watch; /* the last sentinel that answered, subscribed to +switch-master */
     /* the keys (store.c) */
     char prefix[SF_STORE_PREFIX_MAX + 2]; /* "<key_prefix>:" */
     size_t prefix_len;

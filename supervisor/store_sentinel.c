@@ -6,9 +6,10 @@
  * after the link dropped) first asks the sentinels in turn, each on a short
  * connection of its own, `SENTINEL get-master-addr-by-name <master>`, and then
  * connects to the address the first one to answer gives (store_link.c,
- * store_link_connect). A failover is followed because the old primary's link
- * drops (it died) or its writes are refused READONLY (it was demoted), and
- * either makes the store reconnect and ask again; a connection that finds a
+ * store_link_connect); that sentinel's connection stays open, subscribed to
+ * `+switch-master`. A failover is followed because the sentinel announces it,
+ * the old primary's link drops (it died) or its writes are refused READONLY
+ * (it was demoted), and each makes the store reconnect and ask again; a connection that finds a
  * replica where the sentinels said the primary is (the failover is still
  * under way) is closed and tried again with backoff. When no sentinel answers,
  * the store stays down and tries again with backoff, as for a Redis that is
@@ -91,6 +92,30 @@ static void on_sentinel_disconnect(const redisAsyncContext *sc, int status)
     sf_store *st = sc->data;
     if (st->sac == sc)
         st->sac = NULL;
+    if (st->watch == sc)
+        st->watch = NULL;
+}
+
+/*
+ * `+switch-master <name> <old ip> <old port> <new ip> <new port>` from the
+ * watching sentinel: our primary was replaced; the link is re-made (and the
+ * sentinels asked again) at once, before a write would meet READONLY.
+ */
+static void on_switch(redisAsyncContext *sc, void *r, void *privdata)
+{
+    sf_store *st = sc->data;
+    redisReply *rep = r;
+    if (rep == NULL || st->freeing || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
+        rep->element[2]->type != REDIS_REPLY_STRING)
+        return; /* the subscription's confirmation, or the connection going away */
+    const char *msg = rep->element[2]->str;
+    size_t n = strlen(st->master_name);
+    if (strncmp(msg, st->master_name, n) != 0 || msg[n] != ' ')
+        return;
+    sf_warn("store.switch_master", "master=%s announced=\"%s\" action=reconnect", st->master_name,
+            msg + n + 1);
+    if (st->ac)
+        redisAsyncDisconnect(st->ac); /* on_disconnect reconnects, through the sentinels */
 }
 
 /* The next sentinel, or, when every one was asked, a reconnect after backoff. */
@@ -136,7 +161,12 @@ static void on_master_addr(redisAsyncContext *sc, void *r, void *privdata)
                 rep->element[0]->str, port, s->host, s->port);
     snprintf(st->host, sizeof(st->host), "%s", rep->element[0]->str);
     st->port = port;
-    redisAsyncDisconnect(sc); /* after this callback: the sentinel's work is done */
+    /* This sentinel watches from now on (the one watching before is let go). */
+    if (st->watch && st->watch != sc)
+        redisAsyncDisconnect(st->watch);
+    st->watch = sc;
+    st->sac = NULL;
+    redisAsyncCommand(sc, on_switch, NULL, "SUBSCRIBE +switch-master");
     store_link_connect(st);
 }
 
@@ -179,9 +209,9 @@ void store_sentinel_resolve(sf_store *st)
 
 void store_sentinel_free(sf_store *st)
 {
-    if (st->sac) {
-        redisAsyncContext *sc = st->sac;
-        st->sac = NULL;
-        redisAsyncFree(sc);
-    }
+    redisAsyncContext *contexts[] = {st->sac, st->watch};
+    st->sac = st->watch = NULL;
+    for (int i = 0; i < 2; i++)
+        if (contexts[i])
+            redisAsyncFree(contexts[i]);
 }

@@ -182,3 +182,49 @@ def test_redis_failover_under_load_loses_nothing_with_min_replicas(
     assert str(replicated.ports["b"]) in primaries, (
         f"the promoted replica not followed: {primaries}"
     )
+
+
+@pytest.mark.timeout(240)
+def test_a_planned_failover_is_followed_and_loses_nothing(
+    kafka: KafkaEnv, fleet: Fleet, replicated: Replicated
+) -> None:
+    """`SENTINEL FAILOVER` under load: the primary is demoted, not killed,
+    so nothing drops the supervisor's link; the sentinel's `+switch-master`
+    (or the first write refused READONLY) sends it to the promoted replica.
+    The old primary becomes the new one's replica at once, so min_replicas = 1
+    keeps being met; every increment is answered once and every counter is
+    exact."""
+    nsess, nops, before = 10, 30, 10
+    sup = fleet.start(
+        python__path=PROGRAMS_DIR,
+        redis__url="redis://127.0.0.1:1",
+        redis__sentinels=replicated.sentinels,
+        redis__master_name=MASTER,
+        redis__min_replicas=1,
+        redis__retry_timeout=120000,
+    )
+    replies = kafka.replies()
+    sessions = [kafka.session(i) for i in range(nsess)]
+    ids: list[str] = []
+    for s in sessions:
+        ids += setup_session(kafka, s, "ctr", SLOW_COUNTER_SPEC)
+    for k in range(before):
+        ids += produce_increments(kafka, sessions, k)
+    kafka.flush()
+    replies.wait_ids(ids[: 2 * nsess + 3 * nsess], 60)
+
+    out = cli(replicated.ports["sentinel0"], "sentinel", "failover", MASTER)
+    assert out == "OK", out
+    for k in range(before, nops):
+        ids += produce_increments(kafka, sessions, k)
+    kafka.flush()
+    wait_until(lambda: replicated.primary() == replicated.ports["b"], 30, "the failover")
+    replies.wait_ids(ids, 120)
+    check_counters(kafka, replies, sessions, nops)
+    ports = [e.get("port", "") for e in sup.events("store.primary")]
+    assert str(replicated.ports["b"]) in ports, f"the new primary not followed: {ports}"
+    followed = sup.events("store.switch_master") + sup.events("store.readonly")
+    print(
+        f"followed by: {[e.get('event') for e in followed]}; "
+        f"disconnects: {len(sup.events('store.disconnected'))}"
+    )
