@@ -27,7 +27,7 @@ typedef struct entry {
     char *key;
     size_t key_len;
     uint32_t owner;
-    uint64_t version;
+    uint64_t version, touched_us;
     char *state;
     size_t state_len;
     program progs[MAX_PROGRAMS]; /* progs[0]: the most recently put */
@@ -133,7 +133,8 @@ bool sf_cache_get(sf_cache *c, const char *s, size_t slen, const char *p, size_t
                                    .state_len = e->state_len,
                                    .spec = g->spec,
                                    .spec_len = g->spec_len,
-                                   .version = e->version};
+                                   .version = e->version,
+                                   .touched_us = e->touched_us};
             unlink_entry(c, e);
             push_front(c, e);
             c->stats.hits++;
@@ -154,7 +155,7 @@ static void evict(sf_cache *c)
 
 void sf_cache_put(sf_cache *c, uint32_t owner, const char *s, size_t slen, const char *p,
                   size_t plen, const void *state, size_t state_len, const void *spec,
-                  size_t spec_len, uint64_t version)
+                  size_t spec_len, uint64_t version, uint64_t at_us)
 {
     if (c->max == 0)
         return;
@@ -172,6 +173,7 @@ void sf_cache_put(sf_cache *c, uint32_t owner, const char *s, size_t slen, const
     push_front(c, e);
     e->owner = owner;
     e->version = version;
+    e->touched_us = at_us;
     e->state = dup_bytes(state, state_len);
     e->state_len = state_len;
     for (int i = 0; i < e->nprogs; i++) { /* the program's old spec goes */
@@ -207,6 +209,13 @@ void sf_cache_set_state(sf_cache *c, const char *s, size_t slen, const void *sta
     e->version = version;
     recount(c, e);
     evict(c);
+}
+
+void sf_cache_touched(sf_cache *c, const char *s, size_t slen, uint64_t at_us)
+{
+    entry *e = sf_smap_get(c->map, s, slen);
+    if (e)
+        e->touched_us = at_us;
 }
 
 void sf_cache_drop(sf_cache *c, const char *s, size_t slen)

@@ -28,6 +28,7 @@ typedef struct sf_cache_view {
     const char *state, *spec;
     size_t state_len, spec_len;
     uint64_t version;
+    uint64_t touched_us; /* when the session's TTLs in Redis were last refreshed */
 } sf_cache_view;
 
 typedef struct sf_cache_stats {
@@ -45,15 +46,18 @@ bool sf_cache_get(sf_cache *c, const char *s, size_t slen, const char *p, size_t
 /*
  * What a read found: session s (of the partition known as `owner`, see
  * sf_cache_drop_owner) has `state` at `version`, and program p the spec
- * `spec`. Replaces what was known of the state; keeps the other programs'
- * specs if the version is the same.
+ * `spec`, read at `at_us` (the read refreshed the session's TTLs). Replaces
+ * what was known of the state; keeps the other programs' specs if the version
+ * is the same.
  */
 void sf_cache_put(sf_cache *c, uint32_t owner, const char *s, size_t slen, const char *p,
                   size_t plen, const void *state, size_t state_len, const void *spec,
-                  size_t spec_len, uint64_t version);
+                  size_t spec_len, uint64_t version, uint64_t at_us);
 /* A commit wrote `state` at `version` (the read one plus one); nothing if s is unknown. */
 void sf_cache_set_state(sf_cache *c, const char *s, size_t slen, const void *state, size_t len,
                         uint64_t version);
+/* The session's TTLs in Redis were refreshed at `at_us` (a commit that touched them). */
+void sf_cache_touched(sf_cache *c, const char *s, size_t slen, uint64_t at_us);
 /* Forgets session s. */
 void sf_cache_drop(sf_cache *c, const char *s, size_t slen);
 /* Forgets every session put with `owner` (its partition was revoked or lost its lease). */

@@ -84,6 +84,7 @@ typedef struct job {
     bool claimed;           /* its answer is remembered in Redis: claimed, or run unclaimed */
     bool cached_read;       /* ran on the state cache's copy: its commit checks the version */
     bool lease_checked;     /* fenced once: the epoch key was checked (job_fenced) */
+    bool touch;             /* its commit refreshes the session's TTLs (a run on the cache) */
     bool dlq_sent;          /* a DLQ record was produced for it */
     bool lost;              /* a record it produced was not acknowledged */
     msgpack_sbuffer *owed;  /* an answer sent, not yet remembered in Redis (job_remember_owed) */

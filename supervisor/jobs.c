@@ -176,6 +176,8 @@ static bool run_from_cache(sf_daemon *d, job *j)
         return false;
     j->claimed = true; /* its answer is remembered by its commit, claimed or not */
     j->cached_read = true;
+    /* No claim refreshes the session's TTLs in Redis: its commit does, now and then. */
+    j->touch = now_us() - v.touched_us >= (uint64_t)d->cfg->session_ttl_s * 1000000u / 8;
     sf_store_reply rd = {.status = SF_STORE_OK,
                          .state = v.state,
                          .state_len = v.state_len,
@@ -314,7 +316,7 @@ static void on_claimed(void *arg, const sf_store_reply *r)
         if (r->state && r->spec) /* the session's next executes need no read */
             sf_cache_put(d->cache, j->p->gen, j->req.session.ptr, j->req.session.len,
                          j->req.program.ptr, j->req.program.len, r->state, r->state_len, r->spec,
-                         r->spec_len, r->version);
+                         r->spec_len, r->version, now_us());
         op_done_execute_read(j, &rd);
         return;
     }
@@ -391,10 +393,11 @@ void job_commit_reply(sf_daemon *d, job *j, const reply_parts *rp, const msgpack
      * copy also changes nothing if the state moved on (its reply was computed from it). */
     int64_t version = state || j->cached_read ? (int64_t)j->state_version : -1;
     sf_fence f = job_fence(j);
-    d->ports.store_commit(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
-                          j->req.id.len, x->reply.data, x->reply.size, state ? state->data : NULL,
-                          state ? state->size : 0, version, j->offset, !j->cached_read,
-                          on_committed, x);
+    d->ports.store_commit(
+        d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr, j->req.id.len,
+        x->reply.data, x->reply.size, state ? state->data : NULL, state ? state->size : 0, version,
+        j->offset, (j->cached_read ? 0 : SF_COMMIT_CLAIMED) | (j->touch ? SF_COMMIT_TOUCH : 0),
+        on_committed, x);
 }
 
 /* Redis has the reply (and the new state), or said why not. */
@@ -408,6 +411,9 @@ static void on_committed(void *arg, const sf_store_reply *r)
                            x->state.size, j->state_version + 1);
     else if (r->status != SF_STORE_OK && r->status != SF_STORE_ANSWERED && j->valid)
         sf_cache_drop(d->cache, j->req.session.ptr, j->req.session.len);
+    if (r->status == SF_STORE_OK && j->touch)
+        sf_cache_touched(d->cache, j->req.session.ptr, j->req.session.len, now_us());
+    j->touch = false;
     j->cached_read = false; /* a run again reads again, or claims */
     switch (r->status) {
     case SF_STORE_OK:
@@ -521,8 +527,8 @@ void job_remember_owed(sf_daemon *d, job *j)
 {
     sf_fence f = job_fence(j);
     d->ports.store_commit(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
-                          j->req.id.len, j->owed->data, j->owed->size, NULL, 0, -1, j->offset, true,
-                          on_owed, j);
+                          j->req.id.len, j->owed->data, j->owed->size, NULL, 0, -1, j->offset,
+                          SF_COMMIT_CLAIMED, on_owed, j);
 }
 
 static void on_owed_retry(evutil_socket_t fd, short what, void *arg)

@@ -33,7 +33,7 @@ typedef struct sf_daemon_ports {
     void (*store_commit)(sf_store *st, const sf_fence *f, const char *s, size_t slen,
                          const char *id, size_t idlen, const void *reply, size_t reply_len,
                          const void *state, size_t state_len, int64_t read_version, int64_t offset,
-                         bool claimed, sf_store_cb cb, void *arg);
+                         unsigned flags, sf_store_cb cb, void *arg);
     /* sf_store_restore_epoch: after a FENCED write, the lease set back if Redis lost it. */
     void (*store_restore_epoch)(sf_store *st, const char *epoch_key, uint64_t epoch, sf_store_cb cb,
                                 void *arg);

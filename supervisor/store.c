@@ -207,7 +207,7 @@ void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen,
 
 void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
                      size_t idlen, const void *reply, size_t reply_len, const void *state,
-                     size_t state_len, int64_t read_version, int64_t offset, bool claimed,
+                     size_t state_len, int64_t read_version, int64_t offset, unsigned flags,
                      sf_store_cb cb, void *arg)
 {
     keys k;
@@ -218,10 +218,17 @@ void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen
         snprintf(version, sizeof(version), "%lld", (long long)read_version);
     snprintf(at, sizeof(at), "%lld", (long long)offset);
     snprintf(settled, sizeof(settled), "%lld", f && f->settled > 0 ? (long long)f->settled : 0ll);
+    char fl[3];
+    int fn = 0;
+    if (flags & SF_COMMIT_CLAIMED)
+        fl[fn++] = 'c';
+    if (flags & SF_COMMIT_TOUCH)
+        fl[fn++] = 't';
+    fl[fn] = '\0';
     const char *a[ITEM_ARGS] = {epoch,   reply, version, state ? state : "",
-                                k.field, at,    settled, claimed ? "1" : "0"};
+                                k.field, at,    settled, fl};
     size_t l[ITEM_ARGS] = {strlen(epoch), reply_len,  strlen(version), state ? state_len : 0,
-                           k.field_len,   strlen(at), strlen(settled), 1};
+                           k.field_len,   strlen(at), strlen(settled), (size_t)fn};
     store_batch_add(st, &st->commits, K_COMMITS, S_COMMITS, &k, a, l, cb, arg);
 }
 

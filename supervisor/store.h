@@ -190,15 +190,19 @@ void sf_store_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen,
  * -1: unconditional.
  * NOT_FOUND: the session vanished (ended) before the state could be written.
  * The commit also drops, once per batch and partition, the records below
- * f->settled, and removes the request's claim.
+ * f->settled. flags: SF_COMMIT_CLAIMED, the request was claimed (its claim
+ * key goes); SF_COMMIT_TOUCH, the session's keys get their TTL again (a run on
+ * a kept copy of the state, whose claim did not refresh them).
  *
  * Versions live in the session's programs hash under the field "" (no
  * program id is empty): create_session starts it afresh from the clock,
  * set_session_state and every versioned commit add one.
  */
+#define SF_COMMIT_CLAIMED 1u
+#define SF_COMMIT_TOUCH   2u
 void sf_store_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
                      size_t idlen, const void *reply, size_t reply_len, const void *state,
-                     size_t state_len, int64_t read_version, int64_t offset, bool claimed,
+                     size_t state_len, int64_t read_version, int64_t offset, unsigned flags,
                      sf_store_cb cb, void *arg);
 /*
  * The end of a loop turn: the turn's claims and commits go to Redis, one

@@ -12,7 +12,9 @@
 -- ARGV[a+4]  the new state ('': the state is not written)
 -- ARGV[a+5]  the request's name in the records    ARGV[a+6]  its Kafka offset
 -- ARGV[a+7]  settled: records of offsets below it may go ('0': none)
--- ARGV[a+8]  '1': the request was claimed (its claim key goes); '0': it ran unclaimed
+-- ARGV[a+8]  flags: 'c' the request was claimed (its claim key goes); 't' its run used
+--            a kept copy of the state, not a claim's read: the session's keys get their
+--            TTL again (a claim refreshed them otherwise)
 -- and ARGV[1], shared: session TTL (s).
 --
 -- Returns per item (each_item.lua): 1 done; 0 the session is gone (nothing
@@ -104,12 +106,18 @@ local function item(i)
         end
         -- every state write moves the version on, so any run that read before it conflicts
         redis.call('HINCRBY', pg, '', 1)
+    end
+    local flags = ARGV[a + 8]
+    if string.find(flags, 't', 1, true) then
+        if state == '' then
+            redis.call('EXPIRE', KEYS[k + 1], ARGV[1])
+        end
         redis.call('EXPIRE', pg, ARGV[1])
     end
     if redis.call('RPUSH', od, ARGV[a + 6] .. ' ' .. name) == 1 then
         keep(dn, od) -- new keys: they expire if the partition is no longer consumed
     end
-    if ARGV[a + 8] == '1' then
+    if string.find(flags, 'c', 1, true) then
         redis.call('DEL', KEYS[k + 4])
     end
     return 1

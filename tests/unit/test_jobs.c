@@ -79,7 +79,7 @@ static void fake_claim(sf_store *st, const sf_fence *f, const char *s, size_t sl
 
 static void fake_commit(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
                         size_t idlen, const void *reply, size_t reply_len, const void *state,
-                        size_t state_len, int64_t read_version, int64_t offset, bool claimed,
+                        size_t state_len, int64_t read_version, int64_t offset, unsigned flags,
                         sf_store_cb cb, void *arg)
 {
     cr_assert_lt(w.ncommits, MAX_ASKS);

@@ -153,3 +153,31 @@ Test(store, a_lease_redis_lost_is_set_back_and_a_newer_one_is_not)
     wait_done(&g);
     cr_expect_eq(g.count, 8);
 }
+
+Test(store, a_commit_of_a_run_on_a_kept_state_touches_the_sessions_ttls_when_asked)
+{
+    const char *key = "sf:epoch:{g}:t/6";
+    got g = {0};
+    sf_store_bump_epoch(st, key, on_got, &g);
+    wait_done(&g);
+    sf_fence lease = {key, (uint64_t)g.count, 0};
+    g = (got){0};
+    sf_store_create_session(st, &lease, S("k"), S("\x80"), 0, on_got, &g);
+    wait_done(&g);
+    redis_int("EXPIRE %s 10", "sf:{k}:state");
+    redis_int("EXPIRE %s 10", "sf:{k}:programs");
+    /* No state written, unclaimed, not touched: the TTLs stay as they were. */
+    g = (got){0};
+    sf_store_commit(st, &lease, S("k"), S("q1"), S("R1"), NULL, 0, -1, 1, 0, on_got, &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_OK);
+    cr_expect_leq(redis_int("TTL %s", "sf:{k}:programs"), 10);
+    /* Touched: both keys live redis.session_ttl again (600 s here). */
+    g = (got){0};
+    sf_store_commit(st, &lease, S("k"), S("q2"), S("R2"), NULL, 0, -1, 2, SF_COMMIT_TOUCH, on_got,
+                    &g);
+    wait_done(&g);
+    cr_expect_eq(g.status, SF_STORE_OK);
+    cr_expect_gt(redis_int("TTL %s", "sf:{k}:state"), 500);
+    cr_expect_gt(redis_int("TTL %s", "sf:{k}:programs"), 500);
+}
