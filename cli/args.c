@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "alloc.h"
 #include "clock.h"
 #include "log.h"
 
@@ -99,7 +100,7 @@ int args_parse(const char *cmd, const char *usage, int argc, char **argv, const 
     int n = 0;
     while (flags[n].name)
         n++;
-    struct option *lo = calloc((size_t)n + 2, sizeof(*lo));
+    struct option *lo = sf_xcalloc((size_t)n + 2, sizeof(*lo));
     for (int i = 0; i < n; i++) {
         bool bare = flags[i].kind == FLAG_ON || flags[i].kind == FLAG_OFF;
         lo[i] =

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "alloc.h"
 #include "args.h"
 #include "cli.h"
 #include "exchange.h"
@@ -219,7 +220,7 @@ static bool send_next(batch *b)
             exchange_new_id(idbuf, sizeof(idbuf), "batch");
             spec.id = idbuf;
         }
-        item *it = calloc(1, sizeof(*it));
+        item *it = sf_xcalloc(1, sizeof(*it));
         it->line = b->line;
         snprintf(it->session, sizeof(it->session), "%s", spec.session);
         if (exchange_send(b->x, &spec, it, why, sizeof(why)) == 0) {

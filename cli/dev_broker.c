@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "alloc.h"
 #include "args.h"
 #include "cli.h"
 
@@ -95,7 +96,7 @@ static void on_relay_event(struct bufferevent *bev, short what, void *arg)
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
                       void *arg)
 {
-    pipe_pair *p = calloc(1, sizeof(*p));
+    pipe_pair *p = sf_xcalloc(1, sizeof(*p));
     if (p == NULL) {
         evutil_closesocket(fd);
         return;

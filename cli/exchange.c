@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "args.h"
 #include "kclient.h"
 #include "log.h"
@@ -117,7 +118,7 @@ exchange *exchange_new(const sf_config *cfg, const exchange_opts *o, int *exit_c
                        size_t errlen)
 {
     *exit_code = CLI_EXIT_USAGE;
-    exchange *x = calloc(1, sizeof(*x));
+    exchange *x = sf_xcalloc(1, sizeof(*x));
     if (x == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -149,8 +150,8 @@ exchange *exchange_new(const sf_config *cfg, const exchange_opts *o, int *exit_c
     int n = kclient_partitions(x->consumer, x->reply_topic, 10000, err, errlen);
     if (n < 0)
         goto bad;
-    low = calloc((size_t)n, sizeof(*low));
-    high = calloc((size_t)n, sizeof(*high));
+    low = sf_xcalloc((size_t)n, sizeof(*low));
+    high = sf_xcalloc((size_t)n, sizeof(*high));
     if (kclient_watermarks(x->consumer, x->reply_topic, n, low, high, 10000, err, errlen) < 0 ||
         kclient_assign(x->consumer, x->reply_topic, n, high, err, errlen) < 0)
         goto bad;
@@ -189,7 +190,7 @@ int exchange_send(exchange *x, const sf_request_spec *spec, void *user, char *er
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    req *r = calloc(1, sizeof(*r));
+    req *r = sf_xcalloc(1, sizeof(*r));
     if (r == NULL || sf_request_pack(&pk, &s) < 0) {
         snprintf(err, errlen,
                  r ? "cannot encode the request (bad {\"$bin\": …} in args?)" : "out of memory");

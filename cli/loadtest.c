@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "args.h"
 #include "cli.h"
 #include "exchange.h"
@@ -234,7 +235,7 @@ static void count_send_failure(lt *t, sess *s, bool measured)
 static int send_op(lt *t, int si)
 {
     sess *s = &t->ss[si];
-    ticket *tk = calloc(1, sizeof(*tk));
+    ticket *tk = sf_xcalloc(1, sizeof(*tk));
     bool measured = t->ph == PHASE_MEASURE;
     tk->sess = si;
     tk->index = s->next++;
@@ -256,7 +257,7 @@ static int send_op(lt *t, int si)
 
 static int send_setup(lt *t, int si)
 {
-    ticket *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+    ticket *a = sf_xcalloc(1, sizeof(*a)), *b = sf_xcalloc(1, sizeof(*b));
     a->sess = b->sess = si;
     a->setup = b->setup = true;
     json_t *state = json_pack("{s:{}}", "state");
@@ -330,7 +331,7 @@ static double pct(const float *v, long n, double q)
 static json_t *summary_json(lt *t, double secs)
 {
     long n = t->nsamples;
-    float *lat = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    float *lat = sf_xmalloc(sizeof(float) * (size_t)(n ? n : 1));
     for (long i = 0; i < n; i++)
         lat[i] = t->samples[i].latency_ms;
     qsort(lat, (size_t)n, sizeof(float), cmp_float);
@@ -361,9 +362,9 @@ static json_t *timeline_json(lt *t)
     long n = t->nsamples;
     if (n == 0)
         return arr;
-    sample *v = malloc(sizeof(sample) * (size_t)n);
+    sample *v = sf_xmalloc(sizeof(sample) * (size_t)n);
     memcpy(v, t->samples, sizeof(sample) * (size_t)n);
-    float *lat = malloc(sizeof(float) * (size_t)n);
+    float *lat = sf_xmalloc(sizeof(float) * (size_t)n);
     long start = 0;
     for (int sec = 0; start < n; sec++) {
         long m = 0;
@@ -410,7 +411,7 @@ static int write_plot(lt *t, const char *path)
         lmax = fmax(lmax, t->samples[i].latency_ms);
     }
     int secs = (int)ceil(tmax);
-    long *per_sec = calloc((size_t)secs + 1, sizeof(long));
+    long *per_sec = sf_xcalloc((size_t)secs + 1, sizeof(long));
     long rmax = 1;
     for (long i = 0; i < t->nsamples; i++) {
         int s = (int)t->samples[i].t_done;
@@ -596,9 +597,9 @@ int cmd_loadtest(int argc, char **argv)
         args_fail(CMD, "%s", err);
         return code;
     }
-    t.ss = calloc((size_t)t.sessions, sizeof(*t.ss));
-    t.ready = calloc((size_t)t.sessions, sizeof(*t.ready));
-    t.samples = calloc((size_t)t.measured_total, sizeof(*t.samples));
+    t.ss = sf_xcalloc((size_t)t.sessions, sizeof(*t.ss));
+    t.ready = sf_xcalloc((size_t)t.sessions, sizeof(*t.ready));
+    t.samples = sf_xcalloc((size_t)t.measured_total, sizeof(*t.samples));
     char run[64];
     exchange_new_id(run, sizeof(run), prefix);
     *strrchr(run, '-') = '\0'; /* "<prefix>-<random>" names this run's sessions */

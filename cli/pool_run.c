@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "alloc.h"
 #include "args.h"
 #include "cli.h"
 #include "clock.h"
@@ -124,7 +125,7 @@ static int submit_json(run *r, json_t *call, long line)
         msgpack_unpacked_init(&u[i]);
         obj[i] = to_object(parts[i], &sb[i], &u[i]);
     }
-    job *j = calloc(1, sizeof(*j));
+    job *j = sf_xcalloc(1, sizeof(*j));
     j->run = r;
     j->line = line;
     sf_pool_call c = {.op = op,

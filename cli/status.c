@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "args.h"
 #include "cli.h"
 #include "kclient.h"
@@ -83,7 +84,7 @@ static void keep_latest(json_t *latest, json_t *snap)
 static int read_tail(rd_kafka_t *c, int n, const int64_t *end, int timeout_ms, json_t *latest,
                      long *bad)
 {
-    int64_t *pos = calloc((size_t)n, sizeof(*pos));
+    int64_t *pos = sf_xcalloc((size_t)n, sizeof(*pos));
     double deadline = args_now() + timeout_ms / 1000.0;
     int remaining = 0;
     for (int p = 0; p < n; p++)
@@ -231,9 +232,9 @@ int cmd_status(int argc, char **argv)
     int n = kclient_partitions(c, topic, (int)timeout_ms, err, sizeof(err));
     if (n < 0)
         goto fail;
-    low = calloc((size_t)n, sizeof(*low));
-    high = calloc((size_t)n, sizeof(*high));
-    start = calloc((size_t)n, sizeof(*start));
+    low = sf_xcalloc((size_t)n, sizeof(*low));
+    high = sf_xcalloc((size_t)n, sizeof(*high));
+    start = sf_xcalloc((size_t)n, sizeof(*start));
     if (kclient_watermarks(c, topic, n, low, high, (int)timeout_ms, err, sizeof(err)) < 0)
         goto fail;
     for (int p = 0; p < n; p++)

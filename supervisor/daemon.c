@@ -88,6 +88,7 @@
 #include <string.h>
 
 #include "daemon_internal.h"
+#include "alloc.h"
 #include "kafka_config.h"
 #include "log.h"
 
@@ -143,7 +144,7 @@ const sf_daemon_ports sf_daemon_real_ports = {.pool_submit = sf_pool_submit,
 sf_daemon *daemon_core_new(struct event_base *base, const sf_config *cfg,
                            const sf_daemon_ports *ports)
 {
-    sf_daemon *d = calloc(1, sizeof(*d));
+    sf_daemon *d = sf_xcalloc(1, sizeof(*d));
     d->base = base;
     d->cfg = cfg;
     d->ports = *ports;

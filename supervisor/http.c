@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "log.h"
 #include "snapshot.h"
 
@@ -65,9 +66,9 @@ sf_http *sf_http_start(struct event_base *base, sf_daemon *d, const char *listen
     memcpy(host, listen, (size_t)(colon - listen));
     host[colon - listen] = '\0';
     int port = atoi(colon + 1);
-    sf_http *h = calloc(1, sizeof(*h));
+    sf_http *h = sf_xcalloc(1, sizeof(*h));
     h->d = d;
-    h->snap = malloc(sizeof(*h->snap));
+    h->snap = sf_xmalloc(sizeof(*h->snap));
     h->http = evhttp_new(base);
     h->sock = evhttp_bind_socket_with_handle(h->http, host, (ev_uint16_t)port);
     if (h->sock == NULL) {

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "daemon_internal.h"
 #include "log.h"
 
@@ -75,7 +76,7 @@ void job_on_message(void *ctx, rd_kafka_message_t *m)
         if (end >= 0)
             p->fresh_from = end;
     }
-    job *j = calloc(1, sizeof(*j));
+    job *j = sf_xcalloc(1, sizeof(*j));
     j->d = d;
     j->p = p;
     j->offset = m->offset;
@@ -346,7 +347,7 @@ sf_fence job_fence(const job *j)
  */
 void job_commit_reply(sf_daemon *d, job *j, const reply_parts *rp, const msgpack_sbuffer *state)
 {
-    commit_ctx *x = calloc(1, sizeof(*x));
+    commit_ctx *x = sf_xcalloc(1, sizeof(*x));
     x->j = j;
     x->ok = rp->ok;
     x->with_state = state != NULL;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "daemon_internal.h"
 #include "log.h"
 
@@ -92,7 +93,7 @@ static void part_take_lease(sf_daemon *d, part *p)
     if (p->bumping || p->epoch)
         return;
     p->bumping = true;
-    lease_ctx *x = malloc(sizeof(*x));
+    lease_ctx *x = sf_xmalloc(sizeof(*x));
     *x = (lease_ctx){d, p, p->gen};
     sf_store_bump_epoch(d->store, p->epoch_key, on_lease, x);
 }
@@ -107,7 +108,7 @@ void part_on_assign(void *ctx, const rd_kafka_topic_partition_list_t *parts)
             part_detach(d, old); /* its last job frees it; consumption starts afresh */
         else if (old || d->nparts == MAX_PARTS)
             continue;
-        part *p = calloc(1, sizeof(*p));
+        part *p = sf_xcalloc(1, sizeof(*p));
         snprintf(p->topic, sizeof(p->topic), "%s", tp->topic);
         p->partition = tp->partition;
         p->offsets = sf_offsets_new();

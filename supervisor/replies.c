@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "daemon_internal.h"
 #include "dlq.h"
 #include "log.h"
@@ -231,7 +232,7 @@ static void produce(sf_daemon *d, job *j, const char *topic, const msgpack_sbuff
         d->unsent_head ? RD_KAFKA_RESP_ERR__QUEUE_FULL
                        : produce_now(d, j, topic, sb->data, sb->size, with_corr, err, sizeof(err));
     if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        unsent *u = malloc(sizeof(*u) + sb->size);
+        unsent *u = sf_xmalloc(sizeof(*u) + sb->size);
         u->next = NULL;
         u->j = j;
         u->with_corr = with_corr;

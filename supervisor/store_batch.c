@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "log.h"
 
 /* ------------------------ filling a turn's batch */
@@ -38,7 +39,7 @@ static void batch_put(batch *b, int j, const char *s, size_t n)
         size_t cap = b->cap ? b->cap : 2048;
         while (cap < b->used + n + 1)
             cap *= 2;
-        b->buf = realloc(b->buf, cap);
+        b->buf = sf_xrealloc(b->buf, cap);
         b->cap = cap;
     }
     b->off[ITEM_STRS * b->n + j] = b->used;
@@ -53,8 +54,8 @@ static void batch_put(batch *b, int j, const char *s, size_t n)
 static void batch_send(sf_store *st, batch *b)
 {
     int n = b->n, argc = 3 + ITEM_STRS * n + 1;
-    const char **argv = malloc((size_t)argc * sizeof(*argv));
-    size_t *lens = malloc((size_t)argc * sizeof(*lens));
+    const char **argv = sf_xmalloc((size_t)argc * sizeof(*argv));
+    size_t *lens = sf_xmalloc((size_t)argc * sizeof(*lens));
     char numkeys[16];
     snprintf(numkeys, sizeof(numkeys), "%d", ITEM_KEYS * n);
     bool sha = st->sha[b->script][0] != '\0';
@@ -99,7 +100,7 @@ void store_batch_add(sf_store *st, batch **slot, int kind, int script, const key
     }
     batch *b = *slot;
     if (b == NULL) {
-        b = calloc(1, sizeof(*b));
+        b = sf_xcalloc(1, sizeof(*b));
         b->kind = kind;
         b->script = script;
         *slot = b;

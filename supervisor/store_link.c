@@ -75,7 +75,7 @@ static void on_script_loaded(redisAsyncContext *ac, void *r, void *privdata)
 
 static void load_script(sf_store *st, int i)
 {
-    load_ctx *x = malloc(sizeof(*x));
+    load_ctx *x = sf_xmalloc(sizeof(*x));
     *x = (load_ctx){st, st->ac, i};
     const char *argv[] = {"SCRIPT", "LOAD", store_scripts[i]};
     size_t lens[] = {6, 4, strlen(store_scripts[i])};
@@ -301,7 +301,7 @@ sf_store *sf_store_new(struct event_base *base, const char *url, const char *use
                        void (*on_health)(void *arg, bool up), void *health_arg, char *err,
                        size_t errlen)
 {
-    sf_store *st = calloc(1, sizeof(*st));
+    sf_store *st = sf_xcalloc(1, sizeof(*st));
     st->base = base;
     st->ttl_s = session_ttl_s;
     snprintf(st->user, sizeof(st->user), "%s", user ? user : "");
@@ -461,7 +461,7 @@ void store_send_script(sf_store *st, int kind, int script, int argc, const char 
                        const size_t *lens, sf_store_cb cb, void *arg)
 {
     bool is_batch = kind == K_CLAIMS || kind == K_COMMITS;
-    req *q = malloc(sizeof(*q));
+    req *q = sf_xmalloc(sizeof(*q));
     *q = (req){.st = st, .cb = cb, .arg = arg, .kind = kind, .script = script};
     char *cmd = NULL;
     int len = -1;
@@ -498,7 +498,7 @@ void store_send_script(sf_store *st, int kind, int script, int argc, const char 
 void store_send_command(sf_store *st, int kind, int argc, const char **argv, const size_t *lens,
                         sf_store_cb cb, void *arg)
 {
-    req *q = malloc(sizeof(*q));
+    req *q = sf_xmalloc(sizeof(*q));
     *q = (req){.st = st, .cb = cb, .arg = arg, .kind = kind, .script = -1};
     if (!st->connected || st->ac == NULL ||
         redisAsyncCommandArgv(st->ac, on_reply, q, argc, argv, lens) != REDIS_OK) {

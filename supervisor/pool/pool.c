@@ -29,6 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "hash.h"
 #include "log.h"
 
@@ -262,7 +263,7 @@ sf_pool *sf_pool_new(struct event_base *base, const sf_pool_config *cfg, char *e
     if (cfg->max_frame_bytes < 1024)
         BAD("pool.max_frame_bytes must be at least 1024");
 #undef BAD
-    sf_pool *p = calloc(1, sizeof(*p));
+    sf_pool *p = sf_xcalloc(1, sizeof(*p));
     if (p == NULL) {
         snprintf(errbuf, errlen, "out of memory");
         return NULL;
@@ -291,7 +292,7 @@ sf_pool *sf_pool_new(struct event_base *base, const sf_pool_config *cfg, char *e
     if (p->python_path) {
         const char *old = getenv("PYTHONPATH");
         size_t n = strlen(p->python_path) + (old ? strlen(old) : 0) + 16;
-        p->env[e] = malloc(n);
+        p->env[e] = sf_xmalloc(n);
         snprintf(p->env[e++], n, "PYTHONPATH=%s%s%s", p->python_path, old && *old ? ":" : "",
                  old && *old ? old : "");
     }
@@ -300,7 +301,7 @@ sf_pool *sf_pool_new(struct event_base *base, const sf_pool_config *cfg, char *e
         p->exec_env[i] = p->env[i];
     if (p->preload) {
         size_t n = strlen(p->preload) + 32;
-        p->exec_env[e] = malloc(n);
+        p->exec_env[e] = sf_xmalloc(n);
         snprintf(p->exec_env[e], n, "SNAKEFLEET_PRELOAD=%s", p->preload);
         p->exec_env[e + 1] = NULL;
     }
@@ -371,12 +372,12 @@ int sf_pool_submit(sf_pool *p, const sf_pool_call *call, sf_pool_done_fn done, v
 {
     if (p->stopping || !p->started)
         return -1;
-    pcall *c = calloc(1, sizeof(*c));
+    pcall *c = sf_xcalloc(1, sizeof(*c));
     if (c == NULL)
         return -1;
     c->seq = ++p->next_seq;
     c->session_len = call->session.len;
-    c->session = malloc(call->session.len + 1);
+    c->session = sf_xmalloc(call->session.len + 1);
     memcpy(c->session, call->session.ptr, call->session.len);
     c->session[call->session.len] = '\0';
     c->done = done;

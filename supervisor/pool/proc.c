@@ -18,6 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "alloc.h"
+
 extern char **environ;
 
 int sf_proc_make_pipes(sf_proc_pipes *mine, int child[3])
@@ -131,7 +133,7 @@ static char **merge_env(char *const extra[])
         n++;
     while (extra && extra[k])
         k++;
-    char **env = calloc(n + k + 1, sizeof(char *));
+    char **env = sf_xcalloc(n + k + 1, sizeof(char *));
     if (env == NULL)
         return NULL;
     size_t o = 0;

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "log.h"
 
 #define SPAWN_REPLY_TIMEOUT_MS 3000
@@ -88,7 +89,7 @@ sf_zygote *sf_zygote_start(struct event_base *base, const char *python, const ch
         snprintf(errbuf, errlen, "socketpair: %s", strerror(errno));
         return NULL;
     }
-    sf_zygote *z = calloc(1, sizeof(*z));
+    sf_zygote *z = sf_xcalloc(1, sizeof(*z));
     z->base = base;
     z->ctl = sv[0];
     char sup[24];
