@@ -197,6 +197,11 @@ void sf_cache_put(sf_cache *c, uint32_t owner, const char *s, size_t slen, const
     evict(c);
 }
 
+bool sf_cache_has(sf_cache *c, const char *s, size_t slen)
+{
+    return sf_smap_get(c->map, s, slen) != NULL;
+}
+
 void sf_cache_set_state(sf_cache *c, const char *s, size_t slen, const void *state, size_t len,
                         uint64_t version)
 {

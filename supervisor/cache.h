@@ -53,6 +53,8 @@ bool sf_cache_get(sf_cache *c, const char *s, size_t slen, const char *p, size_t
 void sf_cache_put(sf_cache *c, uint32_t owner, const char *s, size_t slen, const char *p,
                   size_t plen, const void *state, size_t state_len, const void *spec,
                   size_t spec_len, uint64_t version, uint64_t at_us);
+/* Whether session s is known (its next commit's state is worth keeping). */
+bool sf_cache_has(sf_cache *c, const char *s, size_t slen);
 /* A commit wrote `state` at `version` (the read one plus one); nothing if s is unknown. */
 void sf_cache_set_state(sf_cache *c, const char *s, size_t slen, const void *state, size_t len,
                         uint64_t version);

@@ -386,7 +386,8 @@ void job_commit_reply(sf_daemon *d, job *j, const reply_parts *rp, const msgpack
         free(x);
         return;
     }
-    if (state && sf_cache_get_stats(d->cache).entries) {
+    if (state && sf_cache_has(d->cache, j->req.session.ptr, j->req.session.len)) {
+        /* kept for sf_cache_set_state once Redis has it: the pool's bytes are gone by then */
         msgpack_sbuffer_init(&x->state);
         msgpack_sbuffer_write(&x->state, state->data, state->size);
     }
