@@ -503,3 +503,28 @@ Test(jobs, ten_conflicting_runs_are_answered_conflict_and_the_answer_is_remember
     deliver(0);
     cr_expect_eq(w.p->next, 1);
 }
+
+static void committed(int64_t offset)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, "requests", 0)->offset = offset;
+    part_on_committed(w.d, l);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+Test(jobs, reply_records_settle_at_the_offset_the_group_committed_dedupe_ttl_ago)
+{
+    /* redis.dedupe_ttl 0: a record may go as soon as its offset is committed. */
+    w.cfg.dedupe_ttl_s = 0;
+    cr_expect_eq(part_settled(w.d, w.p), 0, "nothing committed: nothing settled");
+    committed(5);
+    cr_expect_eq(part_settled(w.d, w.p), 5);
+    committed(9);
+    committed(3); /* an older commit answered late moves nothing back */
+    cr_expect_eq(part_settled(w.d, w.p), 9);
+    /* A window: the commit just seen is not settled until it is dedupe_ttl old, so a client
+     * producing a request again within it still finds the record. */
+    w.cfg.dedupe_ttl_s = 3600;
+    committed(20);
+    cr_expect_eq(part_settled(w.d, w.p), 0, "offset 20 was committed less than an hour ago");
+}
