@@ -475,6 +475,7 @@ static void on_committed(void *arg, const sf_store_reply *r)
 }
 
 static void on_lease_checked(void *arg, const sf_store_reply *r);
+static void on_owed_retry(evutil_socket_t fd, short what, void *arg);
 
 /*
  * A job whose write was refused FENCED: nothing it wrote landed. Either a
@@ -508,8 +509,25 @@ static void on_lease_checked(void *arg, const sf_store_reply *r)
     job *j = arg;
     sf_daemon *d = j->d;
     part *p = j->p;
+    if (r->status == SF_STORE_UNAVAILABLE && !p->revoking && !d->shutting_down) {
+        /* No answer is not a newer owner: the partition is still ours, and giving the
+         * job up would leave its offset open with nobody to run it. Ask again (the
+         * store may be failing over) until redis.retry_timeout, then answer it. */
+        j->lease_checked = false; /* the job's next FENCED write checks again */
+        if (j->owed) {
+            j->ev_retry = evtimer_new(d->base, on_owed_retry, j);
+            struct timeval tv = {0, 250000};
+            evtimer_add(j->ev_retry, &tv);
+        } else if (!job_retry_unavailable(d, j)) {
+            reply_error(d, j, false, "unavailable", NULL,
+                        "session store unavailable for %u ms while checking the partition's "
+                        "lease: %s",
+                        d->cfg->redis_retry_ms, r->error);
+        }
+        return;
+    }
     if (r->status != SF_STORE_OK || p->revoking || d->shutting_down) {
-        job_fenced(d, j, "FENCED stale partition epoch"); /* a newer owner, or no answer */
+        job_fenced(d, j, "FENCED stale partition epoch"); /* a newer owner */
         return;
     }
     sf_warn("lease.restored",

@@ -481,6 +481,35 @@ Test(jobs, a_fenced_commit_runs_again_when_redis_lost_the_lease_and_gives_up_to_
     cr_expect_eq(w.p->next, 2, "offset 2 stays open");
 }
 
+Test(jobs, an_unanswered_lease_check_is_asked_again_and_never_gives_the_job_up)
+{
+    /* A FENCED commit, and the epoch check that follows gets no answer (Redis failing
+     * over): the partition is still ours, so the job must not be given up with its
+     * offset open and nobody to run it. */
+    consume(0, "a", "a0");
+    answer_claim(0, 0, NULL, 0);
+    finish_run(0);
+    answer_commit(0, SF_STORE_FENCED);
+    cr_assert_eq(w.nrestores, 1);
+    sf_store_reply lost = {.status = SF_STORE_UNAVAILABLE, .error = "connection to Redis lost"};
+    w.restores[0].cb(w.restores[0].arg, &lost);
+    cr_expect_eq(w.d->fenced, 0, "not given up");
+    cr_expect_eq(w.nout, 0, "nor answered");
+    cr_expect_eq(w.nclaims, 1, "not at once: after a pause");
+    event_base_loop(w.base, EVLOOP_ONCE);
+    cr_assert_eq(w.nclaims, 2, "it runs again from its claim");
+    answer_claim(1, 0, NULL, 0);
+    finish_run(1);
+    answer_commit(1, SF_STORE_FENCED);
+    cr_assert_eq(w.nrestores, 2, "the lease is checked again");
+    sf_store_reply restored = {.status = SF_STORE_OK, .count = 1};
+    w.restores[1].cb(w.restores[1].arg, &restored);
+    run_to_reply(2, 2, 2);
+    cr_assert_eq(w.nout, 1, "answered once");
+    deliver(0);
+    cr_expect_eq(w.p->next, 1, "its offset finished");
+}
+
 Test(jobs, ten_conflicting_runs_are_answered_conflict_and_the_answer_is_remembered)
 {
     consume(0, "a", "a0");
