@@ -378,19 +378,17 @@ typedef struct req {
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
 static void on_wait(redisAsyncContext *ac, void *r, void *privdata);
 
-/* What changes Redis: with min_replicas, its answer waits for the replicas. */
-static bool is_write(int kind)
-{
-    return kind != K_GET_STATE && kind != K_GET_PROGRAM && kind != K_LIST;
-}
-
 /*
  * Queues `WAIT min_replicas timeout` behind q's command on the same
- * connection (so it covers that write); q is answered from on_wait.
+ * connection (so it covers that write); q is answered from on_wait. Reads
+ * are followed by one too: a primary without the replicas it should have (a
+ * node restarted empty that still calls itself primary, one cut off from its
+ * replicas) must not answer a read either, for what it holds may be what it
+ * never replicated, or nothing at all.
  */
 static void send_wait(sf_store *st, req *q)
 {
-    if (st->min_replicas == 0 || !is_write(q->kind) || st->ac == NULL)
+    if (st->min_replicas == 0 || st->ac == NULL)
         return;
     char n[16], ms[16];
     snprintf(n, sizeof(n), "%u", st->min_replicas);
@@ -580,7 +578,7 @@ static void on_wait(redisAsyncContext *ac, void *r, void *privdata)
         (rep == NULL || rep->type != REDIS_REPLY_INTEGER ||
          rep->integer < (long long)st->min_replicas)) {
         char msg[160];
-        snprintf(msg, sizeof(msg), "NOT_REPLICATED the write reached %lld of %u replicas in %u ms",
+        snprintf(msg, sizeof(msg), "NOT_REPLICATED %lld of %u replicas confirmed in %u ms",
                  rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0LL, st->min_replicas,
                  st->replica_timeout_ms);
         st->not_replicated++;

@@ -98,7 +98,8 @@ Test(store, a_reply_record_lasts_until_its_offset_is_settled)
     cr_expect_gt(redis_int("TTL %s", "sf:done:{g}:t/2"), 0, "the records expire if unused");
 }
 
-Test(store, with_min_replicas_a_write_no_replica_took_is_not_acknowledged)
+Test(store,
+     with_min_replicas_a_primary_without_its_replicas_acknowledges_no_write_and_answers_no_read)
 {
     char url[64], err[256];
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d", redis_port);
@@ -122,7 +123,9 @@ Test(store, with_min_replicas_a_write_no_replica_took_is_not_acknowledged)
     g = (got){0};
     sf_store_get_state(durable, S("w"), on_got, &g);
     wait_done(&g);
-    cr_expect_eq(g.status, SF_STORE_OK, "reads wait for nothing (the write is on the primary)");
+    cr_expect_eq(g.status, SF_STORE_UNAVAILABLE,
+                 "nor does it answer a read: what it holds was never replicated (it wrote the "
+                 "session, and had no replica to give it to)");
     sf_store_free(durable);
     /* The same writes with min_replicas 0 (st): answered on the primary's word. */
     g = (got){0};
