@@ -60,11 +60,17 @@ struct sf_store {
     struct sentinel {
         char host[256];
         int port;
+        redisAsyncContext *ac; /* while it is being asked */
+        bool answered;         /* this round: the address and epoch below are its answer */
+        char addr[256];
+        int addr_port;
+        long long config_epoch;
     } sentinel[SF_STORE_MAX_SENTINELS];
-    int nsentinels, sentinel_at;
+    int nsentinels;
+    int asking; /* sentinels this round still to answer */
+    struct event *ev_ask_timeout;
     char master_name[128];
-    redisAsyncContext *sac;   /* the connection to the sentinel being asked */
-    redisAsyncContext *watch; /* the last sentinel that answered, subscribed to +switch-master */
+    redisAsyncContext *watch; /* a sentinel that named the primary, subscribed to +switch-master */
     /* the keys (store.c) */
     char prefix[SF_STORE_PREFIX_MAX + 2]; /* "<key_prefix>:" */
     size_t prefix_len;
@@ -158,6 +164,7 @@ void store_send_command(sf_store *st, int kind, int argc, const char **argv, con
 
 void store_link_connect(sf_store *st);
 void store_link_retry(sf_store *st);
+void store_link_drop(sf_store *st);
 
 /* ------------------------ store_sentinel.c */
 

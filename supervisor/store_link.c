@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "alloc.h"
 #include "clock.h"
@@ -164,6 +165,19 @@ static void on_connect(const redisAsyncContext *ac, int status)
     load_scripts(st);
     /* Up once INFO answers (on_info): not on a refused AUTH, which must not reset the backoff. */
     redisAsyncCommand(st->ac, on_info, NULL, "INFO server");
+}
+
+/*
+ * Drops the link now, not once its pending replies are in (as
+ * redisAsyncDisconnect would): a primary that was replaced can hold a WAIT
+ * for redis.replica_timeout. Shutting the socket makes hiredis see the link
+ * fail on its next read; every call in flight is answered as lost (and runs
+ * again, finding whatever survived), then on_disconnect reconnects.
+ */
+void store_link_drop(sf_store *st)
+{
+    if (st->ac && st->ac->c.fd >= 0)
+        shutdown(st->ac->c.fd, SHUT_RDWR);
 }
 
 /* The link dropped (or was closed): tell the owner, back off, reconnect. */
@@ -611,7 +625,7 @@ static void answer(redisAsyncContext *ac, req *q, redisReply *rep)
         st->ac == ac && ac) {
         /* The primary was demoted (a failover): find the new one (store_sentinel.c). */
         sf_warn("store.readonly", "host=%s port=%d action=reconnect", st->host, st->port);
-        redisAsyncDisconnect(ac);
+        store_link_drop(st);
     }
     if (q->kind == K_CLAIMS || q->kind == K_COMMITS) {
         batch *b = q->arg;

@@ -3,16 +3,22 @@
  * (redis.sentinels, redis.master_name) each time the store connects.
  *
  * With sentinels configured, every connect (the first, and each reconnect
- * after the link dropped) first asks the sentinels in turn, each on a short
- * connection of its own, `SENTINEL get-master-addr-by-name <master>`, and then
- * connects to the address the first one to answer gives (store_link.c,
- * store_link_connect); that sentinel's connection stays open, subscribed to
- * `+switch-master`. A failover is followed because the sentinel announces it,
- * the old primary's link drops (it died) or its writes are refused READONLY
- * (it was demoted), and each makes the store reconnect and ask again; a connection that finds a
- * replica where the sentinels said the primary is (the failover is still
- * under way) is closed and tried again with backoff. When no sentinel answers,
- * the store stays down and tries again with backoff, as for a Redis that is
+ * after the link dropped) first asks every sentinel at once, each on a short
+ * connection of its own, `SENTINEL MASTER <master>`, and waits up to
+ * SENTINEL_ASK_MS for their answers. It needs a majority of them: a sentinel
+ * alone (cut off, or not yet told of a failover) can name an old primary, and
+ * a failover is only made with a majority's votes, so a majority holds one
+ * that knows it. Of the answers it takes the address with the highest
+ * config-epoch (the newest failover; at equal epochs, the one most of them
+ * name) and connects to it (store_link.c,
+ * store_link_connect); one sentinel that gave that address stays connected,
+ * subscribed to `+switch-master`. A failover is followed because the sentinel
+ * announces it, the old primary's link drops (it died) or its writes are
+ * refused READONLY (it was demoted), and each makes the store reconnect and
+ * ask again; a connection that finds a replica where the sentinels said the
+ * primary is (the failover is still under way) is closed and tried again with
+ * backoff. Without a majority's answer (a sentinel that hangs counts as none)
+ * the store stays down and asks again with backoff, as for a Redis that is
  * down.
  *
  * Fencing stays correct across a failover as far as the new primary has the
@@ -85,13 +91,28 @@ int sf_store_set_sentinels(sf_store *st, const char *list, const char *master, c
     return 0;
 }
 
-static void ask(sf_store *st, int tries);
+/* How long a round waits for the sentinels' answers. */
+#define SENTINEL_ASK_MS 1000
+
+/* Lets a sentinel's asking connection go; its pending answer comes back NULL and is ignored. */
+static void let_go(sf_store *st, struct sentinel *s, bool now)
+{
+    redisAsyncContext *sc = s->ac;
+    s->ac = NULL;
+    if (sc == NULL || sc == st->watch)
+        return;
+    if (now)
+        redisAsyncFree(sc);
+    else
+        redisAsyncDisconnect(sc);
+}
 
 static void on_sentinel_disconnect(const redisAsyncContext *sc, int status)
 {
     sf_store *st = sc->data;
-    if (st->sac == sc)
-        st->sac = NULL;
+    for (int i = 0; i < st->nsentinels; i++)
+        if (st->sentinel[i].ac == sc)
+            st->sentinel[i].ac = NULL;
     if (st->watch == sc)
         st->watch = NULL;
 }
@@ -114,104 +135,176 @@ static void on_switch(redisAsyncContext *sc, void *r, void *privdata)
         return;
     sf_warn("store.switch_master", "master=%s announced=\"%s\" action=reconnect", st->master_name,
             msg + n + 1);
-    if (st->ac)
-        redisAsyncDisconnect(st->ac); /* on_disconnect reconnects, through the sentinels */
+    store_link_drop(st); /* on_disconnect reconnects, through the sentinels */
 }
 
-/* The next sentinel, or, when every one was asked, a reconnect after backoff. */
-static void ask_next(sf_store *st, int tries)
+/* The round is over (all answered, or the time is up): connect to the newest primary named. */
+static void decide(sf_store *st)
 {
-    st->sentinel_at = (st->sentinel_at + 1) % st->nsentinels;
-    if (tries > 1) {
-        ask(st, tries - 1);
+    evtimer_del(st->ev_ask_timeout);
+    st->asking = 0;
+    int answered = 0, best = -1, best_votes = 0;
+    for (int i = 0; i < st->nsentinels; i++) {
+        struct sentinel *s = &st->sentinel[i];
+        if (!s->answered)
+            continue;
+        answered++;
+        int votes = 0; /* the sentinels naming the same address at the same epoch */
+        for (int k = 0; k < st->nsentinels; k++) {
+            const struct sentinel *o = &st->sentinel[k];
+            votes += o->answered && o->config_epoch == s->config_epoch &&
+                     o->addr_port == s->addr_port && strcmp(o->addr, s->addr) == 0;
+        }
+        if (best < 0 || s->config_epoch > st->sentinel[best].config_epoch ||
+            (s->config_epoch == st->sentinel[best].config_epoch && votes > best_votes)) {
+            best = i;
+            best_votes = votes;
+        }
+    }
+    int need = st->nsentinels / 2 + 1;
+    if (answered < need) {
+        for (int i = 0; i < st->nsentinels; i++)
+            let_go(st, &st->sentinel[i], true);
+        sf_warn("store.sentinels_unanswered",
+                "master=%s answered=%d need=%d sentinels=%d action=retry", st->master_name,
+                answered, need, st->nsentinels);
+        store_link_retry(st);
         return;
     }
-    sf_warn("store.sentinels_unanswered", "master=%s sentinels=%d action=retry", st->master_name,
-            st->nsentinels);
-    store_link_retry(st);
+    struct sentinel *b = &st->sentinel[best];
+    if (strcmp(st->host, b->addr) != 0 || st->port != b->addr_port)
+        sf_info("store.primary",
+                "master=%s host=%s port=%d config_epoch=%lld sentinel=%s:%d answered=%d",
+                st->master_name, b->addr, b->addr_port, b->config_epoch, b->host, b->port,
+                answered);
+    snprintf(st->host, sizeof(st->host), "%s", b->addr);
+    st->port = b->addr_port;
+    /* That sentinel watches from now on (the one watching before is let go). */
+    redisAsyncContext *watch = b->ac;
+    b->ac = NULL;
+    if (st->watch && st->watch != watch)
+        redisAsyncDisconnect(st->watch);
+    st->watch = watch;
+    for (int i = 0; i < st->nsentinels; i++)
+        let_go(st, &st->sentinel[i], false);
+    if (watch)
+        redisAsyncCommand(watch, on_switch, NULL, "SUBSCRIBE +switch-master");
+    store_link_connect(st);
 }
 
-static void on_master_addr(redisAsyncContext *sc, void *r, void *privdata)
+static void on_ask_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    sf_store *st = arg;
+    for (int i = 0; i < st->nsentinels; i++) {
+        struct sentinel *s = &st->sentinel[i];
+        if (s->ac && !s->answered) {
+            sf_warn("store.sentinel_failed",
+                    "sentinel=%s:%d master=%s reason=\"no answer in %d ms\"", s->host, s->port,
+                    st->master_name, SENTINEL_ASK_MS);
+            let_go(st, s, true);
+        }
+    }
+    decide(st);
+}
+
+/* A field of SENTINEL MASTER's answer (a flat list of names and values), or NULL. */
+static const redisReply *field(const redisReply *rep, const char *name)
+{
+    for (size_t i = 0; i + 1 < rep->elements; i += 2)
+        if (rep->element[i]->type == REDIS_REPLY_STRING &&
+            strcmp(rep->element[i]->str, name) == 0 &&
+            rep->element[i + 1]->type == REDIS_REPLY_STRING)
+            return rep->element[i + 1];
+    return NULL;
+}
+
+static void on_master(redisAsyncContext *sc, void *r, void *privdata)
 {
     sf_store *st = sc->data;
     redisReply *rep = r;
-    int tries = (int)(intptr_t)privdata;
-    if (st->freeing)
-        return;
-    const struct sentinel *s = &st->sentinel[st->sentinel_at];
-    bool ok = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-              rep->element[0]->type == REDIS_REPLY_STRING &&
-              rep->element[1]->type == REDIS_REPLY_STRING &&
-              rep->element[0]->len < sizeof(st->host);
-    int port = ok ? atoi(rep->element[1]->str) : 0;
-    if (!ok || port <= 0 || port > 65535) {
+    int i = (int)(intptr_t)privdata;
+    if (st->freeing || i >= st->nsentinels || st->sentinel[i].ac != sc)
+        return; /* let go: an earlier round's, or the store going away */
+    struct sentinel *s = &st->sentinel[i];
+    const redisReply *ip = NULL, *port = NULL, *epoch = NULL;
+    if (rep && rep->type == REDIS_REPLY_ARRAY) {
+        ip = field(rep, "ip");
+        port = field(rep, "port");
+        epoch = field(rep, "config-epoch");
+    }
+    int p = port ? atoi(port->str) : 0;
+    if (ip == NULL || ip->len >= sizeof(s->addr) || p <= 0 || p > 65535) {
         sf_warn("store.sentinel_failed", "sentinel=%s:%d master=%s reason=\"%s\"", s->host, s->port,
                 st->master_name,
                 rep == NULL                      ? (sc->errstr[0] ? sc->errstr : "no answer")
                 : rep->type == REDIS_REPLY_ERROR ? rep->str
-                : rep->type == REDIS_REPLY_NIL   ? "the sentinel does not know this master"
                                                  : "unexpected reply");
-        if (st->sac == sc)
-            redisAsyncDisconnect(sc);
-        ask_next(st, tries);
-        return;
+        if (rep == NULL)
+            s->ac = NULL; /* hiredis is freeing it (its connect failed, or it dropped) */
+        else
+            let_go(st, s, false);
+    } else {
+        s->answered = true;
+        snprintf(s->addr, sizeof(s->addr), "%s", ip->str);
+        s->addr_port = p;
+        s->config_epoch = epoch ? atoll(epoch->str) : 0;
     }
-    if (strcmp(st->host, rep->element[0]->str) != 0 || st->port != port)
-        sf_info("store.primary", "master=%s host=%s port=%d sentinel=%s:%d", st->master_name,
-                rep->element[0]->str, port, s->host, s->port);
-    snprintf(st->host, sizeof(st->host), "%s", rep->element[0]->str);
-    st->port = port;
-    /* This sentinel watches from now on (the one watching before is let go). */
-    if (st->watch && st->watch != sc)
-        redisAsyncDisconnect(st->watch);
-    st->watch = sc;
-    st->sac = NULL;
-    redisAsyncCommand(sc, on_switch, NULL, "SUBSCRIBE +switch-master");
-    store_link_connect(st);
-}
-
-static void on_sentinel_connect(const redisAsyncContext *sc, int status)
-{
-    sf_store *st = sc->data;
-    if (status == REDIS_OK || st->freeing)
-        return;
-    /* hiredis frees a context whose connect failed; its command is answered NULL first */
-    if (st->sac == sc)
-        st->sac = NULL;
-}
-
-/* Asks the current sentinel where the primary is; `tries`: sentinels left to ask. */
-static void ask(sf_store *st, int tries)
-{
-    const struct sentinel *s = &st->sentinel[st->sentinel_at];
-    redisAsyncContext *sc = redisAsyncConnect(s->host, s->port);
-    if (sc == NULL || sc->err) {
-        sf_warn("store.sentinel_failed", "sentinel=%s:%d master=%s reason=\"%s\"", s->host, s->port,
-                st->master_name, sc ? sc->errstr : "out of memory");
-        if (sc)
-            redisAsyncFree(sc);
-        ask_next(st, tries);
-        return;
-    }
-    sc->data = st;
-    redisLibeventAttach(sc, st->base);
-    redisAsyncSetConnectCallback(sc, on_sentinel_connect);
-    redisAsyncSetDisconnectCallback(sc, on_sentinel_disconnect);
-    st->sac = sc;
-    const char *argv[] = {"SENTINEL", "get-master-addr-by-name", st->master_name};
-    redisAsyncCommandArgv(sc, on_master_addr, (void *)(intptr_t)tries, 3, argv, NULL);
+    if (--st->asking == 0)
+        decide(st);
 }
 
 void store_sentinel_resolve(sf_store *st)
 {
-    ask(st, st->nsentinels);
+    if (st->asking)
+        return; /* a round is under way */
+    if (st->ev_ask_timeout == NULL)
+        st->ev_ask_timeout = evtimer_new(st->base, on_ask_timeout, st);
+    int sent = 0;
+    for (int i = 0; i < st->nsentinels; i++) {
+        struct sentinel *s = &st->sentinel[i];
+        s->answered = false;
+        let_go(st, s, true);
+        redisAsyncContext *sc = redisAsyncConnect(s->host, s->port);
+        if (sc == NULL || sc->err) {
+            sf_warn("store.sentinel_failed", "sentinel=%s:%d master=%s reason=\"%s\"", s->host,
+                    s->port, st->master_name, sc ? sc->errstr : "out of memory");
+            if (sc)
+                redisAsyncFree(sc);
+            continue;
+        }
+        sc->data = st;
+        redisLibeventAttach(sc, st->base);
+        /* a failed connect answers its command NULL (on_master): counted as no answer */
+        redisAsyncSetDisconnectCallback(sc, on_sentinel_disconnect);
+        s->ac = sc;
+        const char *argv[] = {"SENTINEL", "MASTER", st->master_name};
+        if (redisAsyncCommandArgv(sc, on_master, (void *)(intptr_t)i, 3, argv, NULL) == REDIS_OK)
+            sent++;
+        else
+            let_go(st, s, true);
+    }
+    if (sent == 0) {
+        decide(st);
+        return;
+    }
+    st->asking = sent;
+    struct timeval tv = {SENTINEL_ASK_MS / 1000, (SENTINEL_ASK_MS % 1000) * 1000};
+    evtimer_add(st->ev_ask_timeout, &tv);
 }
 
 void store_sentinel_free(sf_store *st)
 {
-    redisAsyncContext *contexts[] = {st->sac, st->watch};
-    st->sac = st->watch = NULL;
-    for (int i = 0; i < 2; i++)
-        if (contexts[i])
-            redisAsyncFree(contexts[i]);
+    for (int i = 0; i < st->nsentinels; i++) {
+        redisAsyncContext *sc = st->sentinel[i].ac;
+        st->sentinel[i].ac = NULL;
+        if (sc)
+            redisAsyncFree(sc);
+    }
+    redisAsyncContext *w = st->watch;
+    st->watch = NULL;
+    if (w)
+        redisAsyncFree(w);
+    if (st->ev_ask_timeout)
+        event_free(st->ev_ask_timeout);
+    st->ev_ask_timeout = NULL;
 }
