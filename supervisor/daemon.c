@@ -120,7 +120,8 @@ static void end_of_turn(evutil_socket_t fd, short what, void *arg)
 {
     sf_daemon *d = arg;
     sf_pool_flush(d->pool);
-    sf_store_flush(d->store);
+    for (int i = 0; i < d->nstores; i++)
+        sf_store_flush(d->stores[i]);
 }
 
 static void wake_end_of_turn(void *arg)
@@ -168,6 +169,65 @@ sf_daemon *daemon_core_new(struct event_base *base, const sf_config *cfg,
 }
 
 /*
+ * The session store: one sf_store per shard. Without sentinels redis.url
+ * lists the shards' URLs; with them redis.master_name lists the shards'
+ * primaries (all found through the same sentinels) and redis.url gives only
+ * the db. A partition's shard is its number modulo the count
+ * (partitions.c, part_on_assign).
+ */
+static int daemon_stores_new(sf_daemon *d, char *err, size_t errlen)
+{
+    const sf_config *cfg = d->cfg;
+    bool sentinel = cfg->redis_sentinels[0] != '\0';
+    const char *list = sentinel ? cfg->redis_master_name : cfg->redis_url;
+    const char *p = list;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        char one[sizeof(cfg->redis_url)];
+        while (n && *p == ' ')
+            p++, n--;
+        while (n && p[n - 1] == ' ')
+            n--;
+        if (n == 0 || n >= sizeof(one) || d->nstores == SF_MAX_SHARDS) {
+            snprintf(err, errlen, "%s: %s", sentinel ? "redis.master_name" : "redis.url",
+                     n == 0 ? "an empty entry in the list" : "too many or too long entries");
+            return -1;
+        }
+        memcpy(one, p, n);
+        one[n] = '\0';
+        if (sentinel && strchr(cfg->redis_url, ',')) {
+            snprintf(err, errlen,
+                     "redis.url: one URL (the db) with redis.sentinels; the shards "
+                     "are redis.master_name's list");
+            return -1;
+        }
+        int i = d->nstores;
+        d->shard[i] = (struct shard_ctx){d, i};
+        sf_store *st = sf_store_new(d->base, sentinel ? cfg->redis_url : one, cfg->redis_user,
+                                    cfg->redis_password, cfg->session_ttl_s, part_on_store_health,
+                                    &d->shard[i], err, errlen);
+        if (st == NULL)
+            return -1;
+        d->stores[d->nstores++] = st;
+        sf_store_set_turn_end(st, wake_end_of_turn, d);
+        sf_store_set_replicas(st, cfg->redis_min_replicas, cfg->redis_replica_timeout_ms);
+        if (sf_store_set_sentinels(st, cfg->redis_sentinels, one, err, errlen) < 0)
+            return -1;
+        if (sf_store_set_key_prefix(st, cfg->redis_key_prefix) < 0) {
+            snprintf(err, errlen,
+                     "redis.key_prefix: '%s' must be 1 to %d bytes without braces, spaces or "
+                     "control characters",
+                     cfg->redis_key_prefix, SF_STORE_PREFIX_MAX);
+            return -1;
+        }
+        if (end == NULL)
+            return 0;
+        p = end + 1;
+    }
+}
+
+/*
  * Builds the daemon: its core (daemon_core_new) with the real ports, the
  * pool, the store, the Kafka clients; then starts them (daemon_start). On
  * failure everything built so far is freed and err says why.
@@ -180,22 +240,8 @@ sf_daemon *sf_daemon_new(struct event_base *base, const sf_config *cfg, const ch
     if (d->pool == NULL)
         goto fail;
     sf_pool_set_turn_end(d->pool, wake_end_of_turn, d);
-    d->store = sf_store_new(base, cfg->redis_url, cfg->redis_user, cfg->redis_password,
-                            cfg->session_ttl_s, part_on_store_health, d, err, errlen);
-    if (d->store == NULL)
+    if (daemon_stores_new(d, err, errlen) < 0)
         goto fail;
-    sf_store_set_turn_end(d->store, wake_end_of_turn, d);
-    sf_store_set_replicas(d->store, cfg->redis_min_replicas, cfg->redis_replica_timeout_ms);
-    if (sf_store_set_sentinels(d->store, cfg->redis_sentinels, cfg->redis_master_name, err,
-                               errlen) < 0)
-        goto fail;
-    if (sf_store_set_key_prefix(d->store, cfg->redis_key_prefix) < 0) {
-        snprintf(err, errlen,
-                 "redis.key_prefix: '%s' must be 1 to %d bytes without braces, spaces or "
-                 "control characters",
-                 cfg->redis_key_prefix, SF_STORE_PREFIX_MAX);
-        goto fail;
-    }
     sf_kafka_handlers h = {.ctx = d,
                            .on_message = job_on_message,
                            .on_assign = part_on_assign,
@@ -315,7 +361,8 @@ void sf_daemon_free(sf_daemon *d)
     sessq_free_all(d);
     if (d->kafka)
         sf_kafka_free(d->kafka);
-    sf_store_free(d->store);
+    for (int i = 0; i < d->nstores; i++)
+        sf_store_free(d->stores[i]);
     for (int i = 0; i < d->nparts; i++)
         part_drop_pending(d, d->parts[i]);
     while (d->nparts)

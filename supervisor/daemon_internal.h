@@ -29,6 +29,7 @@
 #include "store.h"
 
 #define MAX_PARTS         1024
+#define SF_MAX_SHARDS     32
 #define SESSION_SWEEP_MIN 100000 /* idle session queues kept between telemetry ticks */
 
 typedef struct part {
@@ -43,7 +44,8 @@ typedef struct part {
      * no earlier owner can have answered them but through a record its commit checks: they
      * run unclaimed (jobs.c, job_is_fresh). INT64_MAX: unknown, everything is claimed. */
     int64_t fresh_from;
-    uint64_t epoch; /* our lease on the partition (0 until Redis answered) */
+    sf_store *store; /* its shard: stores[partition % nstores] (NULL in tests without one) */
+    uint64_t epoch;  /* our lease on the partition (0 until Redis answered) */
     char epoch_key[SF_STORE_EPOCH_KEY_MAX];
     struct job *pend_head, *pend_tail; /* consumed before the lease was known */
     bool bumping;
@@ -105,7 +107,13 @@ struct sf_daemon {
     struct event_base *base;
     const sf_config *cfg;
     sf_pool *pool;
-    sf_store *store;
+    sf_store *stores[SF_MAX_SHARDS]; /* redis.url (or redis.master_name) lists the shards */
+    int nstores;
+    struct shard_ctx {
+        sf_daemon *d;
+        int i;
+    } shard[SF_MAX_SHARDS]; /* each store's health callback argument */
+    uint32_t stores_down;   /* bit i: shard i's link is down */
     sf_kafka *kafka;
     sf_cache *cache;       /* the sessions' state between requests (cache.h) */
     sf_daemon_ports ports; /* how the request path reaches the three above (ports.h) */

@@ -228,7 +228,7 @@ static void claim_job(sf_daemon *d, job *j)
              SF_STR_ARG(j->req.id), (long long)j->offset);
     sf_fence f = job_fence(j);
     bool exec = j->req.op == SF_OP_EXECUTE_PROGRAM;
-    d->ports.store_claim(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
+    d->ports.store_claim(j->p->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
                          j->req.id.len, d->cfg->id, d->claim_ttl_ms,
                          exec ? j->req.program.ptr : NULL, exec ? j->req.program.len : 0,
                          on_claimed, j);
@@ -396,7 +396,7 @@ void job_commit_reply(sf_daemon *d, job *j, const reply_parts *rp, const msgpack
     int64_t version = state || j->cached_read ? (int64_t)j->state_version : -1;
     sf_fence f = job_fence(j);
     d->ports.store_commit(
-        d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr, j->req.id.len,
+        j->p->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr, j->req.id.len,
         x->reply.data, x->reply.size, state ? state->data : NULL, state ? state->size : 0, version,
         j->offset, (j->cached_read ? 0 : SF_COMMIT_CLAIMED) | (j->touch ? SF_COMMIT_TOUCH : 0),
         on_committed, x);
@@ -491,7 +491,7 @@ void job_fenced(sf_daemon *d, job *j, const char *why)
     part *p = j->p;
     if (!j->lease_checked && p->epoch && !p->revoking && !d->shutting_down) {
         j->lease_checked = true;
-        d->ports.store_restore_epoch(d->store, p->epoch_key, p->epoch, on_lease_checked, j);
+        d->ports.store_restore_epoch(j->p->store, p->epoch_key, p->epoch, on_lease_checked, j);
         return;
     }
     d->fenced++;
@@ -546,7 +546,7 @@ static void on_owed(void *arg, const sf_store_reply *r);
 void job_remember_owed(sf_daemon *d, job *j)
 {
     sf_fence f = job_fence(j);
-    d->ports.store_commit(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
+    d->ports.store_commit(j->p->store, &f, j->req.session.ptr, j->req.session.len, j->req.id.ptr,
                           j->req.id.len, j->owed->data, j->owed->size, NULL, 0, -1, j->offset,
                           SF_COMMIT_CLAIMED, on_owed, j);
 }

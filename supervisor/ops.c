@@ -144,8 +144,8 @@ static void op_create_session(sf_daemon *d, job *j)
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     pack_state_or_empty(&sb, sf_mp_get(j->req.args, "state"));
-    sf_store_create_session(d->store, &f, j->req.session.ptr, j->req.session.len, sb.data, sb.size,
-                            d->cfg->max_sessions, done_create_session, j);
+    sf_store_create_session(j->p->store, &f, j->req.session.ptr, j->req.session.len, sb.data,
+                            sb.size, d->cfg->max_sessions, done_create_session, j);
     msgpack_sbuffer_destroy(&sb);
 }
 
@@ -187,8 +187,8 @@ static void done_create_session(void *arg, const sf_store_reply *r)
 static void op_end_session(sf_daemon *d, job *j)
 {
     sf_fence f = job_fence(j);
-    sf_store_end_session(d->store, &f, j->req.session.ptr, j->req.session.len, done_session_write,
-                         j);
+    sf_store_end_session(j->p->store, &f, j->req.session.ptr, j->req.session.len,
+                         done_session_write, j);
 }
 
 /* ---------------------------------------------------------------- create_program */
@@ -219,8 +219,9 @@ static void done_create_program_pool(void *arg, const sf_pool_result *r)
     msgpack_sbuffer_init(&sb);
     pack_state_or_empty(&sb, spec);
     sf_fence f = job_fence(j);
-    sf_store_put_program(d->store, &f, j->req.session.ptr, j->req.session.len, j->req.program.ptr,
-                         j->req.program.len, sb.data, sb.size, done_create_program_store, j);
+    sf_store_put_program(j->p->store, &f, j->req.session.ptr, j->req.session.len,
+                         j->req.program.ptr, j->req.program.len, sb.data, sb.size,
+                         done_create_program_store, j);
     msgpack_sbuffer_destroy(&sb);
 }
 
@@ -251,7 +252,7 @@ static void done_create_program_store(void *arg, const sf_store_reply *r)
  */
 static void op_execute_program(sf_daemon *d, job *j)
 {
-    sf_store_get_program(d->store, j->req.session.ptr, j->req.session.len, j->req.program.ptr,
+    sf_store_get_program(j->p->store, j->req.session.ptr, j->req.session.len, j->req.program.ptr,
                          j->req.program.len, op_done_execute_read, j);
 }
 
@@ -336,7 +337,7 @@ static void done_get_state(void *arg, const sf_store_reply *r);
 
 static void op_get_session_state(sf_daemon *d, job *j)
 {
-    sf_store_get_state(d->store, j->req.session.ptr, j->req.session.len, done_get_state, j);
+    sf_store_get_state(j->p->store, j->req.session.ptr, j->req.session.len, done_get_state, j);
 }
 
 static void done_get_state(void *arg, const sf_store_reply *r)
@@ -356,7 +357,7 @@ static void op_set_session_state(sf_daemon *d, job *j)
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     pack_state_or_empty(&sb, sf_mp_get(j->req.args, "state"));
-    sf_store_set_state(d->store, &f, j->req.session.ptr, j->req.session.len, sb.data, sb.size,
+    sf_store_set_state(j->p->store, &f, j->req.session.ptr, j->req.session.len, sb.data, sb.size,
                        done_session_write, j);
     msgpack_sbuffer_destroy(&sb);
 }
@@ -368,7 +369,7 @@ static void done_delete_program(void *arg, const sf_store_reply *r);
 static void op_delete_program(sf_daemon *d, job *j)
 {
     sf_fence f = job_fence(j);
-    sf_store_delete_program(d->store, &f, j->req.session.ptr, j->req.session.len,
+    sf_store_delete_program(j->p->store, &f, j->req.session.ptr, j->req.session.len,
                             j->req.program.ptr, j->req.program.len, done_delete_program, j);
 }
 
@@ -391,7 +392,7 @@ static void done_list(void *arg, const sf_store_reply *r);
 
 static void op_list_programs(sf_daemon *d, job *j)
 {
-    sf_store_list_programs(d->store, j->req.session.ptr, j->req.session.len, done_list, j);
+    sf_store_list_programs(j->p->store, j->req.session.ptr, j->req.session.len, done_list, j);
 }
 
 static void done_list(void *arg, const sf_store_reply *r)

@@ -95,7 +95,7 @@ static void part_take_lease(sf_daemon *d, part *p)
     p->bumping = true;
     lease_ctx *x = sf_xmalloc(sizeof(*x));
     *x = (lease_ctx){d, p, p->gen};
-    sf_store_bump_epoch(d->store, p->epoch_key, on_lease, x);
+    sf_store_bump_epoch(p->store, p->epoch_key, on_lease, x);
 }
 
 void part_on_assign(void *ctx, const rd_kafka_topic_partition_list_t *parts)
@@ -119,7 +119,8 @@ void part_on_assign(void *ctx, const rd_kafka_topic_partition_list_t *parts)
         p->fresh_from = end >= 0 ? end : INT64_MAX;
         p->gen = ++d->part_gen;
         p->topic_slot = sf_kafka_topic_slot(d->kafka, p->topic);
-        sf_store_epoch_key(d->store, p->epoch_key, sizeof(p->epoch_key), d->cfg->group, p->topic,
+        p->store = d->nstores ? d->stores[p->partition % d->nstores] : NULL;
+        sf_store_epoch_key(p->store, p->epoch_key, sizeof(p->epoch_key), d->cfg->group, p->topic,
                            p->partition);
         d->parts[d->nparts++] = p;
         part_take_lease(d, p);
@@ -356,7 +357,16 @@ void part_backpressure_check(sf_daemon *d)
  */
 void part_on_store_health(void *arg, bool up)
 {
-    sf_daemon *d = arg;
+    struct shard_ctx *sh = arg;
+    sf_daemon *d = sh->d;
+    if (up)
+        d->stores_down &= ~(1u << sh->i);
+    else
+        d->stores_down |= 1u << sh->i;
+    if (d->nstores > 1)
+        sf_info(up ? "store.shard_up" : "store.shard_down", "shard=%d shards_down=%d", sh->i,
+                __builtin_popcount(d->stores_down));
+    up = d->stores_down == 0; /* one shard down pauses the whole supervisor (docs/DESIGN.md) */
     if (!up && !d->redis_down) {
         d->redis_down = true;
         for (int i = 0; i < d->nparts; i++) {

@@ -68,7 +68,9 @@ void sf_snapshot_take(sf_daemon *d, sf_snapshot *s)
     st->conflicts = d->conflicts;
     st->wrong_partition = d->wrong_partition;
     st->partitions = (uint64_t)d->nparts;
-    st->redis_up = !d->redis_down && sf_store_connected(d->store);
+    st->redis_up = !d->redis_down;
+    for (int i = 0; i < d->nstores; i++)
+        st->redis_up = st->redis_up && sf_store_connected(d->stores[i]);
     st->workers = (uint64_t)ps->workers;
     st->call_timeouts = ps->timeouts;
     st->checkout_timeouts = ps->checkout_timeouts;

@@ -84,11 +84,15 @@ static const opt OPTS[] = {
      "fnv1a_random or fnv1a"},
     {"telemetry", "interval", T_U32, N(telemetry_interval_ms), "5000", 100, MAX_U32,
      "ms between telemetry snapshots"},
-    {"redis", "url", T_STR, S(redis_url), "redis://127.0.0.1:6379", 0, 0, "session store"},
+    {"redis", "url", T_STR, S(redis_url), "redis://127.0.0.1:6379", 0, 0,
+     "session store; several, comma-separated, are shards: partition N of every request topic "
+     "keeps its sessions, leases and reply records on shard N % count (the same list, in the "
+     "same order, on every supervisor of the fleet)"},
     {"redis", "sentinels", T_STR, S(redis_sentinels), "", 0, 0,
      "host[:port],... of Redis Sentinels to ask for the primary (empty: redis.url's host)"},
     {"redis", "master_name", T_STR, S(redis_master_name), "mymaster", 0, 0,
-     "the primary's name in Sentinel (with redis.sentinels)"},
+     "the primary's name in Sentinel (with redis.sentinels); several, comma-separated, are "
+     "shards as for redis.url (which then gives only the db)"},
     {"redis", "key_prefix", T_STR, S(redis_key_prefix), "sf", 0, 0,
      "first part of every Redis key of this fleet: fleets sharing a database must differ"},
     {"redis", "user", T_STR, S(redis_user), "", 0, 0,

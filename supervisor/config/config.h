@@ -60,10 +60,10 @@ typedef struct sf_config {
     /* [telemetry] */
     uint32_t telemetry_interval_ms;
     /* [redis] */
-    char redis_url[256];
-    char redis_sentinels[512];   /* redis.sentinels (store.h, sf_store_set_sentinels) */
-    char redis_master_name[128]; /* redis.master_name */
-    char redis_key_prefix[65];   /* checked by the store (sf_store_set_key_prefix) */
+    char redis_url[2048];         /* one URL, or one per shard (comma-separated) */
+    char redis_sentinels[512];    /* redis.sentinels (store.h, sf_store_set_sentinels) */
+    char redis_master_name[1024]; /* redis.master_name: one name, or one per shard */
+    char redis_key_prefix[65];    /* checked by the store (sf_store_set_key_prefix) */
     char redis_user[128];
     char redis_password_env[128];
     char redis_password[256]; /* read from $redis_password_env by sf_config_finish */
