@@ -583,6 +583,11 @@ int sf_kafka_subscribe(sf_kafka *k, char *err, size_t errlen)
     return 0;
 }
 
+void sf_kafka_unsubscribe(sf_kafka *k)
+{
+    rd_kafka_unsubscribe(k->consumer);
+}
+
 rd_kafka_resp_err_t sf_kafka_produce(sf_kafka *k, const char *topic, const void *key, size_t keylen,
                                      const void *value, size_t len, rd_kafka_headers_t *headers,
                                      void *opaque, char *err, size_t errlen)

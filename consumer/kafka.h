@@ -114,6 +114,9 @@ int sf_kafka_config_topics(const sf_kafka_config *cfg, sf_kafka_topic out[SF_KAF
 int sf_kafka_ensure_topics(sf_kafka *k, char *err, size_t errlen);
 
 int sf_kafka_subscribe(sf_kafka *k, char *err, size_t errlen);
+/* Leaves the group's assignment (its partitions are revoked and go to the
+ * other members); sf_kafka_subscribe joins again. */
+void sf_kafka_unsubscribe(sf_kafka *k);
 
 /*
  * Produces value to topic with key; headers (may be NULL) are taken over.

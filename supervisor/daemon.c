@@ -152,6 +152,7 @@ sf_daemon *daemon_core_new(struct event_base *base, const sf_config *cfg,
     d->sessions = sf_smap_new(sizeof(sessq));
     d->ev_revoke_timeout = evtimer_new(base, part_on_revoke_timeout, d);
     d->ev_lease_retry = evtimer_new(base, part_on_lease_retry, d);
+    d->ev_leave = evtimer_new(base, part_on_store_gone_long, d);
     d->ev_unsent = evtimer_new(base, reply_on_unsent, d);
     d->sweep_sessions = SESSION_SWEEP_MIN;
     /* A record holds its value plus the key (a session id), headers and framing. */
@@ -212,6 +213,7 @@ static int daemon_stores_new(sf_daemon *d, char *err, size_t errlen)
         d->stores[d->nstores++] = st;
         sf_store_set_turn_end(st, wake_end_of_turn, d);
         sf_store_set_replicas(st, cfg->redis_min_replicas, cfg->redis_replica_timeout_ms);
+        sf_store_set_link_timeout(st, cfg->redis_link_timeout_ms);
         if (sf_store_set_sentinels(st, cfg->redis_sentinels, one, err, errlen) < 0)
             return -1;
         if (sf_store_set_key_prefix(st, cfg->redis_key_prefix) < 0) {
@@ -373,6 +375,7 @@ void sf_daemon_free(sf_daemon *d)
     sf_cache_free(d->cache);
     event_free(d->ev_revoke_timeout);
     event_free(d->ev_lease_retry);
+    event_free(d->ev_leave);
     event_free(d->ev_unsent);
     reply_free_unsent(d);
     event_free(d->ev_telemetry);

@@ -114,6 +114,8 @@ struct sf_daemon {
         int i;
     } shard[SF_MAX_SHARDS]; /* each store's health callback argument */
     uint32_t stores_down;   /* bit i: shard i's link is down */
+    struct event *ev_leave; /* redis.leave_after: the store out of reach that long */
+    bool left_group;        /* unsubscribed because of it; subscribes again when back */
     sf_kafka *kafka;
     sf_cache *cache;       /* the sessions' state between requests (cache.h) */
     sf_daemon_ports ports; /* how the request path reaches the three above (ports.h) */
@@ -203,6 +205,7 @@ bool part_refuse_misrouted(sf_daemon *d, job *j);
 void part_hold_for_lease(sf_daemon *d, job *j);
 void part_backpressure_check(sf_daemon *d);
 void part_on_store_health(void *arg, bool up);
+void part_on_store_gone_long(evutil_socket_t fd, short what, void *arg);
 void part_refresh_unknown_lag(sf_daemon *d);
 void part_drop_pending(sf_daemon *d, part *p);
 void part_on_revoke(void *ctx, rd_kafka_topic_partition_list_t *parts);

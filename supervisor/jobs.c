@@ -257,6 +257,19 @@ static void retry_in(sf_daemon *d, job *j, long ms)
  */
 bool job_retry_unavailable(sf_daemon *d, job *j)
 {
+    if (j->p->revoking && !d->shutting_down) {
+        /* The partition goes to another owner (this one may be leaving the group because
+         * Redis is out of its reach): an `unavailable` answer now would be a second,
+         * different answer once that owner runs the request. Given up unanswered; its
+         * offset stays open for the next owner, whose claim finds whatever landed. */
+        sf_info("request.handed_over",
+                "session=%s offset=%lld reason=\"store unavailable while "
+                "the partition is revoked\"",
+                j->session_key, (long long)j->offset);
+        sessq_next(d, j);
+        job_end(d, j, false);
+        return true;
+    }
     uint64_t t = now_us();
     if (j->unavailable_since_us == 0)
         j->unavailable_since_us = t;

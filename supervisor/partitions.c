@@ -123,6 +123,10 @@ void part_on_assign(void *ctx, const rd_kafka_topic_partition_list_t *parts)
         sf_store_epoch_key(p->store, p->epoch_key, sizeof(p->epoch_key), d->cfg->group, p->topic,
                            p->partition);
         d->parts[d->nparts++] = p;
+        /* librdkafka keeps a partition's pause across its revocation: one paused when it was
+         * revoked (an outage, backpressure) would come back paused and never fetch. Resumed
+         * first, so that a pause for the lease below stands. */
+        sf_kafka_resume(d->kafka, p->topic, p->partition);
         part_take_lease(d, p);
         if (d->redis_down)
             part_pause_for_lease(d, p); /* assigned during an outage: nothing may run */
@@ -378,13 +382,46 @@ void part_on_store_health(void *arg, bool up)
             }
         }
         sf_warn("store.down", "action=pause_partitions partitions=%d held=%d", d->nparts, d->held);
+        if (d->cfg->redis_leave_after_ms && d->kafka) {
+            struct timeval tv = {(time_t)(d->cfg->redis_leave_after_ms / 1000),
+                                 (suseconds_t)(d->cfg->redis_leave_after_ms % 1000) * 1000};
+            evtimer_add(d->ev_leave, &tv);
+        }
     } else if (up && d->redis_down) {
         d->redis_down = false;
+        evtimer_del(d->ev_leave);
+        if (d->left_group && !d->shutting_down) {
+            char err[256];
+            d->left_group = false;
+            if (sf_kafka_subscribe(d->kafka, err, sizeof(err)) < 0)
+                sf_error("supervisor.rejoin_failed", "reason=\"%s\"", err);
+            else
+                sf_info("supervisor.rejoining", "reason=\"the session store is back\"");
+        }
         sf_info("store.up", "action=resume_partitions held=%d", d->held);
         part_backpressure_check(d);
         for (int i = 0; i < d->nparts; i++)
             part_take_lease(d, d->parts[i]);
     }
+}
+
+/*
+ * The store has been out of reach for redis.leave_after: this supervisor can
+ * run nothing, while members that reach it could run its partitions. It
+ * leaves the group's assignment (its partitions are revoked; what is stuck
+ * waiting for Redis is handed over unanswered, jobs.c job_retry_unavailable)
+ * and joins again when the store is back (part_on_store_health).
+ */
+void part_on_store_gone_long(evutil_socket_t fd, short what, void *arg)
+{
+    sf_daemon *d = arg;
+    if (!d->redis_down || d->shutting_down || d->left_group)
+        return;
+    sf_warn("supervisor.leaving_group",
+            "reason=\"the session store has been out of reach for %u ms\" partitions=%d",
+            d->cfg->redis_leave_after_ms, d->nparts);
+    d->left_group = true;
+    sf_kafka_unsubscribe(d->kafka);
 }
 
 /*

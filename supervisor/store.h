@@ -123,6 +123,12 @@ void sf_store_epoch_key(const sf_store *st, char *buf, size_t cap, const char *g
  */
 void sf_store_set_replicas(sf_store *st, uint32_t min_replicas, uint32_t timeout_ms);
 /*
+ * How long Redis's host may leave sent bytes (or a connect) unacknowledged
+ * before the link counts as lost (redis.link_timeout; 3000 by default): a
+ * network cut, which sends no reset, is noticed in that time.
+ */
+void sf_store_set_link_timeout(sf_store *st, uint32_t ms);
+/*
  * Behind Redis Sentinel: every connect asks these sentinels ("host[:port],…",
  * 26379 by default) for the address of the primary named `master`, in turn,
  * and the link is re-made when it drops or a write is refused READONLY (the

@@ -48,6 +48,7 @@ struct sf_store {
     uint64_t calls;   /* commands and script calls sent */
     /* redis.min_replicas / replica_timeout: every write is followed by a WAIT (store_link.c) */
     uint32_t min_replicas, replica_timeout_ms;
+    uint32_t link_timeout_ms; /* redis.link_timeout: TCP_USER_TIMEOUT of every link */
     uint64_t not_replicated, not_replicated_log_us; /* writes refused since the last log line */
     /* this loop turn's batches (store_batch.c) */
     struct batch *claims, *commits; /* filling during this loop turn */
@@ -165,6 +166,7 @@ void store_send_command(sf_store *st, int kind, int argc, const char **argv, con
 void store_link_connect(sf_store *st);
 void store_link_retry(sf_store *st);
 void store_link_drop(sf_store *st);
+void store_link_tune(const sf_store *st, int fd);
 
 /* ------------------------ store_sentinel.c */
 

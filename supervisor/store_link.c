@@ -27,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include "alloc.h"
@@ -180,6 +182,27 @@ void store_link_drop(sf_store *st)
         shutdown(st->ac->c.fd, SHUT_RDWR);
 }
 
+/*
+ * A cut network sends no reset: without these a link to a Redis that went
+ * silent waits forever, its calls neither answered nor failed. Sent bytes
+ * (and the connect's SYN) left unacknowledged for link_timeout_ms fail the
+ * socket (TCP_USER_TIMEOUT), and an idle link is probed every second so the
+ * same holds when nothing is being sent. Failing here only costs the
+ * failure's early notice.
+ */
+void store_link_tune(const sf_store *st, int fd)
+{
+    if (fd < 0)
+        return;
+    int on = 1, idle = 1, intvl = 1, cnt = 3;
+    unsigned int user_timeout = st->link_timeout_ms ? st->link_timeout_ms : 3000;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout));
+}
+
 /* The link dropped (or was closed): tell the owner, back off, reconnect. */
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
@@ -240,6 +263,7 @@ void store_link_connect(sf_store *st)
         return;
     }
     ac->data = st;
+    store_link_tune(st, ac->c.fd);
     redisLibeventAttach(ac, st->base);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
@@ -354,6 +378,11 @@ void sf_store_free(sf_store *st)
     event_free(st->ev_reconnect);
     event_free(st->ev_flush);
     free(st);
+}
+
+void sf_store_set_link_timeout(sf_store *st, uint32_t ms)
+{
+    st->link_timeout_ms = ms;
 }
 
 void sf_store_set_replicas(sf_store *st, uint32_t min_replicas, uint32_t timeout_ms)

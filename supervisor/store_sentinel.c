@@ -273,6 +273,7 @@ void store_sentinel_resolve(sf_store *st)
             continue;
         }
         sc->data = st;
+        store_link_tune(st, sc->c.fd);
         redisLibeventAttach(sc, st->base);
         /* a failed connect answers its command NULL (on_master): counted as no answer */
         redisAsyncSetDisconnectCallback(sc, on_sentinel_disconnect);

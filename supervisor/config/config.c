@@ -108,6 +108,14 @@ static const opt OPTS[] = {
      "replicas every write must reach (WAIT) before it is answered; 0: the primary's word"},
     {"redis", "replica_timeout", T_U32, N(redis_replica_timeout_ms), "1000", 1, 600000,
      "ms a write waits for min_replicas before it counts as failed (and is run again)"},
+    {"redis", "link_timeout", T_U32, N(redis_link_timeout_ms), "3000", 500, 600000,
+     "ms Redis's host may leave what was sent unacknowledged, or a connect unanswered, before "
+     "the link counts as lost (TCP_USER_TIMEOUT; an idle link is probed every second): a "
+     "network cut is noticed in this time, not never"},
+    {"redis", "leave_after", T_U32, N(redis_leave_after_ms), "10000", 0, MAX_U32,
+     "ms the session store may stay out of reach before this supervisor leaves the consumer "
+     "group, so that members that reach it serve its partitions (it joins again once the store "
+     "is back); 0: never leave"},
     {"redis", "retry_timeout", T_U32, N(redis_retry_ms), "10000", 0, MAX_U32,
      "ms a request waits for Redis to come back before an unavailable reply"},
     {"redis", "max_sessions", T_U32, N(max_sessions), "0", 0, MAX_U32,

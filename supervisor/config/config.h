@@ -71,6 +71,8 @@ typedef struct sf_config {
     uint32_t dedupe_ttl_s;
     uint32_t redis_min_replicas;       /* redis.min_replicas (store.h, sf_store_set_replicas) */
     uint32_t redis_replica_timeout_ms; /* redis.replica_timeout */
+    uint32_t redis_leave_after_ms;     /* redis.leave_after (partitions.c, part_on_store_health) */
+    uint32_t redis_link_timeout_ms;    /* redis.link_timeout (store_link.c, store_link_tune) */
     uint32_t redis_retry_ms;
     uint32_t max_sessions;          /* 0: no limit */
     uint32_t max_sessions_warn_pct; /* warn when this share of max_sessions is stored */
