@@ -48,6 +48,14 @@ static const struct contract_row {
      * milliseconds. */
     {"topic.metadata.propagation.max.ms", "5000", FOR_PRODUCER, false,
      "a record to a missing topic fails within seconds"},
+    /* librdkafka's 45 s: a host that died (or was cut off, or froze) keeps its
+     * partitions that long, and their sessions wait. 10 s is well above a
+     * heartbeat's round trip and within the brokers' default bounds (6 s to
+     * 30 min); static members (group.instance.id) set it above a restart. */
+    {"session.timeout.ms", "10000", FOR_MEMBER, false,
+     "a member that is gone gives its partitions up in seconds"},
+    {"heartbeat.interval.ms", "1000", FOR_MEMBER, false,
+     "a third of a heartbeat window at most, so a late one is not a lost member"},
 };
 
 const char *sf_kafka_settings_get(const sf_kafka_settings *s, const char *key)
