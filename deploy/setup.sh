@@ -25,11 +25,13 @@ esac
 # check lists files with it), libclang-rt-14-dev (clang's sanitizer and
 # libFuzzer runtimes: the -DSF_FUZZ=ON build links them), redis-tools
 # (redis-cli: deploy/redis/*.sh), maven and a Java 17 runtime
-# (deploy/kafka/*.sh fetch and run the Kafka test broker).
+# (deploy/kafka/*.sh fetch and run the Kafka test broker), iproute2, nftables
+# and procps (tests/nemesis: hosts as network namespaces, faults as nft rules
+# and qdiscs, pgrep).
 DEB_PACKAGES=(build-essential cmake ninja-build pkg-config git clang clang-format
   libclang-rt-14-dev valgrind librdkafka-dev libhiredis-dev libmsgpack-dev
   libevent-dev libinih-dev libjansson-dev libcriterion-dev redis-server redis-tools
-  maven openjdk-17-jre-headless python3 python3-venv)
+  maven openjdk-17-jre-headless python3 python3-venv iproute2 nftables procps)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

@@ -38,6 +38,9 @@
 # Environment:
 #   KAFKA_VERSION, SNAKEFLEET_CACHE  which Kafka 3.9.x to run (see fetch.sh)
 #   KAFKA_EXTRA_PROPS     extra server.properties lines (newline separated)
+#   KAFKA_HOST            the address to listen on (default 127.0.0.1; the
+#                         nemesis tests run the broker in a network namespace
+#                         of their own on a link-local address)
 #   KAFKA_HEAP_OPTS       broker heap (default -Xms128m -Xmx512m)
 #   KAFKA_JVM_OPTS        other broker JVM options (default -XX:+UseSerialGC
 #                         -Xshare:auto -XX:+ExitOnOutOfMemoryError)
@@ -58,6 +61,7 @@ t0="$(now_ms)"
 DEFAULT_TOPICS="snakefleet.requests:8,snakefleet.replies:4,snakefleet.telemetry:1,snakefleet.dlq:1"
 dir="${KAFKA_DIR:-}"
 port="${KAFKA_PORT:-19092}"
+host="${KAFKA_HOST:-127.0.0.1}"
 cport="${KAFKA_CONTROLLER_PORT:-}"
 topics="${KAFKA_TOPICS-$DEFAULT_TOPICS}"
 timeout_s="${KAFKA_START_TIMEOUT:-60}"
@@ -116,9 +120,9 @@ if [[ -n "$dir" && -f "$dir/kafka.pid" ]]; then
     die "a broker (pid $old) is already running in $dir; stop it with deploy/kafka/stop.sh $dir"
   fi
 fi
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-port_open "$port" && die "port $port on 127.0.0.1 is already in use (choose another with --port)"
-port_open "$cport" && die "controller port $cport on 127.0.0.1 is already in use (choose another with --controller-port)"
+port_open() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
+port_open "$port" && die "port $port on $host is already in use (choose another with --port)"
+port_open "$cport" && die "controller port $cport on $host is already in use (choose another with --controller-port)"
 
 libs="$("$HERE/fetch.sh")" || die "could not fetch the Kafka jars (see above)"
 
@@ -140,9 +144,9 @@ cat >"$dir/server.properties" <<EOF
 # Single-node KRaft test broker written by deploy/kafka/start.sh.
 process.roles=broker,controller
 node.id=1
-controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.quorum.voters=1@$host:$cport
+listeners=PLAINTEXT://$host:$port,CONTROLLER://$host:$cport
+advertised.listeners=PLAINTEXT://$host:$port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
@@ -263,7 +267,7 @@ warm_pid=""
 if ((warm)); then
   timeout --kill-after=5 "$timeout_s" java "${tools_opts[@]}" "$tools_log4j" -cp "$libs/*" \
     org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
-    --bootstrap-server "127.0.0.1:$port" --describe --group snakefleet-start-warmup \
+    --bootstrap-server "$host:$port" --describe --group snakefleet-start-warmup \
     >"$dir/logs/warmup.log" 2>&1 &
   warm_pid=$!
   bg_pids+=("$warm_pid")
@@ -275,13 +279,13 @@ tool_pids=()
 tool_what=()
 if ((${#topic_names[@]})); then
   for i in "${!topic_names[@]}"; do
-    KAFKA_TOOLS_TIMEOUT="$timeout_s" "$HERE/topics.sh" -b "127.0.0.1:$port" \
+    KAFKA_TOOLS_TIMEOUT="$timeout_s" "$HERE/topics.sh" -b "$host:$port" \
       create "${topic_names[$i]}" "${topic_parts[$i]}" >"$dir/logs/topic-$i.log" 2>&1 &
     tool_pids+=($!)
     tool_what+=("creating topic ${topic_names[$i]}")
   done
 else
-  KAFKA_TOOLS_TIMEOUT="$timeout_s" "$HERE/topics.sh" -b "127.0.0.1:$port" list \
+  KAFKA_TOOLS_TIMEOUT="$timeout_s" "$HERE/topics.sh" -b "$host:$port" list \
     >"$dir/logs/topic-0.log" 2>&1 &
   tool_pids+=($!)
   tool_what+=("listing topics")
@@ -311,11 +315,11 @@ t_done="$(now_ms)"
 
 kill -0 "$pid" 2>/dev/null || fail "the broker died after startup"
 {
-  printf 'KAFKA_BOOTSTRAP=127.0.0.1:%s\n' "$port"
+  printf 'KAFKA_BOOTSTRAP=%s:%s\n' "$host" "$port"
   printf 'KAFKA_DIR=%q\n' "$dir"
   printf 'KAFKA_PID=%s\n' "$pid"
 } >"$dir/env"
-note "Kafka $(basename "$(dirname "$libs")" | sed 's/^kafka-//') ready on 127.0.0.1:$port (controller $cport, pid $pid, dir $dir); topics: ${topic_names[*]:-none}"
+note "Kafka $(basename "$(dirname "$libs")" | sed 's/^kafka-//') ready on $host:$port (controller $cport, pid $pid, dir $dir); topics: ${topic_names[*]:-none}"
 note "timing: format $((t_formatted - t0)) ms, broker up $((t_ready - t_formatted)) ms, topics+warm-up $((t_done - t_ready)) ms, total $((t_done - t0)) ms"
 ok=1
 cat "$dir/env"
