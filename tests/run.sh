@@ -7,6 +7,7 @@
 #
 #   tests/run.sh            everything
 #   FUZZ_SECONDS=0 …        skip fuzzing;  SKIP_INTEGRATION=1 … skip Kafka/Redis
+#   SKIP_NEMESIS=1 …        skip the fleet-across-hosts scenarios (tests/nemesis)
 #   FUZZ_BUILD_DIR=DIR …    the libFuzzer build's directory (default build/fuzz)
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -134,6 +135,14 @@ if [[ "$FUZZ_SECONDS" != 0 ]]; then
 fi
 if [[ -z "${SKIP_INTEGRATION:-}" && -x tests/integration/run.sh ]]; then
     stage "integration (real Kafka, real Redis)" tests/integration/run.sh
+fi
+nemesis() {
+    "$PY" -m ruff check tests/nemesis && "$PY" -m ruff format --check tests/nemesis &&
+        "$PY" -m mypy --ignore-missing-imports tests/nemesis/*.py &&
+        SNAKEFLEET_NEMESIS_SKIP_BUILD=1 tests/nemesis/run.sh
+}
+if [[ -z "${SKIP_NEMESIS:-}" && -z "${SKIP_INTEGRATION:-}" ]]; then
+    stage "nemesis (hosts in network namespaces, faults injected)" nemesis
 fi
 
 echo
