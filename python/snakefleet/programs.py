@@ -169,22 +169,51 @@ def build_callable(program_id: str, spec: Spec) -> Program:
 # ---------------------------------------------------------------- registry
 
 
+# Programs a worker keeps built (every session's together); past it, the
+# session used least recently loses its programs. A call that names one of
+# them is answered stale_cache and sent again with its spec (schemas/README.md,
+# "Worker caches"). SNAKEFLEET_PROGRAM_CACHE_MAX overrides it.
+PROGRAM_CACHE_MAX = 4096
+
+
 class ProgramRegistry:
-    """Built programs of every session this worker serves."""
+    """Built programs of the sessions this worker serves, bounded: at most
+    `max_programs` (the sessions used least recently go first, whole)."""
 
-    __slots__ = ("_kinds", "_sessions", "builds")
+    __slots__ = ("_count", "_kinds", "_sessions", "builds", "evicted", "max_programs")
 
-    def __init__(self, kinds: Mapping[str, Kind] | None = None) -> None:
+    def __init__(
+        self, kinds: Mapping[str, Kind] | None = None, max_programs: int = PROGRAM_CACHE_MAX
+    ) -> None:
         self._kinds = KINDS if kinds is None else kinds
+        # insertion order is recency: a session used is moved to the end
         self._sessions: dict[str, dict[str, Program]] = {}
+        self._count = 0
+        self.max_programs = max(1, max_programs)
         self.builds = 0  # programs built from a spec, for `stats`
+        self.evicted = 0  # programs dropped to stay within max_programs, for `stats`
 
     def __len__(self) -> int:
-        return sum(len(programs) for programs in self._sessions.values())
+        return self._count
 
     @property
     def session_count(self) -> int:
         return len(self._sessions)
+
+    def _touch(self, session: str) -> dict[str, Program] | None:
+        programs = self._sessions.pop(session, None)
+        if programs is not None:
+            self._sessions[session] = programs
+        return programs
+
+    def _bound(self, keep: str) -> None:
+        while self._count > self.max_programs and len(self._sessions) > 1:
+            oldest = next(iter(self._sessions))
+            if oldest == keep:
+                break
+            n = len(self._sessions.pop(oldest))
+            self._count -= n
+            self.evicted += n
 
     def build(self, program_id: str, spec: Spec) -> Program:
         kind_name = spec.get("kind")
@@ -200,11 +229,17 @@ class ProgramRegistry:
         program = self.build(program_id, spec)
         self.builds += 1
         program.spec_ver = spec_ver
-        self._sessions.setdefault(session, {})[program_id] = program
+        programs = self._touch(session)
+        if programs is None:
+            programs = self._sessions[session] = {}
+        if program_id not in programs:
+            self._count += 1
+        programs[program_id] = program
+        self._bound(keep=session)
         return program
 
     def get(self, session: str, program_id: str) -> Program | None:
-        programs = self._sessions.get(session)
+        programs = self._touch(session)
         return None if programs is None else programs.get(program_id)
 
     def ensure(
@@ -242,6 +277,7 @@ class ProgramRegistry:
         programs = self._sessions.get(session)
         if programs is None or programs.pop(program_id, None) is None:
             return False
+        self._count -= 1
         if not programs:
             del self._sessions[session]
         return True
@@ -252,4 +288,6 @@ class ProgramRegistry:
 
     def cleanup(self, session: str) -> int:
         """Drop all of a session's programs; returns how many there were."""
-        return len(self._sessions.pop(session, {}))
+        n = len(self._sessions.pop(session, {}))
+        self._count -= n
+        return n

@@ -61,6 +61,7 @@ from snakefleet.errors import (
 from snakefleet.kinds import available_kinds
 from snakefleet.log import Logger
 from snakefleet.programs import (
+    PROGRAM_CACHE_MAX,
     CallableProgram,
     Program,
     ProgramRegistry,
@@ -165,7 +166,11 @@ class Worker:
         self.worker_id = worker_id
         self.max_frame_bytes = max_frame_bytes
         self.reader = FrameReader(max_frame_bytes)
-        self.registry = ProgramRegistry() if registry is None else registry
+        self.registry = (
+            ProgramRegistry(max_programs=env_int("SNAKEFLEET_PROGRAM_CACHE_MAX", PROGRAM_CACHE_MAX))
+            if registry is None
+            else registry
+        )
         self.log = Logger(worker_id=worker_id)
         self.calls = 0
         self.errors = 0
@@ -463,6 +468,7 @@ class Worker:
             "errors": self.errors,
             "programs": len(self.registry),
             "sessions": self.registry.session_count,
+            "programs_evicted": self.registry.evicted,
             "builds": self.registry.builds,
             "cached_states": len(self.states),
             "state_hits": self.state_hits,

@@ -228,3 +228,34 @@ def test_examples_basics() -> None:
     assert examples.whoami(c)["session"] == "s"
     with pytest.raises(ValueError):
         examples.crash(c, how="nonsense")
+
+
+def test_the_registry_is_bounded_and_drops_the_least_recently_used_session_whole() -> None:
+    spec = {"kind": "callable", "entry": "snakefleet.examples:counter"}
+    reg = ProgramRegistry(max_programs=4)
+    reg.create("a", "p1", spec, 1)
+    reg.create("a", "p2", spec, 1)
+    reg.create("b", "p1", spec, 1)
+    assert reg.get("a", "p1") is not None  # a is now the most recently used
+    reg.create("c", "p1", spec, 1)
+    assert len(reg) == 4 and reg.evicted == 0
+    reg.create("c", "p2", spec, 1)  # 5 > 4: b, used least recently, goes (whole)
+    assert reg.get("b", "p1") is None and reg.evicted == 1
+    assert len(reg) == 4 and reg.session_count == 2
+    # what was dropped is a cache miss the supervisor answers with the spec
+    with pytest.raises(ProgramError) as e:
+        reg.ensure("b", "p1", None, 1)
+    assert e.value.error_type == "stale_cache"
+    assert reg.ensure("b", "p1", spec, 1) is reg.get("b", "p1")
+    # b back makes 5: a, now the least recently used, goes with its two programs
+    assert reg.get("a", "p1") is None and reg.evicted == 3 and len(reg) == 3
+    assert reg.cleanup("c") == 2 and len(reg) == 1
+    assert reg.delete("b", "p1") and len(reg) == 0 and reg.session_count == 0
+
+
+def test_a_session_alone_over_the_bound_keeps_its_programs() -> None:
+    spec = {"kind": "callable", "entry": "snakefleet.examples:counter"}
+    reg = ProgramRegistry(max_programs=1)
+    reg.create("a", "p1", spec, 1)
+    reg.create("a", "p2", spec, 1)
+    assert reg.get("a", "p1") is not None and reg.get("a", "p2") is not None
