@@ -138,6 +138,8 @@ const sf_daemon_ports sf_daemon_real_ports = {.pool_submit = sf_pool_submit,
                                               .store_claim = sf_store_claim,
                                               .store_commit = sf_store_commit,
                                               .store_restore_epoch = sf_store_restore_epoch,
+                                              .store_end_session = sf_store_end_session,
+                                              .store_delete_program = sf_store_delete_program,
                                               .kafka_produce = sf_kafka_produce,
                                               .kafka_store_offset = sf_kafka_store_offset};
 

@@ -184,11 +184,39 @@ static void done_create_session(void *arg, const sf_store_reply *r)
 
 /* ---------------------------------------------------------------- end_session */
 
+static void on_forgotten(void *arg, const sf_pool_result *r)
+{
+    (void)arg;
+    if (!r->ok)
+        sf_debug("pool.forget_failed", "error=%.*s", SF_STR_ARG(r->err_type));
+}
+
+/*
+ * What Redis no longer has, the workers drop too: `cleanup_session` (its
+ * programs and its cached state) or `delete_program`, queued behind the
+ * session's calls on the worker that ran it last, which holds what a next call
+ * would name. Older copies on other workers are never named again and age out
+ * of their bounded caches. Nobody waits for it: the answer is already Redis's.
+ */
+static void forget_in_workers(sf_daemon *d, const job *j, const char *op)
+{
+    sf_pool_call c = {.op = op, .session = j->req.session, .program = j->req.program};
+    d->ports.pool_submit(d->pool, &c, on_forgotten, NULL); /* < 0: stopping, nothing to drop */
+}
+
+static void done_end_session(void *arg, const sf_store_reply *r)
+{
+    job *j = arg;
+    if (r->status == SF_STORE_OK)
+        forget_in_workers(j->d, j, "cleanup_session");
+    done_session_write(arg, r);
+}
+
 static void op_end_session(sf_daemon *d, job *j)
 {
     sf_fence f = job_fence(j);
-    sf_store_end_session(j->p->store, &f, j->req.session.ptr, j->req.session.len,
-                         done_session_write, j);
+    d->ports.store_end_session(j->p->store, &f, j->req.session.ptr, j->req.session.len,
+                               done_end_session, j);
 }
 
 /* ---------------------------------------------------------------- create_program */
@@ -369,8 +397,8 @@ static void done_delete_program(void *arg, const sf_store_reply *r);
 static void op_delete_program(sf_daemon *d, job *j)
 {
     sf_fence f = job_fence(j);
-    sf_store_delete_program(j->p->store, &f, j->req.session.ptr, j->req.session.len,
-                            j->req.program.ptr, j->req.program.len, done_delete_program, j);
+    d->ports.store_delete_program(j->p->store, &f, j->req.session.ptr, j->req.session.len,
+                                  j->req.program.ptr, j->req.program.len, done_delete_program, j);
 }
 
 static void done_delete_program(void *arg, const sf_store_reply *r)
@@ -383,6 +411,8 @@ static void done_delete_program(void *arg, const sf_store_reply *r)
                     SF_STR_ARG(j->req.program));
         return;
     }
+    if (r->status == SF_STORE_OK)
+        forget_in_workers(j->d, j, "delete_program");
     done_session_write(arg, r);
 }
 

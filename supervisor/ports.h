@@ -37,6 +37,11 @@ typedef struct sf_daemon_ports {
     /* sf_store_restore_epoch: after a FENCED write, the lease set back if Redis lost it. */
     void (*store_restore_epoch)(sf_store *st, const char *epoch_key, uint64_t epoch, sf_store_cb cb,
                                 void *arg);
+    /* sf_store_end_session / sf_store_delete_program: after them the workers forget (ops.c). */
+    void (*store_end_session)(sf_store *st, const sf_fence *f, const char *s, size_t slen,
+                              sf_store_cb cb, void *arg);
+    void (*store_delete_program)(sf_store *st, const sf_fence *f, const char *s, size_t slen,
+                                 const char *p, size_t plen, sf_store_cb cb, void *arg);
     /* sf_kafka_produce: a record of a job (`opaque`), acknowledged by reply_on_delivery. */
     rd_kafka_resp_err_t (*kafka_produce)(sf_kafka *k, const char *topic, const void *key,
                                          size_t keylen, const void *value, size_t len,

@@ -34,6 +34,7 @@ typedef struct asked_store {
 typedef struct asked_submit {
     sf_pool_done_fn done;
     job *j;
+    char op[32], session[64], program[64];
 } asked_submit;
 
 typedef struct produced {
@@ -48,8 +49,8 @@ static struct {
     sf_config cfg;
     sf_daemon *d;
     part *p;
-    asked_store claims[MAX_ASKS], commits[MAX_ASKS], restores[MAX_ASKS];
-    int nclaims, ncommits, nrestores;
+    asked_store claims[MAX_ASKS], commits[MAX_ASKS], restores[MAX_ASKS], writes[MAX_ASKS];
+    int nclaims, ncommits, nrestores, nwrites;
     asked_submit submits[MAX_ASKS];
     int nsubmits;
     produced out[MAX_ASKS];
@@ -63,8 +64,27 @@ static struct {
 static int fake_submit(sf_pool *p, const sf_pool_call *c, sf_pool_done_fn done, void *arg)
 {
     cr_assert_lt(w.nsubmits, MAX_ASKS);
-    w.submits[w.nsubmits++] = (asked_submit){done, arg};
+    asked_submit *a = &w.submits[w.nsubmits++];
+    *a = (asked_submit){.done = done, .j = arg};
+    snprintf(a->op, sizeof(a->op), "%s", c->op);
+    snprintf(a->session, sizeof(a->session), "%.*s", SF_STR_ARG(c->session));
+    snprintf(a->program, sizeof(a->program), "%.*s", SF_STR_ARG(c->program));
     return 0;
+}
+
+/* sf_store_end_session / sf_store_delete_program: answered later, as the claims are. */
+static void fake_end_session(sf_store *st, const sf_fence *f, const char *s, size_t slen,
+                             sf_store_cb cb, void *arg)
+{
+    cr_assert_lt(w.nwrites, MAX_ASKS);
+    w.writes[w.nwrites++] = (asked_store){.cb = cb, .arg = arg};
+}
+
+static void fake_delete_program(sf_store *st, const sf_fence *f, const char *s, size_t slen,
+                                const char *p, size_t plen, sf_store_cb cb, void *arg)
+{
+    cr_assert_lt(w.nwrites, MAX_ASKS);
+    w.writes[w.nwrites++] = (asked_store){.cb = cb, .arg = arg};
 }
 
 static void fake_claim(sf_store *st, const sf_fence *f, const char *s, size_t slen, const char *id,
@@ -128,6 +148,8 @@ static const sf_daemon_ports fakes = {.pool_submit = fake_submit,
                                       .store_claim = fake_claim,
                                       .store_commit = fake_commit,
                                       .store_restore_epoch = fake_restore_epoch,
+                                      .store_end_session = fake_end_session,
+                                      .store_delete_program = fake_delete_program,
                                       .kafka_produce = fake_produce,
                                       .kafka_store_offset = fake_store_offset};
 
@@ -171,7 +193,15 @@ static void pack_str(msgpack_packer *pk, const char *s)
 }
 
 /* A request consumed at `offset`, as job_on_message hands it to its session. */
+static void consume_op(int64_t offset, const char *session, const char *id, const char *op);
+
 static void consume(int64_t offset, const char *session, const char *id)
+{
+    consume_op(offset, session, id, "execute_program");
+}
+
+/* A request of `op` (on program "count") at `offset`, handed to the daemon as Kafka would. */
+static void consume_op(int64_t offset, const char *session, const char *id, const char *op)
 {
     cr_assert_lt(w.npayloads, MAX_ASKS);
     msgpack_sbuffer *sb = &w.payloads[w.npayloads++];
@@ -186,7 +216,7 @@ static void consume(int64_t offset, const char *session, const char *id)
     pack_str(&pk, "session");
     pack_str(&pk, session);
     pack_str(&pk, "op");
-    pack_str(&pk, "execute_program");
+    pack_str(&pk, op);
     pack_str(&pk, "program");
     pack_str(&pk, "count");
 
@@ -556,4 +586,45 @@ Test(jobs, reply_records_settle_at_the_offset_the_group_committed_dedupe_ttl_ago
     w.cfg.dedupe_ttl_s = 3600;
     committed(20);
     cr_expect_eq(part_settled(w.d, w.p), 0, "offset 20 was committed less than an hour ago");
+}
+
+Test(jobs, end_session_and_delete_program_make_the_workers_forget_once_redis_has_them)
+{
+    /* end_session: claimed, written, and only then the workers drop the session */
+    consume_op(0, "a", "e0", "end_session");
+    answer_claim(0, 0, NULL, 0);
+    cr_assert_eq(w.nwrites, 1);
+    cr_expect_eq(w.nsubmits, 0, "nothing is dropped before Redis has it");
+    sf_store_reply ok = {.status = SF_STORE_OK, .count = 1};
+    w.writes[0].cb(w.writes[0].arg, &ok);
+    cr_assert_eq(w.nsubmits, 1);
+    cr_expect_str_eq(w.submits[0].op, "cleanup_session");
+    cr_expect_str_eq(w.submits[0].session, "a");
+    cr_assert_eq(w.ncommits, 1, "the answer is remembered as usual");
+    answer_commit(0, SF_STORE_OK);
+    cr_assert_eq(w.nout, 1);
+    deliver(0);
+
+    /* delete_program: the program dropped everywhere it was built */
+    consume_op(1, "b", "d1", "delete_program");
+    answer_claim(1, 0, NULL, 0);
+    cr_assert_eq(w.nwrites, 2);
+    w.writes[1].cb(w.writes[1].arg, &ok);
+    cr_assert_eq(w.nsubmits, 2);
+    cr_expect_str_eq(w.submits[1].op, "delete_program");
+    cr_expect_str_eq(w.submits[1].program, "count");
+    answer_commit(1, SF_STORE_OK);
+    deliver(1);
+
+    /* a delete of a program Redis did not have: nothing to drop */
+    consume_op(2, "b", "d2", "delete_program");
+    answer_claim(2, 0, NULL, 0);
+    sf_store_reply none = {.status = SF_STORE_OK, .count = 0};
+    w.writes[2].cb(w.writes[2].arg, &none);
+    cr_expect_eq(w.nsubmits, 2, "no forget for program_not_found");
+    answer_commit(2, SF_STORE_OK); /* the program_not_found answer, remembered */
+    cr_assert_eq(w.nout, 3);
+    cr_expect(contains(&w.out[2], "program_not_found"));
+    deliver(2);
+    cr_expect_eq(w.p->next, 3, "every offset finished");
 }
