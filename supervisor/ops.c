@@ -68,7 +68,8 @@ static const char *pool_error_type(sf_str t)
 {
     static const char *const known[] = {"program_error",     "worker_crashed",  "timeout",
                                         "checkout_timeout",  "unavailable",     "invalid_program",
-                                        "program_not_found", "invalid_request", "internal"};
+                                        "program_not_found", "invalid_request", "internal",
+                                        "deadline_exceeded"};
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
         if (sf_str_eq(t, known[i]))
             return known[i];
@@ -103,6 +104,8 @@ static bool retry_dlq_or_answer(sf_daemon *d, job *j, const sf_pool_result *r)
         reply_error(d, j, true, "poison_pill", NULL, "%s", reason);
         return true;
     }
+    if (sf_str_eq(r->err_type, "deadline_exceeded"))
+        d->deadline_exceeded++; /* its state change, if it made one, is not saved */
     reply_parts rp = {.ok = false,
                       .type = pool_error_type(r->err_type),
                       .message = r->err_message,
@@ -332,7 +335,8 @@ void op_done_execute_read(void *arg, const sf_store_reply *r)
                       .program = j->req.program,
                       .args = j->req.args,
                       .spec_raw = {r->spec, (uint32_t)r->spec_len},
-                      .state_raw = {r->state, (uint32_t)r->state_len}};
+                      .state_raw = {r->state, (uint32_t)r->state_len},
+                      .deadline_ms = j->req.deadline_ms};
     if (d->ports.pool_submit(d->pool, &c, done_execute_pool, j) < 0)
         reply_error(d, j, false, "unavailable", NULL, "the worker pool is shutting down");
 }

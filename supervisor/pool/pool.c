@@ -383,6 +383,11 @@ int sf_pool_submit(sf_pool *p, const sf_pool_call *call, sf_pool_done_fn done, v
     c->done = done;
     c->arg = arg;
     c->submit_us = now_us();
+    if (call->deadline_ms) {
+        uint64_t wall = sf_wall_ms();
+        c->run_deadline_us =
+            c->submit_us + (call->deadline_ms > wall ? (call->deadline_ms - wall) * 1000 : 0);
+    }
     if (p->cfg.checkout_timeout_ms)
         c->deadline_us = c->submit_us + (uint64_t)p->cfg.checkout_timeout_ms * 1000;
     msgpack_sbuffer_init(&c->frame);

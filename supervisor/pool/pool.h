@@ -80,6 +80,9 @@ typedef struct sf_pool_call {
      * Either way a worker known to hold this spec or state (it built or
      * returned it) is sent only its version. */
     sf_str spec_raw, state_raw;
+    /* The request's deadline, wall-clock ms since the epoch (0: none): a call
+     * still running then fails deadline_exceeded and its worker is replaced. */
+    uint64_t deadline_ms;
 } sf_pool_call;
 
 /* The outcome handed to the callback; valid only during the callback. */

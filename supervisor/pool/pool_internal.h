@@ -81,6 +81,7 @@ typedef struct pcall {
     sf_pool_done_fn done;
     void *arg;
     uint64_t submit_us, deadline_us, sent_us;
+    uint64_t run_deadline_us; /* the request's deadline_ms, on now_us()'s clock (0: none) */
     /* a synchronous failure waiting to be reported from the loop */
     const char *fail_type;
     char fail_msg[192];
@@ -236,6 +237,7 @@ void worker_begin_stop(worker *w);
 void worker_kill(worker *w, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void worker_arm_timer(worker *w, uint64_t at_us);
+void worker_arm_head_timer(worker *w);
 void worker_close_fds(worker *w);
 void worker_handle_death(worker *w);
 

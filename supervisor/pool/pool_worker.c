@@ -142,8 +142,7 @@ void worker_send(worker *w, pcall *c)
     w->tail = c;
     if (w->inflight++ == 0) {
         w->head_start_us = t;
-        if (p->cfg.request_timeout_ms)
-            worker_arm_timer(w, t + (uint64_t)p->cfg.request_timeout_ms * 1000);
+        worker_arm_head_timer(w);
     }
     worker_write_call(w, c);
     c->s->queued--;
@@ -186,11 +185,9 @@ static void on_worker_write(evutil_socket_t fd, short what, void *arg)
 /* The head call is off the worker: restart the request timer for the next one, or go idle. */
 void worker_head_done(worker *w, uint64_t t)
 {
-    sf_pool *p = w->pool;
     if (w->inflight > 0) {
         w->head_start_us = t;
-        if (p->cfg.request_timeout_ms)
-            worker_arm_timer(w, t + (uint64_t)p->cfg.request_timeout_ms * 1000);
+        worker_arm_head_timer(w);
     } else {
         w->idle_since_us = t;
         evtimer_del(w->ev_timer);
@@ -498,7 +495,26 @@ void worker_arm_timer(worker *w, uint64_t at_us)
     evtimer_add(w->ev_timer, &tv);
 }
 
-/* w's timer, by state: startup timeout, the head call's request timeout, the steps of a stop. */
+/*
+ * The head call's timer: its request timeout (pool.request_timeout, counted
+ * from when it became the head) or its request's deadline, whichever is first.
+ */
+void worker_arm_head_timer(worker *w)
+{
+    const sf_pool *p = w->pool;
+    uint64_t at = UINT64_MAX;
+    if (p->cfg.request_timeout_ms)
+        at = w->head_start_us + (uint64_t)p->cfg.request_timeout_ms * 1000;
+    if (w->head && w->head->run_deadline_us && w->head->run_deadline_us < at)
+        at = w->head->run_deadline_us;
+    if (at == UINT64_MAX)
+        evtimer_del(w->ev_timer);
+    else
+        worker_arm_timer(w, at);
+}
+
+/* w's timer, by state: startup timeout, the head call's request timeout or deadline, the steps
+ * of a stop. */
 static void on_worker_timer(evutil_socket_t fd, short what, void *arg)
 {
     worker *w = arg;
@@ -513,12 +529,26 @@ static void on_worker_timer(evutil_socket_t fd, short what, void *arg)
         break;
     case W_READY:
     case W_DRAINING:
-        if (w->head && p->cfg.request_timeout_ms) {
+        if (w->head == NULL)
+            break;
+        uint64_t t = now_us();
+        if (w->head->run_deadline_us && t + 1000 >= w->head->run_deadline_us) {
+            /* A sync call cannot be stopped but by its process: killed, replaced. */
+            sf_warn("pool.deadline_exceeded", "worker=%s pid=%d seq=%llu ran_ms=%llu", w->id,
+                    (int)w->pid, (unsigned long long)w->head->seq,
+                    (unsigned long long)((t - w->head_start_us) / 1000));
+            worker_kill(w, "deadline_exceeded",
+                        "the request's deadline_ms passed while it ran (after %llu ms)",
+                        (unsigned long long)((t - w->head_start_us) / 1000));
+        } else if (p->cfg.request_timeout_ms &&
+                   t + 1000 >= w->head_start_us + (uint64_t)p->cfg.request_timeout_ms * 1000) {
             sf_warn("pool.request_timeout", "worker=%s pid=%d seq=%llu request_timeout_ms=%u",
                     w->id, (int)w->pid, (unsigned long long)w->head->seq,
                     p->cfg.request_timeout_ms);
             worker_kill(w, "timeout", "the call ran longer than request_timeout (%u ms)",
                         p->cfg.request_timeout_ms);
+        } else {
+            worker_arm_head_timer(w); /* early: the head changed since it was armed */
         }
         break;
     case W_STOPPING:

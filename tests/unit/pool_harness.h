@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "pool.h"
 #include "proc.h"
@@ -143,6 +144,9 @@ static void h_stop(void)
 }
 
 /* Submits op for session with args given as JSON text (or NULL). */
+/* The deadline (wall-clock ms) the next submits carry; 0: none. */
+static uint64_t h_deadline_ms;
+
 static void h_submit(outcome *o, const char *session, const char *op, const char *program,
                      const char *args_json, const char *spec_json, const char *state_json)
 {
@@ -171,7 +175,8 @@ static void h_submit(outcome *o, const char *session, const char *op, const char
                          .program = sf_cstr(program),
                          .args = obj[0],
                          .spec = obj[1],
-                         .state = obj[2]};
+                         .state = obj[2],
+                         .deadline_ms = h_deadline_ms};
     memset(o, 0, sizeof(*o));
     cr_assert_eq(sf_pool_submit(h_pool, &call, h_on_done, o), 0);
     for (int i = 0; i < 3; i++) {

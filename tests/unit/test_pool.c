@@ -95,6 +95,36 @@ Test(pool, hung_call_is_killed_at_request_timeout)
     cr_expect_eq(h_stats()->timeouts, 1);
 }
 
+Test(pool, a_call_still_running_at_its_deadline_fails_deadline_exceeded_and_its_worker_is_replaced)
+{
+    sf_pool_config c;
+    h_config(&c);
+    c.pool_size = 1;
+    h_start(&c);
+    outcome o;
+    /* one that ends in time is not touched */
+    h_deadline_ms = sf_wall_ms() + 5000;
+    h_exec(&o, "s1", "sleep", "{\"seconds\": 0.05}");
+    h_wait(&o, 10000);
+    cr_expect(o.ok, "%s: %s", o.type, o.message);
+    h_outcome_clear(&o);
+    /* one still running at its deadline: answered then, not when it would have ended */
+    double t0 = h_now_ms();
+    h_deadline_ms = sf_wall_ms() + 300;
+    h_exec(&o, "s1", "sleep", "{\"seconds\": 30}");
+    h_deadline_ms = 0;
+    h_wait(&o, 10000);
+    cr_assert_not(o.ok);
+    cr_expect_str_eq(o.type, "deadline_exceeded");
+    cr_expect(h_now_ms() - t0 < 5000, "answered after %.0f ms", h_now_ms() - t0);
+    h_outcome_clear(&o);
+    h_exec(&o, "s1", "noop", NULL);
+    h_wait(&o, 10000);
+    cr_expect(o.ok, "the pool serves again: %s: %s", o.type, o.message);
+    h_outcome_clear(&o);
+    cr_expect_eq(h_stats()->timeouts, 0, "not counted as a request timeout");
+}
+
 Test(pool, recycles_after_max_requests)
 {
     sf_pool_config c;
