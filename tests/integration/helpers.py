@@ -266,6 +266,23 @@ def inc_id(s: str, k: int) -> str:
     return f"{s}/inc{k}"
 
 
+def counters_under_way(
+    env: KafkaEnv, replies: Replies, nsess: int, before: int, answered: int
+) -> tuple[list[str], list[str]]:
+    """nsess counter sessions (SLOW_COUNTER_SPEC as "ctr") set up and `before`
+    increments each produced; returns (sessions, ids) once the setups and the
+    first `answered` rounds of increments are answered: load under way."""
+    sessions = [env.session(i) for i in range(nsess)]
+    ids: list[str] = []
+    for s in sessions:
+        ids += setup_session(env, s, "ctr", SLOW_COUNTER_SPEC)
+    for k in range(before):
+        ids += produce_increments(env, sessions, k)
+    env.flush()
+    replies.wait_ids(ids[: 2 * nsess + answered * nsess], 60)
+    return sessions, ids
+
+
 def produce_increments(env: KafkaEnv, sessions: list[str], k: int) -> list[str]:
     ids = []
     for s in sessions:
@@ -390,3 +407,35 @@ class Poller:
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._t.join(10)
+
+
+# ---------------------------------------------------------------- partitioning
+
+
+def murmur2(data: bytes) -> int:
+    """The Java client's Utils.murmur2 (unsigned 32-bit)."""
+    m, length = 0x5BD1E995, len(data)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    for i in range(0, length - length % 4, 4):
+        k = int.from_bytes(data[i : i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = data[length - length % 4 :]
+    if len(tail) == 3:
+        h ^= tail[2] << 16
+    if len(tail) >= 2:
+        h ^= tail[1] << 8
+    if tail:
+        h ^= tail[0]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    return h ^ (h >> 15)
+
+
+def murmur2_partition(key: str, partitions: int = 8) -> int:
+    """The partition the Java client's default partitioner (librdkafka's
+    murmur2_random) gives a key, of `partitions` (the tests' request topics: 8)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions

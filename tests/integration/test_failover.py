@@ -23,10 +23,9 @@ import pytest
 from conftest import Fleet, KafkaEnv, free_port, wait_until
 from helpers import (
     PROGRAMS_DIR,
-    SLOW_COUNTER_SPEC,
     check_counters,
+    counters_under_way,
     produce_increments,
-    setup_session,
 )
 
 MASTER = "sfmaster"
@@ -174,14 +173,7 @@ def test_redis_failover_under_load_loses_nothing_with_min_replicas(
     a = replicated.ports["a"]
     assert replicated.primary() == a
     replies = kafka.replies()
-    sessions = [kafka.session(i) for i in range(nsess)]
-    ids: list[str] = []
-    for s in sessions:
-        ids += setup_session(kafka, s, "ctr", SLOW_COUNTER_SPEC)
-    for k in range(before):
-        ids += produce_increments(kafka, sessions, k)
-    kafka.flush()
-    replies.wait_ids(ids[: 2 * nsess + 4 * nsess], 60)  # under way: sessions set up, some run
+    sessions, ids = counters_under_way(kafka, replies, nsess, before, 4)
 
     replicated.kill("a")
     t_kill = time.monotonic()
@@ -224,14 +216,7 @@ def test_a_planned_failover_is_followed_and_loses_nothing(
         redis__retry_timeout=120000,
     )
     replies = kafka.replies()
-    sessions = [kafka.session(i) for i in range(nsess)]
-    ids: list[str] = []
-    for s in sessions:
-        ids += setup_session(kafka, s, "ctr", SLOW_COUNTER_SPEC)
-    for k in range(before):
-        ids += produce_increments(kafka, sessions, k)
-    kafka.flush()
-    replies.wait_ids(ids[: 2 * nsess + 3 * nsess], 60)
+    sessions, ids = counters_under_way(kafka, replies, nsess, before, 3)
 
     out = cli(replicated.ports["sentinel0"], "sentinel", "failover", MASTER)
     assert out == "OK", out
@@ -278,14 +263,7 @@ def test_a_hung_sentinel_and_a_stale_one_do_not_mislead_the_store(
             redis__retry_timeout=120000,
         )
         replies = kafka.replies()
-        sessions = [kafka.session(i) for i in range(nsess)]
-        ids: list[str] = []
-        for s in sessions:
-            ids += setup_session(kafka, s, "ctr", SLOW_COUNTER_SPEC)
-        for k in range(before):
-            ids += produce_increments(kafka, sessions, k)
-        kafka.flush()
-        replies.wait_ids(ids[: 2 * nsess + 3 * nsess], 60)
+        sessions, ids = counters_under_way(kafka, replies, nsess, before, 3)
 
         out = cli(replicated.ports["sentinel1"], "sentinel", "failover", MASTER)
         assert out == "OK", out

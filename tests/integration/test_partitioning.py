@@ -24,38 +24,11 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import NewPartitions
 
 from conftest import TELEMETRY_TOPIC, Fleet, KafkaEnv, Replies, Supervisor, TopicReader, wait_until
-from helpers import http_base, http_get, parse_metrics
+from helpers import http_base, http_get, murmur2, murmur2_partition, parse_metrics
 
 COUNTER = {"spec": {"kind": "callable", "entry": "snakefleet.examples:counter"}}
 PARTITIONS = 8  # the test's request topic (conftest)
 NSESSIONS, NROUNDS = 16, 6
-
-
-def murmur2(data: bytes) -> int:
-    """The Java client's Utils.murmur2 (unsigned 32-bit)."""
-    m, length = 0x5BD1E995, len(data)
-    h = (0x9747B28C ^ length) & 0xFFFFFFFF
-    for i in range(0, length - length % 4, 4):
-        k = int.from_bytes(data[i : i + 4], "little")
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> 24
-        k = (k * m) & 0xFFFFFFFF
-        h = ((h * m) & 0xFFFFFFFF) ^ k
-    tail = data[length - length % 4 :]
-    if len(tail) == 3:
-        h ^= tail[2] << 16
-    if len(tail) >= 2:
-        h ^= tail[1] << 8
-    if tail:
-        h ^= tail[0]
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    return h ^ (h >> 15)
-
-
-def murmur2_partition(key: str) -> int:
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % PARTITIONS
 
 
 def crc32_partition(key: str) -> int:

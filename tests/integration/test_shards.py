@@ -19,40 +19,13 @@ import pytest
 from conftest import Fleet, KafkaEnv, RedisServer
 from helpers import (
     PROGRAMS_DIR,
-    SLOW_COUNTER_SPEC,
     check_counters,
+    counters_under_way,
+    murmur2_partition,
     produce_increments,
-    setup_session,
 )
 
 PARTITIONS = 8
-
-
-def murmur2_partition(key: str, partitions: int) -> int:
-    """The Java client's default partition of a key (librdkafka's murmur2_random)."""
-    data = key.encode()
-    m, r = 0x5BD1E995, 24
-    h = (0x9747B28C ^ len(data)) & 0xFFFFFFFF
-    n4 = len(data) // 4
-    for i in range(n4):
-        k = int.from_bytes(data[4 * i : 4 * i + 4], "little")
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> r
-        k = (k * m) & 0xFFFFFFFF
-        h = (h * m) & 0xFFFFFFFF
-        h ^= k
-    rest = data[4 * n4 :]
-    if len(rest) >= 3:
-        h ^= rest[2] << 16
-    if len(rest) >= 2:
-        h ^= rest[1] << 8
-    if rest:
-        h ^= rest[0]
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 15
-    return (h & 0x7FFFFFFF) % partitions
 
 
 @pytest.fixture
@@ -83,14 +56,7 @@ def test_sessions_live_on_their_partitions_shard_and_survive_a_takeover(
     sup2 = fleet.start(**opts)
     fleet.wait_stable([sup1, sup2], PARTITIONS)
     replies = kafka.replies()
-    sessions = [kafka.session(i) for i in range(nsess)]
-    ids: list[str] = []
-    for s in sessions:
-        ids += setup_session(kafka, s, "ctr", SLOW_COUNTER_SPEC)
-    for k in range(before):
-        ids += produce_increments(kafka, sessions, k)
-    kafka.flush()
-    replies.wait_ids(ids[: 2 * nsess + 3 * nsess], 60)
+    sessions, ids = counters_under_way(kafka, replies, nsess, before, 3)
 
     sup1.signal(signal.SIGKILL)  # its runs in flight are redelivered to the others
     t_kill = time.monotonic()
