@@ -79,6 +79,10 @@ typedef struct job {
     char corr_name[64];
     const void *corr;
     size_t corr_len;
+    /* W3C trace context headers of the request (in msg): shown to the program, echoed on
+     * its reply. NULL: none. */
+    const char *traceparent, *tracestate;
+    size_t traceparent_len, tracestate_len;
     uint64_t consumed_us, started_us;
     int crashes;
     int producing; /* records produced and not yet acknowledged */

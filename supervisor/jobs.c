@@ -92,6 +92,14 @@ void job_on_message(void *ctx, rd_kafka_message_t *m)
         j->corr = v;
         j->corr_len = n;
     }
+    if (header(m, "traceparent", NULL, &v, &n, &name) && n <= 512) {
+        j->traceparent = v;
+        j->traceparent_len = n;
+    }
+    if (header(m, "tracestate", NULL, &v, &n, &name) && n <= 512) {
+        j->tracestate = v;
+        j->tracestate_len = n;
+    }
     char hdr_reply[256] = "";
     if (header(m, "reply-topic", "kafka_replyTopic", &v, &n, &name) && n < sizeof(hdr_reply)) {
         memcpy(hdr_reply, v, n);
@@ -368,7 +376,8 @@ void job_commit_reply(sf_daemon *d, job *j, const reply_parts *rp, const msgpack
     reply_pack(d, j, rp, &x->reply);
     /* The record also carries the session as its key and the correlation header. */
     size_t beside = (j->valid ? j->req.session.len : strlen(j->session_key)) +
-                    (j->corr ? j->corr_len + strlen(j->corr_name) : 0);
+                    (j->corr ? j->corr_len + strlen(j->corr_name) : 0) + j->traceparent_len +
+                    j->tracestate_len + 32;
     size_t limit = d->max_record > beside ? d->max_record - beside : 0;
     if (x->reply.size > limit) {
         /* Kafka would refuse it on the spot: answer with what went wrong instead, and like

@@ -336,7 +336,11 @@ void op_done_execute_read(void *arg, const sf_store_reply *r)
                       .args = j->req.args,
                       .spec_raw = {r->spec, (uint32_t)r->spec_len},
                       .state_raw = {r->state, (uint32_t)r->state_len},
-                      .deadline_ms = j->req.deadline_ms};
+                      .deadline_ms = j->req.deadline_ms,
+                      .request_id = j->req.id,
+                      .meta = j->req.meta,
+                      .traceparent = {j->traceparent, (uint32_t)j->traceparent_len},
+                      .tracestate = {j->tracestate, (uint32_t)j->tracestate_len}};
     if (d->ports.pool_submit(d->pool, &c, done_execute_pool, j) < 0)
         reply_error(d, j, false, "unavailable", NULL, "the worker pool is shutting down");
 }

@@ -192,9 +192,15 @@ static rd_kafka_resp_err_t produce_now(sf_daemon *d, job *j, const char *topic, 
                                        size_t len, bool with_corr, char *err, size_t errlen)
 {
     rd_kafka_headers_t *h = NULL;
-    if (with_corr && j->corr) {
-        h = rd_kafka_headers_new(1);
-        rd_kafka_header_add(h, j->corr_name, -1, j->corr, (ssize_t)j->corr_len);
+    if (with_corr && (j->corr || j->traceparent)) {
+        h = rd_kafka_headers_new(3);
+        if (j->corr)
+            rd_kafka_header_add(h, j->corr_name, -1, j->corr, (ssize_t)j->corr_len);
+        /* the trace context goes back with the answer, so the caller's trace continues */
+        if (j->traceparent)
+            rd_kafka_header_add(h, "traceparent", -1, j->traceparent, (ssize_t)j->traceparent_len);
+        if (j->tracestate)
+            rd_kafka_header_add(h, "tracestate", -1, j->tracestate, (ssize_t)j->tracestate_len);
     }
     const void *key = j->valid ? j->req.session.ptr : j->session_key;
     size_t keylen = j->valid ? j->req.session.len : strlen(j->session_key);

@@ -661,6 +661,7 @@ def _frame_call(obj: Message) -> None:
     _field(obj, "state", _is_map, False)
     _field(obj, "spec_ver", _is_int, False)
     _field(obj, "state_ver", _is_int, False)
+    _field(obj, "ctx", _is_map, False)
 
 
 def _frame_result(obj: Message) -> None:

@@ -2,7 +2,11 @@
 
 A program sees `ctx.session_id`, `ctx.worker_id`, `ctx.program_id` and
 `ctx.state`: the session state the supervisor sent with the call (from Redis),
-or `{}` when none was sent. The program may mutate `ctx.state` in place or
+or `{}` when none was sent. Of its request it sees `ctx.request_id`,
+`ctx.deadline_ms` (wall-clock epoch ms, or None), `ctx.meta` (the request's
+`meta` map, or `{}`) and the W3C trace context of the request's headers,
+`ctx.traceparent` and `ctx.tracestate` (None when absent), to log and trace
+with; the reply carries the same trace headers back. The program may mutate `ctx.state` in place or
 assign a new dict to it; `state_delta()` tells the worker whether the state
 changed and must travel back in `result.state`.
 
@@ -35,7 +39,19 @@ class StateError(ValueError):
 
 
 class SessionContext:
-    __slots__ = ("_baseline", "encoded", "program_id", "session_id", "state", "worker_id")
+    __slots__ = (
+        "_baseline",
+        "deadline_ms",
+        "encoded",
+        "meta",
+        "program_id",
+        "request_id",
+        "session_id",
+        "state",
+        "traceparent",
+        "tracestate",
+        "worker_id",
+    )
 
     def __init__(
         self,
@@ -44,10 +60,17 @@ class SessionContext:
         program_id: str,
         state: State | None = None,
         baseline: bytes | None = None,
+        request: dict[str, Any] | None = None,
     ) -> None:
         self.session_id = session_id
         self.worker_id = worker_id
         self.program_id = program_id
+        r = request or {}
+        self.request_id: str | None = r.get("id")
+        self.deadline_ms: int | None = r.get("deadline_ms")
+        self.meta: dict[str, Any] = r.get("meta") or {}
+        self.traceparent: str | None = r.get("traceparent")
+        self.tracestate: str | None = r.get("tracestate")
         if state is None:
             self.state: State = {}
             self._baseline: bytes | None = None

@@ -66,12 +66,17 @@ def replace_state(ctx: SessionContext, **state: Any) -> None:
 
 
 def whoami(ctx: SessionContext) -> dict[str, Any]:
-    """The context's identity and this process's pid."""
+    """The context's identity, what it shows of the request, and this process's pid."""
     return {
         "session": ctx.session_id,
         "worker": ctx.worker_id,
         "program": ctx.program_id,
         "pid": os.getpid(),
+        "request_id": ctx.request_id,
+        "deadline_ms": ctx.deadline_ms,
+        "meta": ctx.meta,
+        "traceparent": ctx.traceparent,
+        "tracestate": ctx.tracestate,
     }
 
 

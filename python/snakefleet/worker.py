@@ -417,7 +417,7 @@ class Worker:
             )
         program_id = call["program"]
         program = self.registry.ensure(session, program_id, call.get("spec"), call.get("spec_ver"))
-        ctx = SessionContext(session, self.worker_id, program_id, state, baseline)
+        ctx = SessionContext(session, self.worker_id, program_id, state, baseline, call.get("ctx"))
         value = run_program(program, ctx, inputs)
         try:
             delta = ctx.state_delta()

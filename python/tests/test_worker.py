@@ -450,3 +450,21 @@ def test_bad_flags_exit_2() -> None:
     assert proc.returncode == 2
     assert b"unknown argument '--nope'" in proc.stderr
     assert proc.stdout == b""
+
+
+def test_the_context_shows_the_request_and_its_trace_context(worker: WorkerProc) -> None:
+    ctx = {
+        "id": "r-1",
+        "deadline_ms": 1_900_000_000_000,
+        "meta": {"tenant": "t1"},
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "tracestate": "sf=1",
+    }
+    r = worker.execute("whoami", ctx=ctx)
+    assert r["ok"], r
+    v = r["value"]
+    assert v["request_id"] == "r-1" and v["deadline_ms"] == 1_900_000_000_000, v
+    assert v["meta"] == {"tenant": "t1"} and v["tracestate"] == "sf=1", v
+    assert v["traceparent"] == ctx["traceparent"], v
+    bare = worker.execute("whoami", session="other")["value"]
+    assert bare["request_id"] is None and bare["meta"] == {} and bare["traceparent"] is None

@@ -196,6 +196,33 @@ size_t sf_frame_open_call(msgpack_sbuffer *sb, const sf_call *c)
         msgpack_pack_object(&pk, *c->args);
         n++;
     }
+    size_t nctx = (c->request_id.len > 0) + (c->deadline_ms > 0) + (c->meta != NULL) +
+                  (c->traceparent.len > 0) + (c->tracestate.len > 0);
+    if (nctx) {
+        sf_mp_pack_cstr(&pk, "ctx");
+        msgpack_pack_map(&pk, (uint32_t)nctx);
+        if (c->request_id.len) {
+            sf_mp_pack_cstr(&pk, "id");
+            sf_mp_pack_str(&pk, c->request_id);
+        }
+        if (c->deadline_ms) {
+            sf_mp_pack_cstr(&pk, "deadline_ms");
+            msgpack_pack_uint64(&pk, c->deadline_ms);
+        }
+        if (c->meta) {
+            sf_mp_pack_cstr(&pk, "meta");
+            msgpack_pack_object(&pk, *c->meta);
+        }
+        if (c->traceparent.len) {
+            sf_mp_pack_cstr(&pk, "traceparent");
+            sf_mp_pack_str(&pk, c->traceparent);
+        }
+        if (c->tracestate.len) {
+            sf_mp_pack_cstr(&pk, "tracestate");
+            sf_mp_pack_str(&pk, c->tracestate);
+        }
+        n++;
+    }
     return n;
 }
 

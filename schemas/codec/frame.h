@@ -81,6 +81,13 @@ typedef struct sf_call {
     sf_str spec_raw, state_raw;
     /* Versions the worker caches by (schemas/README.md, "Worker caches"); 0: omitted. */
     uint64_t spec_ver, state_ver;
+    /* What the program's context shows of its request, packed as the map "ctx"
+     * when any is set: its id, deadline (0: none), meta (NULL: none) and W3C
+     * trace context from its headers (len 0: none). */
+    sf_str request_id;
+    uint64_t deadline_ms;
+    const msgpack_object *meta;
+    sf_str traceparent, tracestate;
 } sf_call;
 
 void sf_frame_pack_call(msgpack_sbuffer *sb, const sf_call *c);

@@ -395,7 +395,12 @@ int sf_pool_submit(sf_pool *p, const sf_pool_call *call, sf_pool_done_fn done, v
                   .op = call->op,
                   .session = call->session,
                   .program = call->program,
-                  .args = call->args};
+                  .args = call->args,
+                  .request_id = call->request_id,
+                  .deadline_ms = call->deadline_ms,
+                  .meta = call->meta,
+                  .traceparent = call->traceparent,
+                  .tracestate = call->tracestate};
     c->nfields = (uint16_t)sf_frame_open_call(&c->frame, &fc);
     c->drops_cache =
         strcmp(call->op, "cleanup_session") == 0 || strcmp(call->op, "delete_program") == 0;

@@ -83,6 +83,11 @@ typedef struct sf_pool_call {
     /* The request's deadline, wall-clock ms since the epoch (0: none): a call
      * still running then fails deadline_exceeded and its worker is replaced. */
     uint64_t deadline_ms;
+    /* Shown to the program (its context; sf_call): the request's id, meta and
+     * trace context. */
+    sf_str request_id;
+    const msgpack_object *meta;
+    sf_str traceparent, tracestate;
 } sf_pool_call;
 
 /* The outcome handed to the callback; valid only during the callback. */

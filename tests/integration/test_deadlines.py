@@ -55,3 +55,40 @@ def test_a_deadline_passing_mid_run_is_answered_and_saves_nothing(
     assert state.get("seq") == [1, 3], state
     assert sup.events("pool.deadline_exceeded"), "the worker was not stopped at the deadline"
     print(f"deadline_exceeded after {took:.1f} s")
+
+
+@pytest.mark.timeout(120)
+def test_the_program_sees_its_request_and_the_trace_context_comes_back(
+    kafka: KafkaEnv, fleet: Fleet
+) -> None:
+    """ctx.request_id, ctx.deadline_ms, ctx.meta and the W3C trace context of
+    the request's headers reach the program; the reply carries traceparent
+    and tracestate back, next to the correlation id."""
+    fleet.start()
+    replies = kafka.replies()
+    s = kafka.session("t")
+    ids = setup_session(
+        kafka, s, "who", {"kind": "callable", "entry": "snakefleet.examples:whoami"}
+    )
+    tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    deadline = now_ms() + 60_000
+    kafka.send(
+        kafka.request(
+            f"{s}/who", s, "execute_program", program="who", meta={"tenant": "t1"},
+            deadline_ms=deadline,
+        ),
+        headers=[("traceparent", tp.encode()), ("tracestate", b"sf=1"),
+                 ("correlation-id", b"c-7")],
+    )  # fmt: skip
+    kafka.flush()
+    got = replies.wait_ids([*ids, f"{s}/who"], 60)
+    seen = got[f"{s}/who"][0]
+    assert seen["ok"], seen
+    r = seen["result"]
+    assert r["request_id"] == f"{s}/who" and r["deadline_ms"] == deadline, r
+    assert r["meta"] == {"tenant": "t1"}, r
+    assert r["traceparent"] == tp and r["tracestate"] == "sf=1", r
+    rec = next(x for x in replies.records if isinstance(x.msg, dict) and x.msg["id"] == f"{s}/who")
+    assert rec.headers.get("traceparent") == tp.encode(), rec.headers
+    assert rec.headers.get("tracestate") == b"sf=1", rec.headers
+    assert rec.headers.get("correlation-id") == b"c-7", rec.headers

@@ -81,6 +81,52 @@ Test(codec, call_ping_shutdown_round_trip)
     json_decref(args_j);
 }
 
+Test(codec, a_call_carries_what_the_programs_context_shows_of_its_request)
+{
+    msgpack_sbuffer msb;
+    msgpack_sbuffer_init(&msb);
+    msgpack_packer mpk;
+    msgpack_packer_init(&mpk, &msb, msgpack_sbuffer_write);
+    msgpack_pack_map(&mpk, 1);
+    sf_mp_pack_cstr(&mpk, "tenant");
+    sf_mp_pack_cstr(&mpk, "t1");
+    msgpack_unpacked mu;
+    msgpack_unpacked_init(&mu);
+    msgpack_unpack_next(&mu, msb.data, msb.size, NULL);
+    sf_call c = {.seq = 7,
+                 .op = "execute_program",
+                 .session = sf_cstr("s"),
+                 .program = sf_cstr("p"),
+                 .request_id = sf_cstr("r-1"),
+                 .deadline_ms = 1900000000000ull,
+                 .meta = &mu.data,
+                 .traceparent = sf_cstr("00-abc-def-01")};
+    sf_frame_pack_call(&sb, &c);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    cr_assert_eq(msgpack_unpack_next(&u, sb.data + 4, sb.size - 4, NULL), MSGPACK_UNPACK_SUCCESS);
+    const msgpack_object *ctx = sf_mp_get(&u.data, "ctx");
+    cr_assert(ctx && ctx->type == MSGPACK_OBJECT_MAP);
+    cr_expect_eq(ctx->via.map.size, 4, "only what is set: no tracestate");
+    const msgpack_object *id = sf_mp_get(ctx, "id");
+    cr_expect(id && id->type == MSGPACK_OBJECT_STR && id->via.str.size == 3);
+    const msgpack_object *dl = sf_mp_get(ctx, "deadline_ms");
+    cr_expect(dl && dl->via.u64 == 1900000000000ull);
+    cr_expect(sf_mp_get(ctx, "meta") && sf_mp_get(ctx, "traceparent"));
+    cr_expect_null(sf_mp_get(ctx, "tracestate"));
+    msgpack_unpacked_destroy(&u);
+    /* a call with none of them has no ctx */
+    msgpack_sbuffer_clear(&sb);
+    sf_call bare = {.seq = 8, .op = "ping", .session = sf_cstr("s")};
+    sf_frame_pack_call(&sb, &bare);
+    msgpack_unpacked_init(&u);
+    msgpack_unpack_next(&u, sb.data + 4, sb.size - 4, NULL);
+    cr_expect_null(sf_mp_get(&u.data, "ctx"));
+    msgpack_unpacked_destroy(&u);
+    msgpack_unpacked_destroy(&mu);
+    msgpack_sbuffer_destroy(&msb);
+}
+
 Test(codec, request_pack_then_decode)
 {
     json_t *args = json_pack("{s:{s:s,s:s}}", "spec", "kind", "callable", "entry", "m:f");
