@@ -31,6 +31,14 @@ How it works (the same design as the C `snakefleet submit/batch/loadtest`):
   would not take the request. A failed reply's `error["type"]` is one of the
   constants of snakefleet.errors (`errors.SESSION_NOT_FOUND`, ...); a type
   not listed there may come from a newer fleet.
+- `call()` is `submit()` that returns the reply's `result` and raises a
+  failed reply as the ReplyError subclass of its type (`SessionNotFound`,
+  `DeadlineExceeded`, ...; `ReplyError` itself for a type this client does
+  not know), with the error's message, field and traceback;
+  `raise_for_reply(reply)` does the same for a reply in hand.
+- `headers=[(name, bytes), ...]` on submit travel with the request (a W3C
+  `traceparent` reaches the program as `ctx.traceparent` and comes back on
+  the reply).
 
 Extra librdkafka properties go to both clients: `Client(bootstrap,
 **{"fetch.wait.max.ms": 5})`. Against `snakefleet dev-broker` (librdkafka's
@@ -48,12 +56,12 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
-from snakefleet import codec
+from snakefleet import codec, errors
 
 DEFAULT_REQUESTS_TOPIC = "snakefleet.requests"
 DEFAULT_REPLY_TOPIC = "snakefleet.replies"
@@ -70,6 +78,204 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 }
 
 Reply = dict[str, Any]
+
+
+class ErrorInfo(TypedDict, total=False):
+    """A failed reply's `error` (schemas/reply.schema.json)."""
+
+    type: str
+    message: str
+    field: str
+    traceback: str
+
+
+class ReplyMessage(TypedDict, total=False):
+    """A reply record as the fleet produces it (schemas/reply.schema.json), for
+    type checking a service's code: `cast(ReplyMessage, client.submit(...))`."""
+
+    v: int
+    id: str
+    session: str
+    ok: bool
+    result: Any
+    error: ErrorInfo
+    worker: str
+    supervisor: str
+    exec_us: int
+    queued_us: int
+    total_us: int
+
+
+class RequestMessage(TypedDict, total=False):
+    """An execute request as build_request makes it (schemas/request.schema.json)."""
+
+    v: int
+    id: str
+    session: str
+    op: str
+    program: str
+    args: dict[str, Any]
+    reply_to: str
+    deadline_ms: int
+    meta: dict[str, Any]
+
+
+class ReplyError(Exception):
+    """A reply with ok false, raised by Client.call and raise_for_reply. The
+    subclass names its error type; `type`, `message`, `field`, `traceback`
+    and the whole `reply` are kept."""
+
+    error_type = ""
+
+    def __init__(self, reply: Reply) -> None:
+        err = reply.get("error") or {}
+        self.reply = reply
+        self.type = str(err.get("type", self.error_type))
+        self.message = str(err.get("message", ""))
+        self.field: str | None = err.get("field")
+        self.traceback: str | None = err.get("traceback")
+        super().__init__(f"{self.type}: {self.message}" if self.message else self.type)
+
+
+class InvalidRequest(ReplyError):
+    """The request was refused (a field is missing or wrong)."""
+
+    error_type = errors.INVALID_REQUEST
+
+
+class UnknownVersion(ReplyError):
+    """The request's wire version is newer than the fleet's."""
+
+    error_type = errors.UNKNOWN_VERSION
+
+
+class SessionNotFound(ReplyError):
+    """No such session (create it first, or it ended or expired)."""
+
+    error_type = errors.SESSION_NOT_FOUND
+
+
+class ProgramNotFound(ReplyError):
+    """No such program in the session."""
+
+    error_type = errors.PROGRAM_NOT_FOUND
+
+
+class InvalidProgram(ReplyError):
+    """The program's spec did not build."""
+
+    error_type = errors.INVALID_PROGRAM
+
+
+class ProgramFailed(ReplyError):
+    """The program raised, or returned what cannot be sent."""
+
+    error_type = errors.PROGRAM_ERROR
+
+
+class CallTimeout(ReplyError):
+    """The call ran past pool.request_timeout; its worker was replaced."""
+
+    error_type = errors.TIMEOUT
+
+
+class CheckoutTimeout(ReplyError):
+    """No worker was free within pool.checkout_timeout."""
+
+    error_type = errors.CHECKOUT_TIMEOUT
+
+
+class DeadlineExceeded(ReplyError):
+    """deadline_ms passed before or while the call ran."""
+
+    error_type = errors.DEADLINE_EXCEEDED
+
+
+class DuplicateInProgress(ReplyError):
+    """A request with this id is still running elsewhere."""
+
+    error_type = errors.DUPLICATE_IN_PROGRESS
+
+
+class PoisonPill(ReplyError):
+    """The request crashed worker after worker."""
+
+    error_type = errors.POISON_PILL
+
+
+class SessionLimit(ReplyError):
+    """redis.max_sessions sessions are stored."""
+
+    error_type = errors.SESSION_LIMIT
+
+
+class ReplyTooLarge(ReplyError):
+    """The reply would not fit in a Kafka record."""
+
+    error_type = errors.REPLY_TOO_LARGE
+
+
+class WrongPartition(ReplyError):
+    """Produced to another partition than the fleet's partitioner gives."""
+
+    error_type = errors.WRONG_PARTITION
+
+
+class Conflict(ReplyError):
+    """Another writer changed the session during each run."""
+
+    error_type = errors.CONFLICT
+
+
+class Unavailable(ReplyError):
+    """The session store was out of reach for redis.retry_timeout."""
+
+    error_type = errors.UNAVAILABLE
+
+
+class WorkerCrashed(ReplyError):
+    """The call's worker died."""
+
+    error_type = errors.WORKER_CRASHED
+
+
+class Internal(ReplyError):
+    """A fault of the fleet's own."""
+
+    error_type = errors.INTERNAL
+
+
+ERROR_CLASSES: dict[str, type[ReplyError]] = {
+    c.error_type: c
+    for c in (
+        InvalidRequest,
+        UnknownVersion,
+        SessionNotFound,
+        ProgramNotFound,
+        InvalidProgram,
+        ProgramFailed,
+        CallTimeout,
+        CheckoutTimeout,
+        DeadlineExceeded,
+        DuplicateInProgress,
+        PoisonPill,
+        SessionLimit,
+        ReplyTooLarge,
+        WrongPartition,
+        Conflict,
+        Unavailable,
+        WorkerCrashed,
+        Internal,
+    )
+}
+
+
+def raise_for_reply(reply: Reply) -> Any:
+    """The reply's result; a failed reply raised as the ReplyError of its type."""
+    if reply.get("ok"):
+        return reply.get("result")
+    err = reply.get("error") or {}
+    raise ERROR_CLASSES.get(str(err.get("type")), ReplyError)(reply)
 
 
 class ReplyTimeout(TimeoutError):
@@ -383,6 +589,7 @@ class Client:
         request_id: str | None = None,
         deadline_ms: int | None = None,
         meta: Mapping[str, Any] | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
     ) -> Future[Reply]:
         """Produces one request; the Future gets the reply dict, or fails with
         ReplyTimeout (after `timeout` s), DeliveryError or ClientClosed."""
@@ -412,7 +619,7 @@ class Client:
                     self.requests_topic,
                     value=data,
                     key=session.encode(),
-                    headers=[("correlation-id", rid.encode())],
+                    headers=[("correlation-id", rid.encode()), *(headers or ())],
                     on_delivery=on_delivery,
                 )
                 break
@@ -440,6 +647,19 @@ class Client:
             return fut.result(timeout + 5.0)  # the reply thread expires it at `timeout`
         except FutureTimeout:
             raise ReplyTimeout(f"no reply within {timeout} s") from None
+
+    def call(
+        self,
+        session: str,
+        op: str,
+        program: str | None = None,
+        args: Mapping[str, Any] | None = None,
+        timeout: float = 30.0,
+        **kwargs: Any,
+    ) -> Any:
+        """submit(), then the reply's result; a failed reply is raised as the
+        ReplyError subclass of its type (raise_for_reply)."""
+        return raise_for_reply(self.submit(session, op, program, args, timeout, **kwargs))
 
     def stats(self) -> dict[str, int]:
         c = self.correlator

@@ -202,7 +202,11 @@ class FakeKafka:
         req = codec.decode_request(value)
         if not self.answer:
             return
-        if req["op"] == "execute_program":
+        if req["op"] == "execute_program" and "fail" in req.get("args", {}):
+            error = {"type": req["args"]["fail"], "message": "it failed", "field": "session"}
+            reply = {"v": 1, "id": req["id"], "session": req["session"], "ok": False}
+            reply["error"] = error
+        elif req["op"] == "execute_program":
             reply = {"v": 1, "id": req["id"], "session": req["session"], "ok": True}
             reply["result"] = req.get("args", {})
         else:
@@ -488,3 +492,40 @@ def test_against_a_real_broker(private_topics: tuple[str, str]) -> None:
         thread.join(5)
         out.flush(5)
         responder.close()
+
+
+def test_call_returns_the_result_and_raises_a_failed_reply_as_its_type(kafka: FakeKafka) -> None:
+    with make_client(kafka) as c:
+        assert c.call("s", "execute_program", program="p", args={"i": 1}, timeout=5) == {"i": 1}
+        with pytest.raises(sfc.SessionNotFound) as e:
+            c.call("s", "execute_program", program="p", args={"fail": "session_not_found"})
+        assert e.value.type == "session_not_found" and e.value.message == "it failed"
+        assert e.value.field == "session" and not e.value.reply["ok"]
+        assert isinstance(e.value, sfc.ReplyError)
+        with pytest.raises(sfc.DeadlineExceeded):
+            c.call("s", "execute_program", program="p", args={"fail": "deadline_exceeded"})
+        # a type this client does not know (a newer fleet): the base class
+        with pytest.raises(sfc.ReplyError) as e2:
+            c.call("s", "execute_program", program="p", args={"fail": "from_the_future"})
+        assert type(e2.value) is sfc.ReplyError and e2.value.type == "from_the_future"
+
+
+def test_every_error_type_has_its_class() -> None:
+    from snakefleet import errors
+
+    types = {v for k, v in vars(errors).items() if k.isupper() and isinstance(v, str)}
+    replied = types - {errors.STALE_CACHE}  # worker-to-pool only, never in a reply
+    missing = {t for t in replied if t not in sfc.ERROR_CLASSES}
+    assert not missing, f"error types without a ReplyError class: {missing}"
+    assert all(cls.error_type == t for t, cls in sfc.ERROR_CLASSES.items())
+
+
+def test_submit_sends_extra_headers_after_the_correlation_id(kafka: FakeKafka) -> None:
+    tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with make_client(kafka) as c:
+        c.submit("s", "ping", headers=[("traceparent", tp)], timeout=5)
+        producer = c._producer
+        assert isinstance(producer, FakeProducer)
+        _, _, value, headers = producer.produced[0]
+        rid = codec.decode_request(value)["id"]
+        assert headers == [("correlation-id", rid.encode()), ("traceparent", tp)]
