@@ -92,3 +92,27 @@ def test_the_program_sees_its_request_and_the_trace_context_comes_back(
     assert rec.headers.get("traceparent") == tp.encode(), rec.headers
     assert rec.headers.get("tracestate") == b"sf=1", rec.headers
     assert rec.headers.get("correlation-id") == b"c-7", rec.headers
+
+
+@pytest.mark.timeout(120)
+def test_the_python_client_raises_typed_errors_and_carries_the_trace(
+    kafka: KafkaEnv, fleet: Fleet
+) -> None:
+    """snakefleet.client.Client against the real broker: call() returns the
+    result, raises SessionNotFound for a session that does not exist, and a
+    traceparent given as a header reaches the program."""
+    from snakefleet.client import Client, SessionNotFound
+
+    fleet.start()
+    tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    s = kafka.session("c")
+    with Client(kafka.bootstrap, kafka.requests, kafka.replies_topic) as c:
+        with pytest.raises(SessionNotFound):
+            c.call(s, "execute_program", program="who", timeout=60)
+        c.call(s, "create_session", timeout=60)
+        spec = {"kind": "callable", "entry": "snakefleet.examples:whoami"}
+        c.call(s, "create_program", program="who", args={"spec": spec}, timeout=60)
+        who = c.call(
+            s, "execute_program", program="who", headers=[("traceparent", tp.encode())], timeout=60
+        )
+    assert who["traceparent"] == tp and who["session"] == s, who
